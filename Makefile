@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'"
+
+.PHONY: run test lint format bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.demo-installed: requirements.txt requirements-demo.txt | $(PY)
+	$(PIP) -r requirements-demo.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-demo.txt requirements-dev.txt | $(PY)
+	$(PIP) -r requirements-dev.txt
+	touch $@ $(VENV)/.demo-installed
+
+## Start the broker with embedded MongoDB and S3; prints the admin URL and a dev token.
+run: $(VENV)/.demo-installed
+	$(PY) -m broker.demo
+
+## Install what the tests need (Python packages, Ceph RGW) and run them all.
+test: $(VENV)/.dev-installed
+	tests/rgw/rgw.sh install
+	$(PY) -m pytest
+
+## ruff (lint + format check) and mypy on broker/.
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check $(RUFF_CONFIG) broker tests wsgi.py
+	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) broker tests wsgi.py
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests wsgi.py
+	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests wsgi.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

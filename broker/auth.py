@@ -1,0 +1,88 @@
+"""Bearer-token authentication with Flask-JWT-Extended: HS256 by default, RS256 with a public key.
+
+Tokens come from the identity provider of the deployment (or ``flask create-token``): ``sub`` is
+the user, ``roles`` containing ``admin`` makes an admin. Every JWT failure becomes a 401 in the
+contract's envelope.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, g
+from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt import PyJWTError
+
+from broker.config import Settings
+from broker.domain import Principal
+from broker.errors import Unauthorized
+
+jwt = JWTManager()
+
+ADMIN_ROLE = "admin"
+
+
+def init_auth(app: Flask, settings: Settings) -> None:
+    """Configure token verification from the settings."""
+    algorithm = settings.jwt_algorithm
+    app.config.update(
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ALGORITHM=algorithm,
+        # Only the configured algorithm is accepted: no "none", no HS/RS confusion.
+        JWT_DECODE_ALGORITHMS=[algorithm],
+        JWT_SECRET_KEY=settings.jwt_secret,
+        JWT_PUBLIC_KEY=settings.jwt_public_key,
+        JWT_PRIVATE_KEY=settings.jwt_private_key,
+        JWT_IDENTITY_CLAIM="sub",
+        JWT_DECODE_AUDIENCE=settings.jwt_audience,
+        JWT_ENCODE_AUDIENCE=settings.jwt_audience,
+        JWT_DECODE_ISSUER=settings.jwt_issuer,
+        JWT_ENCODE_ISSUER=settings.jwt_issuer,
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1),
+        JWT_ERROR_MESSAGE_KEY="message",
+    )
+    jwt.init_app(app)
+
+
+def authenticate() -> Principal:
+    """Verify the request's bearer token and remember the caller on ``g``."""
+    try:
+        verify_jwt_in_request()
+        claims = get_jwt()
+    except (JWTExtendedException, PyJWTError) as e:
+        raise Unauthorized(_reason(e)) from e
+    sub = claims.get("sub")
+    roles = claims.get("roles", [])
+    if not isinstance(sub, str) or not sub.strip():
+        raise Unauthorized("the token has no subject")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("the token's roles claim must be a list of strings")
+    principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles)
+    g.principal = principal
+    return principal
+
+
+def current_principal() -> Principal:
+    """The caller authenticated for this request."""
+    principal: Principal = g.principal
+    return principal
+
+
+def _reason(error: Exception) -> str:
+    # Say what kind of problem it is, never echo the token or key material.
+    name = type(error).__name__
+    if name == "NoAuthorizationError":
+        return "missing bearer token"
+    if name == "ExpiredSignatureError":
+        return "the token has expired"
+    if name in ("InvalidSignatureError",):
+        return "the token's signature is invalid"
+    return "invalid token"
+
+
+def create_token(user: str, *, admin: bool = False, ttl: timedelta = timedelta(hours=1)) -> str:
+    """Issue a token for ``user`` (development and operations; needs the signing key)."""
+    claims: dict[str, Any] = {"roles": [ADMIN_ROLE] if admin else []}
+    return create_access_token(identity=user, additional_claims=claims, expires_delta=ttl)

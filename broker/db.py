@@ -1,0 +1,445 @@
+"""MongoDB: the ``images`` and ``uploads`` collections, their indexes, and keyset pagination.
+
+Works against any MongoDB (standalone, replica set) and the wire-compatible test server: no
+transactions and no ``$text`` are needed. Invariants are held by indexes (unique key, one primary
+per owner and kind) and by single-document atomic updates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from flask import Flask, current_app
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from broker.config import Settings
+from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, utcnow
+from broker.errors import ValidationFailed
+
+EXTENSION_KEY = "broker.mongo"
+DEFAULT_DB_NAME = "broker"
+
+# Pending-upload records are kept this long after their confirm deadline before MongoDB's TTL
+# monitor removes them, so the sweeper has a long window to delete any object they left behind.
+PENDING_RETENTION = timedelta(days=2)
+
+SORTS: dict[str, list[tuple[str, int]]] = {
+    "newest": [("created_at", DESCENDING), ("_id", DESCENDING)],
+    "oldest": [("created_at", ASCENDING), ("_id", ASCENDING)],
+    "most_used": [("usage_count", DESCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+}
+
+
+def _index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
+    """(collection, keys, options) for every index the queries rely on."""
+    specs: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+        ("images", [("key", ASCENDING)], {"unique": True, "name": "key_unique"}),
+        # At most one primary per (owner, kind): the database, not the code, holds the invariant.
+        (
+            "images",
+            [("owner", ASCENDING), ("kind", ASCENDING)],
+            {
+                "unique": True,
+                "partialFilterExpression": {"is_primary": True},
+                "name": "one_primary_per_owner_kind",
+            },
+        ),
+        ("images", [("deleting_at", ASCENDING)], {"sparse": True, "name": "deleting_at"}),
+        ("uploads", [("key", ASCENDING)], {"unique": True, "name": "key_unique"}),
+        ("uploads", [("state", ASCENDING), ("confirm_by", ASCENDING)], {"name": "state_confirm_by"}),
+        ("uploads", [("purge_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "purge_at_ttl"}),
+    ]
+    # Every list shape (owner or all, with or without kind, each sort) walks an index in order,
+    # so a page costs the same at any depth.
+    for sort_name, sort_keys in SORTS.items():
+        for prefix in ([], [("owner", ASCENDING)]):
+            for kind in ([], [("kind", ASCENDING)]):
+                keys = prefix + kind + sort_keys
+                name = "list_" + "_".join(k for k, _ in prefix + kind) + "_" + sort_name
+                specs.append(("images", keys, {"name": name.replace("__", "_")}))
+    return specs
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the cursor of the next (None at the end)."""
+
+    images: list[Image]
+    next_cursor: str | None
+
+
+def _image_from_doc(doc: Mapping[str, Any]) -> Image:
+    return Image(
+        id=str(doc["_id"]),
+        key=doc["key"],
+        owner=doc["owner"],
+        filename=doc["filename"],
+        content_type=doc["content_type"],
+        size=doc["size"],
+        width=doc.get("width"),
+        height=doc.get("height"),
+        content_md5=doc.get("content_md5"),
+        etag=doc.get("etag"),
+        kind=doc["kind"],
+        is_primary=bool(doc.get("is_primary")),
+        caption=doc.get("caption"),
+        tags=list(doc.get("tags") or []),
+        usage_count=int(doc.get("usage_count") or 0),
+        last_used_at=doc.get("last_used_at"),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+    )
+
+
+def _doc_from_image(image: Image) -> dict[str, Any]:
+    doc = asdict(image)
+    doc["_id"] = ObjectId(doc.pop("id"))
+    return doc
+
+
+def _object_id(image_id: str) -> ObjectId | None:
+    try:
+        return ObjectId(image_id)
+    except (InvalidId, TypeError):
+        return None
+
+
+def _visible_to(principal: Principal) -> dict[str, Any]:
+    # Tombstoned images (a delete in progress) are hidden from everyone.
+    query: dict[str, Any] = {"deleting_at": None}
+    if not principal.is_admin:
+        query["owner"] = principal.sub
+    return query
+
+
+def _encode_cursor(sort: str, doc: Mapping[str, Any]) -> str:
+    values = []
+    for field, _ in SORTS[sort]:
+        value = doc.get(field)
+        if isinstance(value, datetime):
+            value = int(value.timestamp() * 1000)
+        elif isinstance(value, ObjectId):
+            value = str(value)
+        values.append(value)
+    raw = json.dumps({"s": sort, "v": values}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(sort: str, cursor: str) -> list[Any]:
+    invalid = ValidationFailed("cursor: invalid cursor", details={"cursor": ["invalid cursor"]})
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(data, dict) or data.get("s") != sort or not isinstance(data.get("v"), list):
+        raise invalid
+    fields = SORTS[sort]
+    if len(data["v"]) != len(fields):
+        raise invalid
+    values: list[Any] = []
+    for (field, _), value in zip(fields, data["v"], strict=True):
+        if field == "_id":
+            if not isinstance(value, str) or _object_id(value) is None:
+                raise invalid
+            values.append(ObjectId(value))
+        elif field == "created_at":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+                raise invalid
+            values.append(datetime.fromtimestamp(value / 1000, tz=UTC))
+        else:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise invalid
+            values.append(value)
+    return values
+
+
+def _after(sort: str, values: list[Any]) -> dict[str, Any]:
+    """The keyset condition "strictly after this row in sort order"."""
+    fields = SORTS[sort]
+    alternatives = []
+    for i, (field, direction) in enumerate(fields):
+        condition = {f: v for (f, _), v in zip(fields[:i], values[:i], strict=True)}
+        condition[field] = {"$lt" if direction == DESCENDING else "$gt": values[i]}
+        alternatives.append(condition)
+    return {"$or": alternatives}
+
+
+class ImageRepository:
+    """Reads and writes confirmed images."""
+
+    def __init__(self, collection: Collection[dict[str, Any]]) -> None:
+        self.collection = collection
+
+    def insert(self, image: Image) -> tuple[Image, bool]:
+        """Record an image; if its key is already recorded return that one and False."""
+        try:
+            self.collection.insert_one(_doc_from_image(image))
+        except DuplicateKeyError:
+            existing = self.collection.find_one({"key": image.key})
+            if existing is None:  # deleted between our insert and this read
+                raise
+            return _image_from_doc(existing), False
+        return image, True
+
+    def get(self, image_id: str, principal: Principal) -> Image | None:
+        """The image if the caller may see it."""
+        oid = _object_id(image_id)
+        if oid is None:
+            return None
+        doc = self.collection.find_one({"_id": oid, **_visible_to(principal)})
+        return _image_from_doc(doc) if doc else None
+
+    def get_by_key(self, key: str, principal: Principal) -> Image | None:
+        """The image stored under ``key`` if the caller may see it."""
+        doc = self.collection.find_one({"key": key, **_visible_to(principal)})
+        return _image_from_doc(doc) if doc else None
+
+    def get_many(self, image_ids: list[str], principal: Principal) -> list[Image]:
+        """The images among ``image_ids`` the caller may see (unknown ids are skipped)."""
+        oids = [oid for oid in map(_object_id, image_ids) if oid is not None]
+        if not oids:
+            return []
+        docs = self.collection.find({"_id": {"$in": oids}, **_visible_to(principal)})
+        return [_image_from_doc(doc) for doc in docs]
+
+    def page(
+        self,
+        principal: Principal,
+        *,
+        owner: str | None,
+        kind: str | None,
+        q: str | None,
+        sort: str,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """One page of images in sort order, continuing after ``cursor``."""
+        query = _visible_to(principal)
+        if owner is not None:
+            query["owner"] = owner
+        if kind is not None:
+            query["kind"] = kind
+        conditions: list[dict[str, Any]] = []
+        if q:
+            pattern = {"$regex": re.escape(q), "$options": "i"}
+            conditions.append({"$or": [{"filename": pattern}, {"caption": pattern}]})
+        if cursor:
+            conditions.append(_after(sort, _decode_cursor(sort, cursor)))
+        if conditions:
+            query["$and"] = conditions
+        docs = list(self.collection.find(query).sort(SORTS[sort]).limit(limit + 1))
+        next_cursor = _encode_cursor(sort, docs[limit - 1]) if len(docs) > limit else None
+        return Page([_image_from_doc(doc) for doc in docs[:limit]], next_cursor)
+
+    def update(self, image: Image, changes: Mapping[str, Any]) -> Image | None:
+        """Apply field changes to a visible image; None if it vanished meanwhile."""
+        doc = self.collection.find_one_and_update(
+            {"_id": ObjectId(image.id), "deleting_at": None},
+            {"$set": dict(changes)},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _image_from_doc(doc) if doc else None
+
+    def make_primary(self, image: Image, now: datetime) -> Image | None:
+        """Mark the image primary for its (owner, kind), un-marking the previous one.
+
+        The partial unique index forbids two primaries; if a concurrent request wins the slot
+        between our two updates, we retry, so the last request wins and one primary remains.
+        """
+        for _ in range(5):
+            self.collection.update_many(
+                {
+                    "owner": image.owner,
+                    "kind": image.kind,
+                    "is_primary": True,
+                    "_id": {"$ne": ObjectId(image.id)},
+                },
+                {"$set": {"is_primary": False, "updated_at": now}},
+            )
+            try:
+                return self.update(image, {"is_primary": True, "updated_at": now})
+            except DuplicateKeyError:
+                continue
+        raise DuplicateKeyError("could not make the image primary under contention")
+
+    def record_usage(self, image: Image, now: datetime) -> Image | None:
+        """Count one use of the image, atomically."""
+        doc = self.collection.find_one_and_update(
+            {"_id": ObjectId(image.id), "deleting_at": None},
+            {"$inc": {"usage_count": 1}, "$set": {"last_used_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _image_from_doc(doc) if doc else None
+
+    def mark_deleting(self, image_id: str, principal: Principal, now: datetime) -> Image | None:
+        """Tombstone an image (hidden at once), returning it; also finds an earlier tombstone."""
+        oid = _object_id(image_id)
+        if oid is None:
+            return None
+        query: dict[str, Any] = {"_id": oid}
+        if not principal.is_admin:
+            query["owner"] = principal.sub
+        doc = self.collection.find_one_and_update(
+            query,
+            [{"$set": {"deleting_at": {"$ifNull": ["$deleting_at", now]}, "is_primary": False}}],
+            return_document=ReturnDocument.AFTER,
+        )
+        return _image_from_doc(doc) if doc else None
+
+    def remove(self, image_id: str) -> None:
+        """Remove the record for good (after its object left the bucket)."""
+        self.collection.delete_one({"_id": ObjectId(image_id)})
+
+    def remove_by_key(self, key: str) -> None:
+        """Remove whatever record points at ``key``."""
+        self.collection.delete_one({"key": key})
+
+    def tombstones(self, older_than: datetime, limit: int) -> list[Image]:
+        """Images whose delete started before ``older_than`` and never finished."""
+        docs = self.collection.find({"deleting_at": {"$lt": older_than}}).limit(limit)
+        return [_image_from_doc(doc) for doc in docs]
+
+
+def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
+    return PendingUpload(
+        id=doc["_id"],
+        key=doc["key"],
+        owner=doc["owner"],
+        filename=doc["filename"],
+        content_type=doc["content_type"],
+        size=doc["size"],
+        kind=doc["kind"],
+        caption=doc.get("caption"),
+        content_md5=doc.get("content_md5"),
+        checksum_sha256=doc.get("checksum_sha256"),
+        state=doc["state"],
+        created_at=doc["created_at"],
+        expires_at=doc["expires_at"],
+        confirm_by=doc["confirm_by"],
+    )
+
+
+class UploadRepository:
+    """Pending uploads: presigned, awaiting confirm."""
+
+    def __init__(self, collection: Collection[dict[str, Any]]) -> None:
+        self.collection = collection
+
+    def create(self, pending: PendingUpload) -> None:
+        """Record a new pending upload."""
+        doc = asdict(pending)
+        doc["_id"] = doc.pop("id")
+        doc["purge_at"] = pending.confirm_by + PENDING_RETENTION
+        self.collection.insert_one(doc)
+
+    def for_owner(self, key: str, owner: str) -> PendingUpload | None:
+        """The upload of ``key`` if ``owner`` presigned it."""
+        doc = self.collection.find_one({"key": key, "owner": owner})
+        return _pending_from_doc(doc) if doc else None
+
+    def claim(self, upload_id: str, state: str, reason: str | None = None) -> str:
+        """Atomically move a pending upload to a final state; return the state it ends in.
+
+        The result differs from ``state`` when someone else closed the upload first.
+        """
+        doc = self.collection.find_one_and_update(
+            {"_id": upload_id, "state": PENDING},
+            {"$set": {"state": state, "reason": reason, "closed_at": utcnow()}},
+            projection={"state": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            doc = self.collection.find_one({"_id": upload_id}, {"state": True})
+        return str(doc["state"]) if doc else ABORTED
+
+    def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
+        """Pending uploads whose confirm deadline passed before ``before``."""
+        docs = self.collection.find({"state": PENDING, "confirm_by": {"$lt": before}}).limit(limit)
+        return [_pending_from_doc(doc) for doc in docs]
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """The MongoDB client and the repositories built on it."""
+
+    client: MongoClient[dict[str, Any]]
+    database: Database[dict[str, Any]]
+    images: ImageRepository
+    uploads: UploadRepository
+
+    def ping(self) -> None:
+        """Raise pymongo's ConnectionFailure unless the server answers."""
+        self.client.admin.command("ping")
+
+    def ensure_indexes(self) -> list[str]:
+        """Create every index (idempotent); return their names."""
+        names = []
+        for collection, keys, options in _index_specs():
+            names.append(self.database[collection].create_index(keys, **options))
+        return names
+
+
+def connect(settings: Settings) -> Repositories:
+    """Open a (lazy) client and build the repositories."""
+    timeout = settings.mongodb_timeout_ms
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        tzinfo=UTC,
+        # Fail fast: a request should answer 503 within seconds, not hang for pymongo's 30 s.
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        socketTimeoutMS=max(timeout * 3, 10_000),
+        connect=False,
+        appname="image-broker",
+    )
+    database = client.get_default_database(default=settings.mongodb_db or DEFAULT_DB_NAME)
+    if settings.mongodb_db:
+        database = client[settings.mongodb_db]
+    return Repositories(
+        client=client,
+        database=database,
+        images=ImageRepository(database["images"]),
+        uploads=UploadRepository(database["uploads"]),
+    )
+
+
+class Mongo:
+    """Flask extension binding :class:`Repositories` to an app (``app.extensions['broker.mongo']``)."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, settings: Settings | None = None) -> None:
+        """Connect the app to MongoDB from its settings."""
+        settings = settings or app.extensions["broker.settings"]
+        app.extensions[EXTENSION_KEY] = connect(settings)
+
+    def repositories_for(self, app: Flask) -> Repositories:
+        """The repositories bound to ``app``."""
+        try:
+            repositories: Repositories = app.extensions[EXTENSION_KEY]
+        except KeyError:
+            raise RuntimeError(
+                "Mongo is not initialised on this app: call mongo.init_app(app) in the factory"
+            ) from None
+        return repositories
+
+    @property
+    def repositories(self) -> Repositories:
+        """The current app's repositories."""
+        return self.repositories_for(current_app)

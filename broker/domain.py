@@ -1,0 +1,335 @@
+"""The broker's rules as plain functions and dataclasses: no Flask, no boto3, no pymongo.
+
+Key generation, the type/extension allowlist, size and dimension limits, display-name and
+Content-Disposition sanitising, and the checks confirm runs against what the bucket holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import imagesize
+
+from broker.errors import TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
+
+# The only types the broker knows how to verify (magic bytes) and measure; the configured
+# allowlist must be a subset. The extension of every key comes from here, never the filename.
+KNOWN_IMAGE_TYPES: dict[str, str] = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
+
+# Confirm reads at most this much of a fresh upload: enough for every header we parse
+# (a JPEG's SOF marker can sit behind large EXIF/ICC segments), never the whole image.
+VERIFY_READ_BYTES = 64 * 1024
+
+_SAFE_SUB = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_DISPLAY_NAME = 255
+
+
+def utcnow() -> datetime:
+    """Now in UTC, truncated to milliseconds (MongoDB's resolution, so reads equal writes)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the token's ``sub`` and whether its ``roles`` hold ``admin``."""
+
+    sub: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """What the broker accepts, from configuration."""
+
+    allowed_types: tuple[str, ...]
+    max_upload_bytes: int
+    kinds: tuple[str, ...]
+    max_pixels: int
+    min_width: int
+    min_height: int
+    max_width: int
+    max_height: int
+
+
+@dataclass
+class PendingUpload:
+    """An upload that was presigned and not yet confirmed."""
+
+    id: str
+    key: str
+    owner: str
+    filename: str
+    content_type: str
+    size: int
+    kind: str
+    caption: str | None
+    content_md5: str | None
+    checksum_sha256: str | None
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    confirm_by: datetime
+
+
+@dataclass
+class Image:
+    """A confirmed image as recorded in MongoDB."""
+
+    id: str
+    key: str
+    owner: str
+    filename: str
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None
+    content_md5: str | None
+    etag: str | None
+    kind: str
+    is_primary: bool
+    caption: str | None
+    tags: list[str] = field(default_factory=list)
+    usage_count: int = 0
+    last_used_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD of the stored object told us."""
+
+    size: int
+    content_type: str | None
+    etag: str | None
+
+
+# Pending-upload states. Only "pending" can be confirmed; the others answer 409.
+PENDING = "pending"
+CONFIRMED = "confirmed"
+REJECTED = "rejected"
+EXPIRED = "expired"
+ABORTED = "aborted"
+
+
+def user_segment(sub: str) -> str:
+    """The key prefix for a user: ``sub`` itself when it is plainly safe, else a hash of it.
+
+    The hashed form contains a dot, which the plain form never does, so no ``sub`` can choose a
+    plain value that lands in another user's prefix.
+    """
+    if _SAFE_SUB.fullmatch(sub):
+        return sub
+    return "u." + hashlib.sha256(sub.encode("utf-8")).hexdigest()[:32]
+
+
+def extension_for(content_type: str) -> str:
+    """The key extension for an allowed type."""
+    return KNOWN_IMAGE_TYPES[content_type]
+
+
+def new_object_key(sub: str, content_type: str) -> str:
+    """A fresh, unique object key for the caller: ``<user>/<uuid4 hex><ext>``."""
+    return f"{user_segment(sub)}/{uuid.uuid4().hex}{extension_for(content_type)}"
+
+
+def new_upload_id() -> str:
+    """An opaque id for a pending upload."""
+    return uuid.uuid4().hex
+
+
+def normalise_type(filetype: str) -> str:
+    """Lower-case a MIME type and drop parameters (``image/JPEG; x=y`` → ``image/jpeg``)."""
+    return filetype.split(";", 1)[0].strip().lower()
+
+
+def check_declared_upload(policy: UploadPolicy, content_type: str, size: int, kind: str) -> None:
+    """Refuse a presign whose declared type, size or kind the policy does not allow."""
+    if content_type not in policy.allowed_types:
+        raise UnsupportedType(
+            f"filetype: {content_type} is not allowed (allowed: {', '.join(policy.allowed_types)})"
+        )
+    if size > policy.max_upload_bytes:
+        raise TooLarge(
+            f"size: must be at most {policy.max_upload_bytes}",
+            details={"size": [f"must be at most {policy.max_upload_bytes}"]},
+        )
+    check_kind(policy, kind)
+
+
+def check_kind(policy: UploadPolicy, kind: str) -> None:
+    """Refuse a kind that is not configured."""
+    if kind not in policy.kinds:
+        message = f"must be one of: {', '.join(policy.kinds)}"
+        raise ValidationFailed(f"kind: {message}", details={"kind": [message]})
+
+
+def decode_md5(content_md5: str) -> bytes:
+    """Decode a base64 Content-MD5 value; raise ValidationFailed if it is not 16 bytes."""
+    try:
+        raw = base64.b64decode(content_md5, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        message = "must be the base64 of a 16-byte MD5 digest"
+        raise ValidationFailed(f"content_md5: {message}", details={"content_md5": [message]})
+    return raw
+
+
+def check_sha256(checksum_sha256: str) -> None:
+    """Raise ValidationFailed unless the value is the base64 of a 32-byte SHA-256 digest."""
+    try:
+        raw = base64.b64decode(checksum_sha256, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        message = "must be the base64 of a 32-byte SHA-256 digest"
+        raise ValidationFailed(
+            f"checksum_sha256: {message}", details={"checksum_sha256": [message]}
+        )
+
+
+def display_name(filename: str) -> str:
+    """The filename as stored and shown: no path, no control or bidi characters, bounded length.
+
+    The key never uses it; this is only what people see and what Content-Disposition offers.
+    """
+    name = unicodedata.normalize("NFC", filename)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    # Cc: control chars incl. NUL/CR/LF; Cf: format chars incl. RTL overrides; Z[lp]: separators.
+    name = "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp") else "" for ch in name
+    )
+    name = name.strip().strip(".").strip()
+    if len(name) > _MAX_DISPLAY_NAME:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 10:
+            name = stem[: _MAX_DISPLAY_NAME - len(ext) - 1] + "." + ext
+        else:
+            name = name[:_MAX_DISPLAY_NAME]
+    return name or "image"
+
+
+def content_disposition(disposition: str, filename: str) -> str:
+    """A Content-Disposition that cannot be broken out of (RFC 6266, ``filename*`` for non-ASCII)."""
+    name = display_name(filename)
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    # Quotes, backslashes, separators and anything outside printable ASCII would let a name
+    # escape the quoted-string or confuse a browser's filename parser.
+    ascii_name = re.sub(r'[^A-Za-z0-9 ._()+,=@-]', "_", ascii_name).strip() or "image"
+    value = f'{disposition}; filename="{ascii_name}"'
+    if ascii_name != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value
+
+
+def clamp_expires(requested: int | None, default: int, maximum: int) -> int:
+    """The signed-GET lifetime: the requested one (or the default), never above the cap."""
+    return min(requested if requested is not None else default, maximum)
+
+
+def md5_from_etag(etag: str | None) -> str | None:
+    """The base64 MD5 a plain single-part ETag stands for, or None when it is not an MD5."""
+    if not etag:
+        return None
+    hexdigest = etag.strip('"')
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", hexdigest):
+        return None
+    return base64.b64encode(bytes.fromhex(hexdigest)).decode("ascii")
+
+
+def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
+    """Compare what the bucket holds with what was declared at presign."""
+    if head is None:
+        raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
+    if head.size != pending.size:
+        raise UploadInvalid(f"size: the object has {head.size} bytes, {pending.size} were declared")
+    stored_type = normalise_type(head.content_type or "")
+    if stored_type != pending.content_type:
+        raise UploadInvalid(
+            f"filetype: the object is stored as {stored_type or 'no type'}, "
+            f"{pending.content_type} was declared"
+        )
+    stored_md5 = md5_from_etag(head.etag)
+    if pending.content_md5 and stored_md5 and stored_md5 != pending.content_md5:
+        raise UploadInvalid("content_md5: the object's checksum differs from the declared one")
+
+
+# Magic numbers for every known type (offset, bytes). WebP is RIFF....WEBP.
+def sniff_type(head_bytes: bytes) -> str | None:
+    """The image type the first bytes announce, or None."""
+    if head_bytes.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head_bytes.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head_bytes[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head_bytes[:4] == b"RIFF" and head_bytes[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def read_dimensions(head_bytes: bytes) -> tuple[int, int] | None:
+    """Width and height from an image header, or None when the header cannot be read."""
+    try:
+        width, height = imagesize.get(io.BytesIO(head_bytes))
+    except (ValueError, OSError, IndexError, TypeError):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    return width, height
+
+
+def check_image_content(
+    policy: UploadPolicy, declared_type: str, head_bytes: bytes
+) -> tuple[int, int]:
+    """Check the magic bytes and the dimensions of a fresh upload; return (width, height)."""
+    sniffed = sniff_type(head_bytes)
+    if sniffed is None:
+        raise UploadInvalid(f"filetype: the object is not a {declared_type} image")
+    if sniffed != declared_type:
+        raise UploadInvalid(f"filetype: the object is a {sniffed} image, {declared_type} was declared")
+    dimensions = read_dimensions(head_bytes)
+    if dimensions is None:
+        raise UploadInvalid("the image header is truncated or unreadable: width and height unknown")
+    width, height = dimensions
+    if width * height > policy.max_pixels:
+        raise UploadInvalid(
+            f"the image has {width}x{height} pixels, more than the {policy.max_pixels} allowed"
+        )
+    if width < policy.min_width or height < policy.min_height:
+        raise UploadInvalid(
+            f"the image is {width}x{height}, smaller than the minimum "
+            f"{policy.min_width}x{policy.min_height}"
+        )
+    if width > policy.max_width or height > policy.max_height:
+        raise UploadInvalid(
+            f"the image is {width}x{height}, larger than the maximum "
+            f"{policy.max_width}x{policy.max_height}"
+        )
+    return width, height
+
+
+def normalise_tags(tags: list[str]) -> list[str]:
+    """Strip and de-duplicate tags, keeping their first-seen order."""
+    seen: dict[str, None] = {}
+    for tag in tags:
+        cleaned = " ".join(tag.split())
+        if cleaned and cleaned.lower() not in {t.lower() for t in seen}:
+            seen[cleaned] = None
+    return list(seen)

@@ -1,0 +1,151 @@
+"""The OpenAPI 3 document, generated from the marshmallow schemas with apispec.
+
+Each operation below names its request and response schemas; the JSON Schemas come from the
+same classes the views validate with, so the document cannot drift from the behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
+from marshmallow import Schema
+
+from broker import schemas
+
+API_VERSION = "1.0.0"
+
+_ERRORS = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_type",
+    422: "upload_invalid",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One documented endpoint."""
+
+    path: str
+    method: str
+    summary: str
+    response: type[Schema] | None
+    status: int = 200
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+
+_ID = {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("/images/presign-upload", "post", "Presign a direct PUT of one image",
+              schemas.PresignUploadResponse, 201, body=schemas.PresignUploadRequest,
+              errors=(400, 413, 415)),
+    Operation("/images", "post", "Confirm an upload and record the image",
+              schemas.ImageEnvelope, 201, body=schemas.ConfirmUploadRequest,
+              errors=(400, 404, 409, 422), extra_responses={200: "already confirmed"}),
+    Operation("/images", "get", "List images with cursor pagination", schemas.ImagePage,
+              query=schemas.ListImagesQuery, errors=(400, 403)),
+    Operation("/images/{image_id}", "get", "Get one image", schemas.ImageEnvelope, errors=(404,)),
+    Operation("/images/{image_id}", "patch", "Edit caption, kind, tags or primary",
+              schemas.ImageEnvelope, body=schemas.UpdateImageRequest, errors=(400, 404)),
+    Operation("/images/{image_id}", "delete", "Delete the object and the record", None, 204,
+              errors=(404,)),
+    Operation("/images/{image_id}/usage", "post", "Count one use of the image",
+              schemas.ImageEnvelope, errors=(400, 404)),
+    Operation("/images/{image_id}/signed-url", "get", "A signed GET URL for one image",
+              schemas.SignedUrlResponse, query=schemas.SignedUrlQuery, errors=(400, 404)),
+    Operation("/images/signed-url", "get", "A signed GET URL looked up by key",
+              schemas.SignedUrlResponse, query=schemas.SignedUrlByKeyQuery, errors=(400, 404)),
+    Operation("/images/signed-urls", "post", "Signed GET URLs for up to 100 images",
+              schemas.SignedUrlsResponse, body=schemas.SignedUrlsRequest, errors=(400,)),
+    Operation("/images/{image_id}/content", "get", "Redirect to a fresh signed GET URL", None,
+              302, query=schemas.SignedUrlQuery, errors=(400, 404)),
+    Operation("/healthz", "get", "Liveness", schemas.StatusResponse, public=True),
+    Operation("/readyz", "get", "Readiness: MongoDB and S3 answer", schemas.StatusResponse,
+              errors=(503,), public=True),
+    Operation("/openapi.json", "get", "This document", None, public=True),
+)
+
+
+def _operation_spec(op: Operation) -> dict[str, Any]:
+    spec: dict[str, Any] = {"summary": op.summary, "responses": {}}
+    parameters: list[dict[str, Any]] = []
+    if "{image_id}" in op.path:
+        parameters.append(_ID)
+    if op.query is not None:
+        parameters.append({"in": "query", "schema": op.query})
+    if parameters:
+        spec["parameters"] = parameters
+    if op.body is not None:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": op.body}},
+        }
+    success: dict[str, Any] = {"description": op.summary}
+    if op.response is not None:
+        success["content"] = {"application/json": {"schema": op.response}}
+    elif op.status == 302:
+        success["headers"] = {"Location": {"schema": {"type": "string", "format": "uri"}}}
+    elif op.path == "/openapi.json":
+        success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    spec["responses"][str(op.status)] = success
+    for status, description in op.extra_responses.items():
+        spec["responses"][str(status)] = {
+            "description": description,
+            "content": {"application/json": {"schema": op.response}},
+        }
+    errors = set(op.errors) | {500}
+    if not op.public:
+        errors |= {401, 405, 503}
+    for status in sorted(errors):
+        spec["responses"][str(status)] = {
+            "description": _ERRORS[status],
+            "content": {"application/json": {"schema": "ErrorResponse"}},
+        }
+    if not op.public:
+        spec["security"] = [{"bearerAuth": []}]
+    return spec
+
+
+@cache
+def _build(title: str) -> dict[str, Any]:
+    spec = APISpec(
+        title=title,
+        version=API_VERSION,
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={"description": "Presigned-URL image broker: bytes go client ⇄ bucket, never here."},
+    )
+    spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    spec.components.schema("ErrorResponse", schema=schemas.ErrorResponse)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation_spec(op)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    document: dict[str, Any] = spec.to_dict()
+    return document
+
+
+def openapi_document(app: Flask) -> dict[str, Any]:
+    """The OpenAPI document for ``app`` (built once per process)."""
+    return _build(app.config.get("BROKER_API_TITLE", "Image broker"))

@@ -1,0 +1,229 @@
+"""Request and response schemas: one of each per endpoint, strict (unknown fields are refused).
+
+Only shape is checked here (types, lengths, ranges). Rules that depend on configuration (allowed
+types, the size limit, kinds) live in :mod:`broker.domain` so these instances can be created once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import RAISE, Schema, fields, validate
+
+MAX_FILENAME = 1024
+MAX_CAPTION = 2000
+MAX_TAGS = 20
+MAX_TAG = 50
+MAX_KEY = 1024
+MAX_BATCH = 100
+# A 128-bit digest in base64 is 24 characters, 256-bit is 44; leave room, refuse junk.
+MAX_DIGEST = 64
+
+
+class UtcDateTime(fields.DateTime):
+    """ISO 8601 in UTC with a ``Z`` and millisecond precision, as the contract writes times."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StrictSchema(Schema):
+    """Refuses unknown fields."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def _text(max_length: int, *, required: bool = False, allow_none: bool = False) -> fields.String:
+    return fields.String(
+        required=required,
+        allow_none=allow_none,
+        validate=validate.Length(min=1 if required else 0, max=max_length),
+    )
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+
+class PresignUploadRequest(StrictSchema):
+    """Body of ``POST /images/presign-upload``."""
+
+    filename = _text(MAX_FILENAME, required=True)
+    filetype = _text(255, required=True)
+    size = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    content_md5 = _text(MAX_DIGEST)
+    checksum_sha256 = _text(MAX_DIGEST)
+    kind = _text(64)
+    caption = _text(MAX_CAPTION, allow_none=True)
+
+
+class ConfirmUploadRequest(StrictSchema):
+    """Body of ``POST /images``."""
+
+    key = _text(MAX_KEY, required=True)
+    filename = _text(MAX_FILENAME)
+    filetype = _text(255)
+    kind = _text(64)
+    caption = _text(MAX_CAPTION, allow_none=True)
+
+
+class UpdateImageRequest(StrictSchema):
+    """Body of ``PATCH /images/<id>``."""
+
+    caption = _text(MAX_CAPTION, allow_none=True)
+    kind = _text(64)
+    tags = fields.List(
+        fields.String(validate=validate.Length(min=1, max=MAX_TAG)),
+        validate=validate.Length(max=MAX_TAGS),
+    )
+    # Only JSON true/false: "yes" or 1 are refused rather than guessed at.
+    is_primary = fields.Boolean(truthy={True}, falsy={False})
+
+
+class ListImagesQuery(StrictSchema):
+    """Query of ``GET /images``."""
+
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = _text(1024)
+    kind = _text(64)
+    q = _text(200)
+    sort = fields.String(
+        load_default="newest", validate=validate.OneOf(["newest", "oldest", "most_used"])
+    )
+    owner = _text(256)
+
+
+class SignedUrlQuery(StrictSchema):
+    """Query of ``GET /images/<id>/signed-url`` and ``/content``."""
+
+    expires_in = fields.Integer(validate=validate.Range(min=1))
+    disposition = fields.String(
+        load_default="inline", validate=validate.OneOf(["inline", "attachment"])
+    )
+
+
+class SignedUrlByKeyQuery(SignedUrlQuery):
+    """Query of ``GET /images/signed-url``."""
+
+    key = _text(MAX_KEY, required=True)
+
+
+class SignedUrlsRequest(StrictSchema):
+    """Body of ``POST /images/signed-urls``."""
+
+    ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH),
+    )
+
+
+class EmptyRequest(StrictSchema):
+    """A body that must be empty (or ``{}``)."""
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+
+class ImageSchema(Schema):
+    """An image as the API shows it."""
+
+    id = fields.String(required=True)
+    key = fields.String(required=True)
+    owner = fields.String(required=True)
+    filename = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size = fields.Integer(required=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    content_md5 = fields.String(allow_none=True)
+    etag = fields.String(allow_none=True)
+    kind = fields.String(required=True)
+    is_primary = fields.Boolean(required=True)
+    caption = fields.String(allow_none=True)
+    tags = fields.List(fields.String(), required=True)
+    usage_count = fields.Integer(required=True)
+    last_used_at = UtcDateTime(allow_none=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+
+
+class ImageEnvelope(Schema):
+    """``{"image": Image}``."""
+
+    image = fields.Nested(ImageSchema, required=True)
+
+
+class ImagePage(Schema):
+    """``{"images": [Image…], "next_cursor": …}``."""
+
+    images = fields.List(fields.Nested(ImageSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class PresignUploadResponse(Schema):
+    """What a client needs to PUT straight into the bucket."""
+
+    upload_id = fields.String(required=True)
+    key = fields.String(required=True)
+    url = fields.String(required=True)
+    method = fields.String(required=True)
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    expires_at = UtcDateTime(required=True)
+
+
+class SignedUrlResponse(Schema):
+    """A signed GET URL and its expiry."""
+
+    url = fields.String(required=True)
+    expires_at = UtcDateTime(required=True)
+
+
+class SignedUrlsResponse(Schema):
+    """``{"urls": {"<id>": {"url", "expires_at"}}}``."""
+
+    urls = fields.Dict(keys=fields.String(), values=fields.Nested(SignedUrlResponse), required=True)
+
+
+class StatusResponse(Schema):
+    """Health and readiness."""
+
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class ErrorBody(Schema):
+    """The error itself."""
+
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict()
+
+
+class ErrorResponse(Schema):
+    """The envelope every error uses."""
+
+    error = fields.Nested(ErrorBody, required=True)
+
+
+presign_upload_request = PresignUploadRequest()
+confirm_upload_request = ConfirmUploadRequest()
+update_image_request = UpdateImageRequest()
+list_images_query = ListImagesQuery()
+signed_url_query = SignedUrlQuery()
+signed_url_by_key_query = SignedUrlByKeyQuery()
+signed_urls_request = SignedUrlsRequest()
+empty_request = EmptyRequest()
+
+image_envelope = ImageEnvelope()
+image_page = ImagePage()
+presign_upload_response = PresignUploadResponse()
+signed_url_response = SignedUrlResponse()
+signed_urls_response = SignedUrlsResponse()
+status_response = StatusResponse()

@@ -1,0 +1,373 @@
+"""Use cases: each one a short chain of named steps over the domain rules, MongoDB and the bucket.
+
+Views parse and serialize; this module decides. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from broker import domain
+from broker.config import Settings
+from broker.db import Page, Repositories
+from broker.domain import Image, PendingUpload, Principal, UploadPolicy
+from broker.errors import Conflict, Forbidden, NotFound, UploadInvalid
+from broker.storage import Bucket, SignedRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Everything a use case needs: settings, policy, repositories and the bucket."""
+
+    settings: Settings
+    policy: UploadPolicy
+    db: Repositories
+    bucket: Bucket
+
+
+def policy_from_settings(settings: Settings) -> UploadPolicy:
+    """The upload policy the configuration describes."""
+    return UploadPolicy(
+        allowed_types=settings.allowed_types,
+        max_upload_bytes=settings.max_upload_bytes,
+        kinds=settings.kinds,
+        max_pixels=settings.max_pixels,
+        min_width=settings.min_width,
+        min_height=settings.min_height,
+        max_width=settings.max_width,
+        max_height=settings.max_height,
+    )
+
+
+# ---- presign ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    """What a client needs to PUT its bytes straight into the bucket."""
+
+    upload_id: str
+    key: str
+    request: SignedRequest
+    expires_at: datetime
+
+
+def presign_upload(broker: Broker, principal: Principal, request: dict[str, Any]) -> PresignedUpload:
+    """Check the declaration, choose the key, record the pending upload, sign the PUT."""
+    content_type = domain.normalise_type(request["filetype"])
+    kind = request.get("kind") or "gallery"
+    domain.check_declared_upload(broker.policy, content_type, request["size"], kind)
+    if request.get("content_md5"):
+        domain.decode_md5(request["content_md5"])
+    if request.get("checksum_sha256"):
+        domain.check_sha256(request["checksum_sha256"])
+
+    now = domain.utcnow()
+    expires_at = now + timedelta(seconds=broker.settings.upload_expires)
+    pending = PendingUpload(
+        id=domain.new_upload_id(),
+        key=domain.new_object_key(principal.sub, content_type),
+        owner=principal.sub,
+        filename=domain.display_name(request["filename"]),
+        content_type=content_type,
+        size=request["size"],
+        kind=kind,
+        caption=request.get("caption"),
+        content_md5=request.get("content_md5"),
+        checksum_sha256=request.get("checksum_sha256"),
+        state=domain.PENDING,
+        created_at=now,
+        expires_at=expires_at,
+        # The PUT may start just before the URL expires and take a while, so confirm stays
+        # possible for a grace period after it.
+        confirm_by=expires_at + timedelta(seconds=broker.settings.confirm_grace),
+    )
+    signed = broker.bucket.presign_put(
+        pending.key,
+        content_type=content_type,
+        size=pending.size,
+        content_md5=pending.content_md5,
+        checksum_sha256=pending.checksum_sha256,
+        expires_in=broker.settings.upload_expires,
+    )
+    # Record only after signing succeeded, so a failure leaves nothing behind.
+    broker.db.uploads.create(pending)
+    return PresignedUpload(pending.id, pending.key, signed, expires_at)
+
+
+# ---- confirm ----------------------------------------------------------------------------------
+
+
+def confirm_upload(broker: Broker, principal: Principal, request: dict[str, Any]) -> tuple[Image, bool]:
+    """Verify the uploaded object against its declaration and record it; idempotent.
+
+    Returns the image and whether this call created it. Exactly one of confirm and the sweeper
+    wins an upload: both move it out of ``pending`` atomically, and the loser backs off.
+    """
+    pending = broker.db.uploads.for_owner(request["key"], principal.sub)
+    if pending is None:
+        # Upload records are purged a while after their deadline; the image outlives them.
+        recorded = broker.db.images.get_by_key(request["key"], Principal(principal.sub))
+        if recorded is None:
+            raise NotFound("no pending upload with this key")
+        return recorded, False
+    if pending.state == domain.CONFIRMED:
+        return _confirmed_image(broker, pending), False
+    if pending.state != domain.PENDING:
+        raise Conflict(f"the upload is no longer pending ({pending.state})")
+    _check_confirm_matches_presign(pending, request)
+
+    # A confirm that crashed after recording the image left it behind: finish that one.
+    image = broker.db.images.get_by_key(pending.key, Principal(pending.owner))
+    created = False
+    if image is None:
+        if domain.utcnow() > pending.confirm_by:
+            raise Conflict("the upload is no longer pending (expired)")
+        image, created = broker.db.images.insert(_verified_image(broker, pending, request))
+
+    state = broker.db.uploads.claim(pending.id, domain.CONFIRMED)
+    if state != domain.CONFIRMED:
+        # The sweeper expired the upload while we verified; it deletes the object.
+        if created:
+            broker.db.images.remove(image.id)
+        raise Conflict(f"the upload is no longer pending ({state})")
+    return image, created
+
+
+def _confirmed_image(broker: Broker, pending: PendingUpload) -> Image:
+    image = broker.db.images.get_by_key(pending.key, Principal(pending.owner))
+    if image is None:
+        raise NotFound("the image of this upload has been deleted")
+    return image
+
+
+def _check_confirm_matches_presign(pending: PendingUpload, request: dict[str, Any]) -> None:
+    filename = request.get("filename")
+    if filename is not None and domain.display_name(filename) != pending.filename:
+        raise UploadInvalid("filename: differs from the one given at presign")
+    filetype = request.get("filetype")
+    if filetype is not None and domain.normalise_type(filetype) != pending.content_type:
+        raise UploadInvalid("filetype: differs from the one given at presign")
+
+
+def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, Any]) -> Image:
+    """HEAD the object, read its first bytes, and build the image record from what is stored."""
+    head = broker.bucket.head(pending.key)
+    if head is None:
+        # Not closed: the client may still PUT (the URL can be valid) and confirm again.
+        raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
+    try:
+        domain.check_object_head(pending, head)
+        prefix = broker.bucket.read_prefix(pending.key, domain.VERIFY_READ_BYTES)
+        width, height = domain.check_image_content(broker.policy, pending.content_type, prefix)
+        kind = request.get("kind") or pending.kind
+        domain.check_kind(broker.policy, kind)
+    except UploadInvalid as rejection:
+        _reject(broker, pending, rejection)
+        raise
+
+    now = domain.utcnow()
+    caption = request["caption"] if "caption" in request else pending.caption
+    return Image(
+        id=_new_image_id(),
+        key=pending.key,
+        owner=pending.owner,
+        filename=pending.filename,
+        content_type=pending.content_type,
+        size=head.size,
+        width=width,
+        height=height,
+        content_md5=pending.content_md5 or domain.md5_from_etag(head.etag),
+        etag=head.etag.strip('"') if head.etag else None,
+        kind=kind,
+        is_primary=False,
+        caption=caption,
+        tags=[],
+        usage_count=0,
+        last_used_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _reject(broker: Broker, pending: PendingUpload, rejection: UploadInvalid) -> None:
+    # The bucket must only ever hold what was verified: delete first, then close the upload.
+    broker.bucket.delete(pending.key)
+    broker.db.uploads.claim(pending.id, domain.REJECTED, rejection.message)
+    log.info("upload %s rejected: %s", pending.id, rejection.message)
+
+
+def _new_image_id() -> str:
+    from bson import ObjectId
+
+    return str(ObjectId())
+
+
+# ---- read -------------------------------------------------------------------------------------
+
+
+def get_image(broker: Broker, principal: Principal, image_id: str) -> Image:
+    """The image, or NotFound when it does not exist or belongs to someone else."""
+    image = broker.db.images.get(image_id, principal)
+    if image is None:
+        raise NotFound("no such image")
+    return image
+
+
+def get_image_by_key(broker: Broker, principal: Principal, key: str) -> Image:
+    """The image stored under ``key``, or NotFound."""
+    image = broker.db.images.get_by_key(key, principal)
+    if image is None:
+        raise NotFound("no such image")
+    return image
+
+
+def list_images(broker: Broker, principal: Principal, query: dict[str, Any]) -> Page:
+    """A page of the caller's images (or anyone's, for an admin)."""
+    owner = query.get("owner")
+    if owner is not None and owner != principal.sub and not principal.is_admin:
+        raise Forbidden("only admins can list another user's images")
+    if owner is None and not principal.is_admin:
+        owner = principal.sub
+    return broker.db.images.page(
+        principal,
+        owner=owner,
+        kind=query.get("kind"),
+        q=query.get("q"),
+        sort=query.get("sort", "newest"),
+        limit=query.get("limit", 20),
+        cursor=query.get("cursor"),
+    )
+
+
+# ---- signed GETs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    """A signed GET URL and when it stops working."""
+
+    url: str
+    expires_at: datetime
+
+
+def sign_download(
+    broker: Broker, image: Image, *, expires_in: int | None = None, disposition: str = "inline"
+) -> SignedUrl:
+    """A signed GET whose response type and disposition are pinned by the signature."""
+    settings = broker.settings
+    lifetime = domain.clamp_expires(expires_in, settings.download_expires, settings.download_max_expires)
+    now = domain.utcnow()
+    url = broker.bucket.presign_get(
+        image.key,
+        expires_in=lifetime,
+        content_type=image.content_type,
+        disposition=domain.content_disposition(disposition, image.filename),
+        now=now,
+    )
+    return SignedUrl(url, now.replace(microsecond=0) + timedelta(seconds=lifetime))
+
+
+def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dict[str, SignedUrl]:
+    """Signed GETs for the ids the caller may see; the others are simply absent."""
+    images = broker.db.images.get_many(list(dict.fromkeys(image_ids)), principal)
+    return {image.id: sign_download(broker, image) for image in images}
+
+
+# ---- change -----------------------------------------------------------------------------------
+
+
+def update_image(broker: Broker, principal: Principal, image_id: str, changes: dict[str, Any]) -> Image:
+    """Edit caption, kind, tags or the primary flag."""
+    image = get_image(broker, principal, image_id)
+    now = domain.utcnow()
+    fields: dict[str, Any] = {}
+    if "caption" in changes:
+        fields["caption"] = changes["caption"]
+    if "tags" in changes:
+        fields["tags"] = domain.normalise_tags(changes["tags"])
+    if "kind" in changes and changes["kind"] != image.kind:
+        domain.check_kind(broker.policy, changes["kind"])
+        fields["kind"] = changes["kind"]
+        # A primary image stops being primary when it moves to another kind.
+        fields["is_primary"] = False
+    if changes.get("is_primary") is False:
+        fields["is_primary"] = False
+    if fields:
+        fields["updated_at"] = now
+        updated = broker.db.images.update(image, fields)
+        if updated is None:
+            raise NotFound("no such image")
+        image = updated
+    if changes.get("is_primary") is True:
+        promoted = broker.db.images.make_primary(replace(image), now)
+        if promoted is None:
+            raise NotFound("no such image")
+        image = promoted
+    return image
+
+
+def record_usage(broker: Broker, principal: Principal, image_id: str) -> Image:
+    """Count one use of the image."""
+    image = get_image(broker, principal, image_id)
+    used = broker.db.images.record_usage(image, domain.utcnow())
+    if used is None:
+        raise NotFound("no such image")
+    return used
+
+
+def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
+    """Remove the object from the bucket, then the record.
+
+    The record is tombstoned first (hidden at once); if the bucket delete fails it stays, so a
+    retry or the sweeper finishes the job and no object outlives its record.
+    """
+    image = broker.db.images.mark_deleting(image_id, principal, domain.utcnow())
+    if image is None:
+        raise NotFound("no such image")
+    broker.bucket.delete(image.key)
+    broker.db.images.remove(image.id)
+
+
+# ---- sweep ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did."""
+
+    expired_uploads: int
+    finished_deletes: int
+
+
+# A delete that has not finished after this long is taken over by the sweeper (the request that
+# started it has long given up: its S3 call has a timeout of seconds).
+DELETE_TAKEOVER = timedelta(minutes=1)
+
+
+def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
+    """Delete what abandoned uploads and interrupted deletes left behind; safe to run anywhere.
+
+    Every step claims its item atomically in MongoDB first, so several sweepers (cron on several
+    hosts) and concurrent confirms never act on the same upload twice.
+    """
+    now = domain.utcnow()
+    expired = 0
+    for pending in broker.db.uploads.overdue(now, batch):
+        if broker.db.uploads.claim(pending.id, domain.EXPIRED) != domain.EXPIRED:
+            continue
+        broker.bucket.delete(pending.key)
+        # A confirm that crashed between recording and claiming left a record: it never won.
+        broker.db.images.remove_by_key(pending.key)
+        expired += 1
+    finished = 0
+    for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
+        broker.bucket.delete(image.key)
+        broker.db.images.remove(image.id)
+        finished += 1
+    return SweepReport(expired, finished)

@@ -1,0 +1,163 @@
+"""``/images``: presign, confirm, read, list, sign, edit, delete. Each view: parse → call → serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from marshmallow import Schema
+
+from broker import schemas, service
+from broker.auth import authenticate, current_principal
+from broker.errors import ValidationFailed
+from broker.service import Broker
+
+bp = Blueprint("images", __name__, url_prefix="/images")
+
+# Signed URLs and upload grants are credentials: no cache may keep them.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@bp.before_request
+def _authenticate() -> None:
+    authenticate()
+
+
+def _broker() -> Broker:
+    broker: Broker = current_app.extensions["broker"]
+    return broker
+
+
+def _body(schema: Schema) -> dict[str, Any]:
+    """The JSON object body, validated by ``schema``."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            "the body must be a JSON object", details={"_body": ["must be a JSON object"]}
+        )
+    loaded: dict[str, Any] = schema.load(data)
+    return loaded
+
+
+def _optional_body(schema: Schema) -> dict[str, Any]:
+    """An optional JSON object body (empty is fine)."""
+    if not request.get_data(cache=True):
+        return {}
+    return _body(schema)
+
+
+def _query(schema: Schema) -> dict[str, Any]:
+    loaded: dict[str, Any] = schema.load(request.args.to_dict())
+    return loaded
+
+
+def _json(schema: Schema, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(schema.dump(data))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+@bp.post("/presign-upload")
+def presign_upload() -> Response:
+    """Grant a presigned PUT for one image."""
+    presigned = service.presign_upload(_broker(), current_principal(), _body(schemas.presign_upload_request))
+    payload = {
+        "upload_id": presigned.upload_id,
+        "key": presigned.key,
+        "url": presigned.request.url,
+        "method": presigned.request.method,
+        "headers": presigned.request.headers,
+        "expires_at": presigned.expires_at,
+    }
+    return _json(schemas.presign_upload_response, payload, 201, NO_STORE)
+
+
+@bp.post("")
+def confirm_upload() -> Response:
+    """Verify an uploaded object and record the image (201, or 200 when already recorded)."""
+    image, created = service.confirm_upload(_broker(), current_principal(), _body(schemas.confirm_upload_request))
+    return _json(schemas.image_envelope, {"image": image}, 201 if created else 200)
+
+
+@bp.get("")
+def list_images() -> Response:
+    """A page of images with the cursor of the next."""
+    page = service.list_images(_broker(), current_principal(), _query(schemas.list_images_query))
+    return _json(schemas.image_page, page)
+
+
+@bp.get("/<image_id>")
+def get_image(image_id: str) -> Response:
+    """One image."""
+    image = service.get_image(_broker(), current_principal(), image_id)
+    return _json(schemas.image_envelope, {"image": image})
+
+
+@bp.patch("/<image_id>")
+def update_image(image_id: str) -> Response:
+    """Edit caption, kind, tags or the primary flag."""
+    changes = _body(schemas.update_image_request)
+    image = service.update_image(_broker(), current_principal(), image_id, changes)
+    return _json(schemas.image_envelope, {"image": image})
+
+
+@bp.delete("/<image_id>")
+def delete_image(image_id: str) -> Response:
+    """Delete the object and the record."""
+    service.delete_image(_broker(), current_principal(), image_id)
+    return Response(status=204)
+
+
+@bp.post("/<image_id>/usage")
+def record_usage(image_id: str) -> Response:
+    """Count one use of the image."""
+    _optional_body(schemas.empty_request)
+    image = service.record_usage(_broker(), current_principal(), image_id)
+    return _json(schemas.image_envelope, {"image": image})
+
+
+@bp.get("/<image_id>/signed-url")
+def signed_url(image_id: str) -> Response:
+    """A signed GET URL for one image."""
+    query = _query(schemas.signed_url_query)
+    broker = _broker()
+    image = service.get_image(broker, current_principal(), image_id)
+    signed = service.sign_download(
+        broker, image, expires_in=query.get("expires_in"), disposition=query["disposition"]
+    )
+    return _json(schemas.signed_url_response, signed, headers=NO_STORE)
+
+
+@bp.get("/signed-url")
+def signed_url_by_key() -> Response:
+    """A signed GET URL for the image stored under ``key``."""
+    query = _query(schemas.signed_url_by_key_query)
+    broker = _broker()
+    image = service.get_image_by_key(broker, current_principal(), query["key"])
+    signed = service.sign_download(
+        broker, image, expires_in=query.get("expires_in"), disposition=query["disposition"]
+    )
+    return _json(schemas.signed_url_response, signed, headers=NO_STORE)
+
+
+@bp.post("/signed-urls")
+def signed_urls() -> Response:
+    """Signed GET URLs for up to 100 images; ids the caller cannot see are absent."""
+    ids = _body(schemas.signed_urls_request)["ids"]
+    urls = service.sign_many(_broker(), current_principal(), ids)
+    return _json(schemas.signed_urls_response, {"urls": urls}, headers=NO_STORE)
+
+
+@bp.get("/<image_id>/content")
+def content(image_id: str) -> Response:
+    """Redirect to a fresh signed GET URL."""
+    query = _query(schemas.signed_url_query)
+    broker = _broker()
+    image = service.get_image(broker, current_principal(), image_id)
+    signed = service.sign_download(
+        broker, image, expires_in=query.get("expires_in"), disposition=query["disposition"]
+    )
+    response = redirect(signed.url, code=302)
+    response.headers.update(NO_STORE)
+    return response

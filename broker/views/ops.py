@@ -1,0 +1,53 @@
+"""Operations: liveness, readiness and the OpenAPI document (no token needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+from pymongo.errors import PyMongoError
+
+from broker import schemas
+from broker.errors import BrokerError, Unavailable, error_response
+from broker.openapi import openapi_document
+from broker.service import Broker
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """200 while the process is up."""
+    return jsonify(schemas.status_response.dump({"status": "ok"}))
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """200 when MongoDB and S3 both answer, else 503 with what failed."""
+    broker: Broker = current_app.extensions["broker"]
+    checks = {"mongodb": "ok", "s3": "ok"}
+    try:
+        broker.db.ping()
+    except PyMongoError as e:
+        log.warning("readiness: MongoDB unavailable: %s", e)
+        checks["mongodb"] = "unavailable"
+    try:
+        broker.bucket.ping()
+    except BrokerError as e:
+        log.warning("readiness: S3 unavailable: %s", e)
+        checks["s3"] = "unavailable"
+    if all(value == "ok" for value in checks.values()):
+        return jsonify(schemas.status_response.dump({"status": "ok", "checks": checks}))
+    # Not ready is an error like any other (the envelope), plus the per-dependency checks.
+    response = error_response(Unavailable("not ready", details={"checks": checks}))
+    body = response.get_json()
+    response.set_data(json.dumps({**body, "status": "unavailable", "checks": checks}))
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 document of every endpoint."""
+    return jsonify(openapi_document(current_app))

@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
-RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'"
+RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
+	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
 .PHONY: run test lint format bench clean
 

@@ -85,4 +85,5 @@ def _reason(error: Exception) -> str:
 def create_token(user: str, *, admin: bool = False, ttl: timedelta = timedelta(hours=1)) -> str:
     """Issue a token for ``user`` (development and operations; needs the signing key)."""
     claims: dict[str, Any] = {"roles": [ADMIN_ROLE] if admin else []}
-    return create_access_token(identity=user, additional_claims=claims, expires_delta=ttl)
+    token: str = create_access_token(identity=user, additional_claims=claims, expires_delta=ttl)
+    return token

@@ -51,8 +51,13 @@ def register(app: Flask) -> None:
     @app.cli.command("create-token")
     @click.argument("user")
     @click.option("--admin", is_flag=True, help="Give the token the admin role.")
-    @click.option("--ttl", default=3600, show_default=True, type=click.IntRange(min=1),
-                  help="Lifetime in seconds.")
+    @click.option(
+        "--ttl",
+        default=3600,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Lifetime in seconds.",
+    )
     def create_token_command(user: str, admin: bool, ttl: int) -> None:
         """Print a signed JWT for USER (needs the secret, or the private key with RS256)."""
         try:
@@ -71,8 +76,13 @@ def register(app: Flask) -> None:
             click.echo(name)
 
     @app.cli.command("apply-cors")
-    @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  default=DEFAULT_CORS_FILE, show_default=True)
+    @click.option(
+        "--file",
+        "path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=DEFAULT_CORS_FILE,
+        show_default=True,
+    )
     def apply_cors_command(path: Path) -> None:
         """Apply the bucket CORS rules with the configured origins (BROKER_CORS_ORIGINS)."""
         click.echo(json.dumps({"CORSRules": apply_bucket_cors(_broker(), path)}, indent=2))
@@ -81,5 +91,11 @@ def register(app: Flask) -> None:
     def sweep_command() -> None:
         """Delete abandoned uploads and finish interrupted deletes (cron-safe, multi-host-safe)."""
         report = service.sweep(_broker())
-        click.echo(json.dumps({"expired_uploads": report.expired_uploads,
-                               "finished_deletes": report.finished_deletes}))
+        click.echo(
+            json.dumps(
+                {
+                    "expired_uploads": report.expired_uploads,
+                    "finished_deletes": report.finished_deletes,
+                }
+            )
+        )

@@ -42,6 +42,9 @@ class Settings:
     s3_endpoint_url: str | None
     s3_public_endpoint_url: str | None
     s3_region: str
+    aws_access_key_id: str | None
+    aws_secret_access_key: str | None
+    aws_session_token: str | None
     s3_addressing: str
     s3_connect_timeout: float
     s3_read_timeout: float
@@ -108,6 +111,10 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "BROKER_S3_ENDPOINT_URL": ("", _optional),
     "BROKER_S3_PUBLIC_ENDPOINT_URL": ("", _optional),
     "BROKER_S3_REGION": ("us-east-1", _text),
+    # Unset: boto3's usual chain (profile, container or instance role) finds credentials.
+    "AWS_ACCESS_KEY_ID": ("", _optional),
+    "AWS_SECRET_ACCESS_KEY": ("", _optional),
+    "AWS_SESSION_TOKEN": ("", _optional),
     "BROKER_S3_ADDRESSING": ("path", _text),
     "BROKER_S3_CONNECT_TIMEOUT": ("3", _float),
     "BROKER_S3_READ_TIMEOUT": ("10", _float),
@@ -159,6 +166,9 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         s3_public_endpoint_url=values["BROKER_S3_PUBLIC_ENDPOINT_URL"]
         or values["BROKER_S3_ENDPOINT_URL"],
         s3_region=values["BROKER_S3_REGION"],
+        aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=values["AWS_SESSION_TOKEN"],
         s3_addressing=values["BROKER_S3_ADDRESSING"],
         s3_connect_timeout=values["BROKER_S3_CONNECT_TIMEOUT"],
         s3_read_timeout=values["BROKER_S3_READ_TIMEOUT"],

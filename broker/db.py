@@ -58,18 +58,34 @@ def _index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
         ),
         ("images", [("deleting_at", ASCENDING)], {"sparse": True, "name": "deleting_at"}),
         ("uploads", [("key", ASCENDING)], {"unique": True, "name": "key_unique"}),
-        ("uploads", [("state", ASCENDING), ("confirm_by", ASCENDING)], {"name": "state_confirm_by"}),
+        (
+            "uploads",
+            [("state", ASCENDING), ("confirm_by", ASCENDING)],
+            {"name": "state_confirm_by"},
+        ),
         ("uploads", [("purge_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "purge_at_ttl"}),
     ]
     # Every list shape (owner or all, with or without kind, each sort) walks an index in order,
     # so a page costs the same at any depth.
-    for sort_name, sort_keys in SORTS.items():
-        for prefix in ([], [("owner", ASCENDING)]):
-            for kind in ([], [("kind", ASCENDING)]):
-                keys = prefix + kind + sort_keys
-                name = "list_" + "_".join(k for k, _ in prefix + kind) + "_" + sort_name
-                specs.append(("images", keys, {"name": name.replace("__", "_")}))
+    for sort in SORTS:
+        for by_owner in (False, True):
+            for by_kind in (False, True):
+                keys = _list_index_keys(sort, by_owner=by_owner, by_kind=by_kind)
+                name = _list_index_name(sort, by_owner=by_owner, by_kind=by_kind)
+                specs.append(("images", keys, {"name": name}))
     return specs
+
+
+def _list_index_keys(sort: str, *, by_owner: bool, by_kind: bool) -> list[tuple[str, int]]:
+    prefix = [("owner", ASCENDING)] if by_owner else []
+    prefix += [("kind", ASCENDING)] if by_kind else []
+    return prefix + SORTS[sort]
+
+
+def _list_index_name(sort: str, *, by_owner: bool, by_kind: bool) -> str:
+    return "_".join(
+        ["list", *(["owner"] if by_owner else []), *(["kind"] if by_kind else []), sort]
+    )
 
 
 @dataclass(frozen=True)
@@ -167,14 +183,22 @@ def _decode_cursor(sort: str, cursor: str) -> list[Any]:
 
 
 def _after(sort: str, values: list[Any]) -> dict[str, Any]:
-    """The keyset condition "strictly after this row in sort order"."""
+    """The keyset condition "strictly after this row in sort order".
+
+    The redundant range on the leading field gives any planner tight index bounds, so a deep
+    page starts where the previous one ended instead of scanning from the top.
+    """
     fields = SORTS[sort]
     alternatives = []
     for i, (field, direction) in enumerate(fields):
         condition = {f: v for (f, _), v in zip(fields[:i], values[:i], strict=True)}
         condition[field] = {"$lt" if direction == DESCENDING else "$gt": values[i]}
         alternatives.append(condition)
-    return {"$or": alternatives}
+    leading, direction = fields[0]
+    return {
+        leading: {"$lte" if direction == DESCENDING else "$gte": values[0]},
+        "$or": alternatives,
+    }
 
 
 class ImageRepository:
@@ -240,7 +264,10 @@ class ImageRepository:
             conditions.append(_after(sort, _decode_cursor(sort, cursor)))
         if conditions:
             query["$and"] = conditions
-        docs = list(self.collection.find(query).sort(SORTS[sort]).limit(limit + 1))
+        # The hint pins the index made for this shape; planners otherwise drift to a collection
+        # scan when the regex or the keyset $or is present.
+        index = _list_index_name(sort, by_owner=owner is not None, by_kind=kind is not None)
+        docs = list(self.collection.find(query).sort(SORTS[sort]).hint(index).limit(limit + 1))
         next_cursor = _encode_cursor(sort, docs[limit - 1]) if len(docs) > limit else None
         return Page([_image_from_doc(doc) for doc in docs[:limit]], next_cursor)
 
@@ -418,7 +445,7 @@ def connect(settings: Settings) -> Repositories:
 
 
 class Mongo:
-    """Flask extension binding :class:`Repositories` to an app (``app.extensions['broker.mongo']``)."""
+    """Flask extension binding :class:`Repositories` to an app, in ``app.extensions``."""
 
     def __init__(self, app: Flask | None = None) -> None:
         if app is not None:

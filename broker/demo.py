@@ -24,7 +24,9 @@ STATE_DIR = Path(os.environ.get("BROKER_DEMO_DIR", "var/demo"))
 
 def main() -> int:
     """Start the embedded services and serve the broker until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     host = os.environ.get("BROKER_HOST", "127.0.0.1")
     port = int(os.environ.get("BROKER_PORT", "8000"))
@@ -69,7 +71,9 @@ def main() -> int:
     return 0
 
 
-def _announce(host: str, port: int, token: str, mongo: MongoServer | None, s3: S3Server | None) -> None:
+def _announce(
+    host: str, port: int, token: str, mongo: MongoServer | None, s3: S3Server | None
+) -> None:
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     base = f"http://{shown_host}:{port}"
     lines = [

@@ -53,8 +53,19 @@ class MongoServer:
         log_path = self.log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port),
-                 "--storage-path", str(self.data_dir), "--log-level", "WARNING"],
+                [
+                    sys.executable,
+                    "-m",
+                    "secantus",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--storage-path",
+                    str(self.data_dir),
+                    "--log-level",
+                    "WARNING",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -79,7 +90,9 @@ class MongoServer:
                 except PyMongoError:
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise RuntimeError(f"the MongoDB test server did not answer in {timeout}s") from None
+                        raise RuntimeError(
+                            f"the MongoDB test server did not answer in {timeout}s"
+                        ) from None
                     time.sleep(0.1)
         finally:
             client.close()

@@ -226,12 +226,12 @@ def display_name(filename: str) -> str:
 
 
 def content_disposition(disposition: str, filename: str) -> str:
-    """A Content-Disposition that cannot be broken out of (RFC 6266, ``filename*`` for non-ASCII)."""
+    """A Content-Disposition nothing can break out of (RFC 6266, ``filename*`` for non-ASCII)."""
     name = display_name(filename)
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     # Quotes, backslashes, separators and anything outside printable ASCII would let a name
     # escape the quoted-string or confuse a browser's filename parser.
-    ascii_name = re.sub(r'[^A-Za-z0-9 ._()+,=@-]', "_", ascii_name).strip() or "image"
+    ascii_name = re.sub(r"[^A-Za-z0-9 ._()+,=@-]", "_", ascii_name).strip() or "image"
     value = f'{disposition}; filename="{ascii_name}"'
     if ascii_name != name:
         value += f"; filename*=UTF-8''{quote(name, safe='')}"
@@ -303,7 +303,9 @@ def check_image_content(
     if sniffed is None:
         raise UploadInvalid(f"filetype: the object is not a {declared_type} image")
     if sniffed != declared_type:
-        raise UploadInvalid(f"filetype: the object is a {sniffed} image, {declared_type} was declared")
+        raise UploadInvalid(
+            f"filetype: the object is a {sniffed} image, {declared_type} was declared"
+        )
     dimensions = read_dimensions(head_bytes)
     if dimensions is None:
         raise UploadInvalid("the image header is truncated or unreadable: width and height unknown")

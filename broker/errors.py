@@ -168,7 +168,9 @@ def to_broker_error(error: Exception) -> BrokerError:
     if isinstance(error, BrokerError):
         return error
     if isinstance(error, ValidationError):
-        messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        messages = (
+            error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        )
         return ValidationFailed(validation_message(messages), details=messages)
     if isinstance(error, JWTExtendedException | PyJWTError):
         return Unauthorized()

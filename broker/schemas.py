@@ -28,9 +28,8 @@ class UtcDateTime(fields.DateTime):
         if value is None:
             return None
         assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StrictSchema(Schema):

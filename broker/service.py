@@ -57,7 +57,9 @@ class PresignedUpload:
     expires_at: datetime
 
 
-def presign_upload(broker: Broker, principal: Principal, request: dict[str, Any]) -> PresignedUpload:
+def presign_upload(
+    broker: Broker, principal: Principal, request: dict[str, Any]
+) -> PresignedUpload:
     """Check the declaration, choose the key, record the pending upload, sign the PUT."""
     content_type = domain.normalise_type(request["filetype"])
     kind = request.get("kind") or "gallery"
@@ -103,7 +105,9 @@ def presign_upload(broker: Broker, principal: Principal, request: dict[str, Any]
 # ---- confirm ----------------------------------------------------------------------------------
 
 
-def confirm_upload(broker: Broker, principal: Principal, request: dict[str, Any]) -> tuple[Image, bool]:
+def confirm_upload(
+    broker: Broker, principal: Principal, request: dict[str, Any]
+) -> tuple[Image, bool]:
     """Verify the uploaded object against its declaration and record it; idempotent.
 
     Returns the image and whether this call created it. Exactly one of confirm and the sweeper
@@ -172,7 +176,7 @@ def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, A
         raise
 
     now = domain.utcnow()
-    caption = request["caption"] if "caption" in request else pending.caption
+    caption = request.get("caption", pending.caption)
     return Image(
         id=_new_image_id(),
         key=pending.key,
@@ -261,7 +265,9 @@ def sign_download(
 ) -> SignedUrl:
     """A signed GET whose response type and disposition are pinned by the signature."""
     settings = broker.settings
-    lifetime = domain.clamp_expires(expires_in, settings.download_expires, settings.download_max_expires)
+    lifetime = domain.clamp_expires(
+        expires_in, settings.download_expires, settings.download_max_expires
+    )
     now = domain.utcnow()
     url = broker.bucket.presign_get(
         image.key,
@@ -282,7 +288,9 @@ def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dic
 # ---- change -----------------------------------------------------------------------------------
 
 
-def update_image(broker: Broker, principal: Principal, image_id: str, changes: dict[str, Any]) -> Image:
+def update_image(
+    broker: Broker, principal: Principal, image_id: str, changes: dict[str, Any]
+) -> Image:
     """Edit caption, kind, tags or the primary flag."""
     image = get_image(broker, principal, image_id)
     now = domain.utcnow()

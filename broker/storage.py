@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import botocore.config
@@ -39,6 +39,24 @@ _GET_QUERY_PARAMS = {
     "response-content-disposition": "ResponseContentDisposition",
 }
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+
+
+class Presigner(Protocol):
+    """Anything that presigns an S3 request for a bucket and key."""
+
+    def presign(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: int,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        """A presigned URL."""
+        ...
 
 
 class StorageNotFound(Exception):
@@ -104,14 +122,18 @@ class Bucket:
 
     def __init__(self, settings: Settings, session: boto3.session.Session | None = None) -> None:
         self.name = settings.s3_bucket
-        session = session or boto3.session.Session()
+        session = session or boto3.session.Session(
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key,
+            aws_session_token=settings.aws_session_token,
+        )
         config = _client_config(settings)
         self.client = session.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
         # The host is part of the signature, so URLs for browsers are signed for the public
         # endpoint, which can differ from the one the broker itself reaches.
         public_endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
         self._signing_client = session.client("s3", endpoint_url=public_endpoint, config=config)
-        self.presigner: Any
+        self.presigner: Presigner
         if settings.signer == "fast":
             from broker.signing import SigV4Presigner
 
@@ -146,7 +168,13 @@ class Bucket:
         return SignedRequest(url=url, method="PUT", headers=client_headers)
 
     def presign_get(
-        self, key: str, *, expires_in: int, content_type: str, disposition: str, now: datetime | None = None
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        content_type: str,
+        disposition: str,
+        now: datetime | None = None,
     ) -> str:
         """A GET URL whose response headers are fixed by the signature (type, disposition)."""
         query = {"response-content-type": content_type, "response-content-disposition": disposition}
@@ -174,7 +202,9 @@ class Bucket:
     def read_prefix(self, key: str, length: int) -> bytes:
         """At most the first ``length`` bytes of the object (a ranged GET)."""
         with _translated("read"):
-            response = self.client.get_object(Bucket=self.name, Key=key, Range=f"bytes=0-{length - 1}")
+            response = self.client.get_object(
+                Bucket=self.name, Key=key, Range=f"bytes=0-{length - 1}"
+            )
             body = response["Body"]
             try:
                 data: bytes = body.read(length)
@@ -215,7 +245,9 @@ class Bucket:
         """The bucket's CORS rules (empty when none are set)."""
         try:
             with _translated("get cors"):
-                rules: list[dict[str, Any]] = self.client.get_bucket_cors(Bucket=self.name)["CORSRules"]
+                rules: list[dict[str, Any]] = self.client.get_bucket_cors(Bucket=self.name)[
+                    "CORSRules"
+                ]
         except StorageNotFound:
             return []
         return rules

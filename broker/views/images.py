@@ -1,4 +1,7 @@
-"""``/images``: presign, confirm, read, list, sign, edit, delete. Each view: parse → call → serialize."""
+"""``/images``: presign, confirm, read, list, sign, edit, delete.
+
+Each view only parses (schemas), calls (service) and serializes (schemas).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from marshmallow import Schema
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from broker import schemas, service
 from broker.auth import authenticate, current_principal
@@ -51,7 +55,9 @@ def _query(schema: Schema) -> dict[str, Any]:
     return loaded
 
 
-def _json(schema: Schema, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json(
+    schema: Schema, data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     response = jsonify(schema.dump(data))
     response.status_code = status
     response.headers.update(headers or {})
@@ -61,7 +67,9 @@ def _json(schema: Schema, data: Any, status: int = 200, headers: dict[str, str] 
 @bp.post("/presign-upload")
 def presign_upload() -> Response:
     """Grant a presigned PUT for one image."""
-    presigned = service.presign_upload(_broker(), current_principal(), _body(schemas.presign_upload_request))
+    presigned = service.presign_upload(
+        _broker(), current_principal(), _body(schemas.presign_upload_request)
+    )
     payload = {
         "upload_id": presigned.upload_id,
         "key": presigned.key,
@@ -76,7 +84,9 @@ def presign_upload() -> Response:
 @bp.post("")
 def confirm_upload() -> Response:
     """Verify an uploaded object and record the image (201, or 200 when already recorded)."""
-    image, created = service.confirm_upload(_broker(), current_principal(), _body(schemas.confirm_upload_request))
+    image, created = service.confirm_upload(
+        _broker(), current_principal(), _body(schemas.confirm_upload_request)
+    )
     return _json(schemas.image_envelope, {"image": image}, 201 if created else 200)
 
 
@@ -150,7 +160,7 @@ def signed_urls() -> Response:
 
 
 @bp.get("/<image_id>/content")
-def content(image_id: str) -> Response:
+def content(image_id: str) -> WerkzeugResponse:
     """Redirect to a fresh signed GET URL."""
     query = _query(schemas.signed_url_query)
     broker = _broker()

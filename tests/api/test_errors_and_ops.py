@@ -1,0 +1,161 @@
+"""Every failure is the contract's envelope; health, readiness and the OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from broker.devservers import free_port
+from broker.errors import Unavailable
+from tests.helpers import auth, png_bytes
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
+
+
+def assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    error: dict[str, Any] = response.json["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+class TestEnvelope:
+    def test_unknown_route_is_404(self, client: FlaskClient) -> None:
+        assert_envelope(client.get("/nope"), 404, "not_found")
+
+    def test_wrong_method_is_405_with_allow(self, client: FlaskClient) -> None:
+        response = client.put("/healthz")
+        assert_envelope(response, 405, "method_not_allowed")
+        assert "GET" in response.headers["Allow"]
+
+    def test_body_over_the_limit_is_413_before_parsing(self, make_app: Any) -> None:
+        client = make_app(BROKER_MAX_BODY_BYTES="100").test_client()
+        response = client.post(
+            "/images/presign-upload",
+            data="{" + " " * 200 + "}",
+            headers={**auth(), "Content-Type": "application/json"},
+        )
+        assert_envelope(response, 413, "too_large")
+
+    @pytest.mark.parametrize(
+        ("data", "content_type"),
+        [
+            ("not json", "application/json"),
+            ("[1, 2]", "application/json"),
+            ("a=b", "text/plain"),
+            ("", "application/json"),
+        ],
+    )
+    def test_non_object_bodies_are_400(
+        self, client: FlaskClient, data: str, content_type: str
+    ) -> None:
+        response = client.post(
+            "/images/presign-upload", data=data, headers={**auth(), "Content-Type": content_type}
+        )
+        assert_envelope(response, 400, "validation_error")
+
+    def test_unexpected_exception_is_a_generic_500(
+        self,
+        app: Flask,
+        client: FlaskClient,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        def explode(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("secret detail mongodb://user:pw@internal")
+
+        monkeypatch.setattr(app.extensions["broker"].db.images, "page", explode)
+        with caplog.at_level(logging.ERROR):
+            response = client.get("/images", headers=auth())
+        error = assert_envelope(response, 500, "internal_error")
+        assert error["message"] == "internal error"
+        assert b"secret" not in response.data and b"Traceback" not in response.data
+        assert "secret detail" in caplog.text
+
+    def test_database_down_is_503_with_retry_after(self, make_app: Any) -> None:
+        app = make_app(
+            prepare=False,
+            MONGODB_URI=f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true",
+            BROKER_MONGODB_TIMEOUT_MS="300",
+        )
+        app.extensions["broker"].bucket.ensure_bucket()
+        response = app.test_client().get("/images", headers=auth())
+        error = assert_envelope(response, 503, "unavailable")
+        assert response.headers["Retry-After"].isdigit()
+        assert "127.0.0.1" not in response.get_data(as_text=True)
+        assert error["message"] == "the database is unavailable, retry later"
+        ready = app.test_client().get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json["checks"] == {"mongodb": "unavailable", "s3": "ok"}
+
+    def test_storage_down_is_503_and_names_no_endpoint(self, make_app: Any) -> None:
+        make_app()  # the database of this test, with its indexes
+        port = closed_port()
+        broken = make_app(
+            prepare=False,
+            BROKER_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+            BROKER_S3_CONNECT_TIMEOUT="0.3",
+        )
+        client = broken.test_client()
+        data = png_bytes()
+        # Presigning needs no S3 call, so it keeps working while the bucket is unreachable.
+        presigned = client.post(
+            "/images/presign-upload",
+            json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+            headers=auth(),
+        )
+        assert presigned.status_code == 201
+        response = client.post("/images", json={"key": presigned.json["key"]}, headers=auth())
+        assert_envelope(response, 503, "unavailable")
+        assert str(port) not in response.get_data(as_text=True)
+        assert broken.extensions["broker"].db.images.collection.count_documents({}) == 0
+        assert client.get("/readyz").json["checks"] == {"mongodb": "ok", "s3": "unavailable"}
+
+
+class TestOperations:
+    def test_healthz(self, client: FlaskClient) -> None:
+        response = client.get("/healthz")
+        assert response.status_code == 200 and response.json["status"] == "ok"
+
+    def test_readyz_ok(self, client: FlaskClient) -> None:
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json["checks"] == {"mongodb": "ok", "s3": "ok"}
+
+    def test_readyz_reports_what_is_down(
+        self, app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def down() -> None:
+            raise Unavailable()
+
+        monkeypatch.setattr(app.extensions["broker"].bucket, "ping", down)
+        response = client.get("/readyz")
+        assert_envelope(response, 503, "unavailable")
+        assert response.headers["Retry-After"].isdigit()
+        assert response.json["checks"] == {"mongodb": "ok", "s3": "unavailable"}
+
+    def test_openapi_documents_every_route(self, app: Flask, client: FlaskClient) -> None:
+        document = client.get("/openapi.json").json
+        assert document["openapi"].startswith("3.")
+        documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+        for rule in app.url_map.iter_rules():
+            if rule.endpoint == "static":
+                continue
+            path = rule.rule.replace("<image_id>", "{image_id}")
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                assert (path, method.lower()) in documented, (path, method)
+        presign = document["paths"]["/images/presign-upload"]["post"]
+        assert "201" in presign["responses"] and "413" in presign["responses"]
+        assert (
+            document["components"]["schemas"]["PresignUploadRequest"]["additionalProperties"]
+            is False
+        )

@@ -1,0 +1,143 @@
+"""Signed GET URLs: by id, by key, in batches, as a redirect; lifetime and response headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from flask.testing import FlaskClient
+
+from tests.api.conftest import Uploader
+from tests.helpers import auth
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def lifetime(body: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(body["expires_at"]) - datetime.now(UTC)).total_seconds()
+
+
+class TestById:
+    def test_defaults(self, client: FlaskClient, upload: Uploader) -> None:
+        image = upload(filename="Ünïcode name.png").image
+        response = client.get(f"/images/{image['id']}/signed-url", headers=auth())
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        query = query_of(response.json["url"])
+        assert query["X-Amz-Expires"] == "300"
+        assert query["response-content-type"] == "image/png"
+        assert query["response-content-disposition"] == (
+            "inline; filename=\"Unicode name.png\"; filename*=UTF-8''%C3%9Cn%C3%AFcode%20name.png"
+        )
+        assert 290 < lifetime(response.json) <= 300
+
+    def test_attachment_and_custom_lifetime(self, client: FlaskClient, upload: Uploader) -> None:
+        uploaded = upload(filename="a.png")
+        response = client.get(
+            f"/images/{uploaded.image['id']}/signed-url?expires_in=60&disposition=attachment",
+            headers=auth(),
+        )
+        query = query_of(response.json["url"])
+        assert query["X-Amz-Expires"] == "60"
+        assert query["response-content-disposition"] == 'attachment; filename="a.png"'
+        fetched = requests.get(response.json["url"], timeout=10)
+        assert fetched.content == uploaded.data
+        assert fetched.headers["Content-Disposition"] == 'attachment; filename="a.png"'
+
+    def test_lifetime_is_clamped_to_the_maximum(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        image = upload().image
+        response = client.get(f"/images/{image['id']}/signed-url?expires_in=999999", headers=auth())
+        assert query_of(response.json["url"])["X-Amz-Expires"] == "3600"
+        assert 3590 < lifetime(response.json) <= 3600
+
+    def test_bad_parameters_are_400(self, client: FlaskClient, upload: Uploader) -> None:
+        image = upload().image
+        for query in (
+            "expires_in=0",
+            "expires_in=-5",
+            "expires_in=abc",
+            "expires_in=1.5",
+            "disposition=evil",
+        ):
+            response = client.get(f"/images/{image['id']}/signed-url?{query}", headers=auth())
+            assert response.status_code == 400, query
+            assert response.json["error"]["code"] == "validation_error"
+
+    def test_someone_elses_image_is_404(self, client: FlaskClient, upload: Uploader) -> None:
+        image = upload().image
+        assert (
+            client.get(f"/images/{image['id']}/signed-url", headers=auth("bob")).status_code == 404
+        )
+
+
+class TestByKey:
+    def test_found_by_key(self, client: FlaskClient, upload: Uploader) -> None:
+        uploaded = upload()
+        response = client.get(
+            "/images/signed-url", query_string={"key": uploaded.image["key"]}, headers=auth()
+        )
+        assert response.status_code == 200
+        assert requests.get(response.json["url"], timeout=10).content == uploaded.data
+
+    def test_unknown_or_foreign_key_is_404_and_key_is_required(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        key = upload().image["key"]
+        assert (
+            client.get(
+                "/images/signed-url", query_string={"key": key}, headers=auth("bob")
+            ).status_code
+            == 404
+        )
+        assert (
+            client.get("/images/signed-url?key=alice/none.png", headers=auth()).status_code == 404
+        )
+        assert client.get("/images/signed-url", headers=auth()).status_code == 400
+
+
+class TestBatch:
+    def test_visible_ids_only(self, client: FlaskClient, upload: Uploader) -> None:
+        mine = [upload().image["id"], upload().image["id"]]
+        theirs = upload("bob").image["id"]
+        response = client.post(
+            "/images/signed-urls", json={"ids": [*mine, theirs, "garbage", mine[0]]}, headers=auth()
+        )
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        urls = response.json["urls"]
+        assert sorted(urls) == sorted(mine)
+        assert all(set(entry) == {"url", "expires_at"} for entry in urls.values())
+
+    def test_admin_gets_all(self, client: FlaskClient, upload: Uploader) -> None:
+        ids = [upload().image["id"], upload("bob").image["id"]]
+        response = client.post(
+            "/images/signed-urls", json={"ids": ids}, headers=auth("root", admin=True)
+        )
+        assert sorted(response.json["urls"]) == sorted(ids)
+
+    def test_limits(self, client: FlaskClient) -> None:
+        for body in ({"ids": []}, {"ids": ["x"] * 101}, {"ids": "x"}, {}, {"ids": [1]}):
+            response = client.post("/images/signed-urls", json=body, headers=auth())
+            assert response.status_code == 400, body
+        ok = client.post("/images/signed-urls", json={"ids": ["x"] * 100}, headers=auth())
+        assert ok.status_code == 200 and ok.json == {"urls": {}}
+
+
+class TestContent:
+    def test_redirects_to_a_fresh_signed_url(self, client: FlaskClient, upload: Uploader) -> None:
+        uploaded = upload()
+        response = client.get(f"/images/{uploaded.image['id']}/content", headers=auth())
+        assert response.status_code == 302
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "X-Amz-Signature=" in response.headers["Location"]
+        assert requests.get(response.headers["Location"], timeout=10).content == uploaded.data
+
+    def test_someone_elses_is_404(self, client: FlaskClient, upload: Uploader) -> None:
+        image = upload().image
+        assert client.get(f"/images/{image['id']}/content", headers=auth("bob")).status_code == 404

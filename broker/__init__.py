@@ -49,9 +49,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _init_cors(app, settings)
 
     from broker import cli
-    from broker.views import images, ops
+    from broker.views import config, images, ops
 
     app.register_blueprint(ops.bp)
+    app.register_blueprint(config.bp)
     app.register_blueprint(images.bp)
     cli.register(app)
     return app

@@ -133,6 +133,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=schemas.SignedUrlQuery,
         errors=(400, 404),
     ),
+    Operation("/config", "get", "Upload limits for clients", schemas.ClientConfigResponse),
     Operation("/healthz", "get", "Liveness", schemas.StatusResponse, public=True),
     Operation(
         "/readyz",

@@ -190,6 +190,24 @@ class SignedUrlsResponse(Schema):
     urls = fields.Dict(keys=fields.String(), values=fields.Nested(SignedUrlResponse), required=True)
 
 
+class ClientConfigResponse(Schema):
+    """``GET /config``: the limits a client checks before presigning."""
+
+    allowed_types = fields.List(fields.String(), required=True)
+    extensions = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    max_upload_bytes = fields.Integer(required=True)
+    kinds = fields.List(fields.String(), required=True)
+    default_kind = fields.String(required=True)
+    upload_expires = fields.Integer(required=True)
+    download_expires = fields.Integer(required=True)
+    download_max_expires = fields.Integer(required=True)
+    max_pixels = fields.Integer(required=True)
+    min_width = fields.Integer(required=True)
+    min_height = fields.Integer(required=True)
+    max_width = fields.Integer(required=True)
+    max_height = fields.Integer(required=True)
+
+
 class StatusResponse(Schema):
     """Health and readiness."""
 
@@ -226,3 +244,4 @@ presign_upload_response = PresignUploadResponse()
 signed_url_response = SignedUrlResponse()
 signed_urls_response = SignedUrlsResponse()
 status_response = StatusResponse()
+client_config_response = ClientConfigResponse()

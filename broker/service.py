@@ -44,6 +44,26 @@ def policy_from_settings(settings: Settings) -> UploadPolicy:
     )
 
 
+def client_config(broker: Broker) -> dict[str, Any]:
+    """The limits a client should check before presigning (the broker checks them again)."""
+    settings = broker.settings
+    return {
+        "allowed_types": list(settings.allowed_types),
+        "extensions": {t: domain.extension_for(t) for t in settings.allowed_types},
+        "max_upload_bytes": settings.max_upload_bytes,
+        "kinds": list(settings.kinds),
+        "default_kind": "gallery" if "gallery" in settings.kinds else settings.kinds[0],
+        "upload_expires": settings.upload_expires,
+        "download_expires": settings.download_expires,
+        "download_max_expires": settings.download_max_expires,
+        "max_pixels": settings.max_pixels,
+        "min_width": settings.min_width,
+        "min_height": settings.min_height,
+        "max_width": settings.max_width,
+        "max_height": settings.max_height,
+    }
+
+
 # ---- presign ----------------------------------------------------------------------------------
 
 
@@ -62,7 +82,7 @@ def presign_upload(
 ) -> PresignedUpload:
     """Check the declaration, choose the key, record the pending upload, sign the PUT."""
     content_type = domain.normalise_type(request["filetype"])
-    kind = request.get("kind") or "gallery"
+    kind = request.get("kind") or client_config(broker)["default_kind"]
     domain.check_declared_upload(broker.policy, content_type, request["size"], kind)
     if request.get("content_md5"):
         domain.decode_md5(request["content_md5"])

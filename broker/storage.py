@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -145,6 +146,12 @@ class Bucket:
             )
         else:
             self.presigner = Boto3Presigner(self._signing_client)
+
+    @property
+    def public_origin(self) -> str:
+        """The scheme://host[:port] browsers reach the bucket at (for CSP and CORS checks)."""
+        probe = urlsplit(self.presigner.presign("GET", self.name, "probe", expires_in=60))
+        return f"{probe.scheme}://{probe.netloc}"
 
     def presign_put(
         self,

@@ -148,7 +148,8 @@ class TestOperations:
         assert document["openapi"].startswith("3.")
         documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
         for rule in app.url_map.iter_rules():
-            if rule.endpoint == "static":
+            # Static assets (the admin UI, the browser module) are not part of the API.
+            if rule.endpoint == "static" or rule.endpoint.startswith("admin."):
                 continue
             path = rule.rule.replace("<image_id>", "{image_id}")
             for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -159,3 +160,20 @@ class TestOperations:
             document["components"]["schemas"]["PresignUploadRequest"]["additionalProperties"]
             is False
         )
+
+
+class TestClientConfig:
+    def test_exposes_the_configured_limits(self, make_app: Any) -> None:
+        app = make_app(BROKER_ALLOWED_TYPES="image/png,image/webp", BROKER_MAX_UPLOAD_BYTES="5000")
+        response = app.test_client().get("/config", headers=auth())
+        assert response.status_code == 200
+        body = response.json
+        assert body["allowed_types"] == ["image/png", "image/webp"]
+        assert body["extensions"] == {"image/png": ".png", "image/webp": ".webp"}
+        assert body["max_upload_bytes"] == 5000
+        assert (
+            body["kinds"] == ["profile", "gallery", "cover"] and body["default_kind"] == "gallery"
+        )
+
+    def test_needs_a_token(self, client: FlaskClient) -> None:
+        assert_envelope(client.get("/config"), 401, "unauthorized")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import boto3
@@ -23,22 +23,113 @@ from flask import Flask, current_app
 from broker.config import Settings
 from broker.domain import ObjectHead
 from broker.errors import Unavailable
+from broker.signing import Credentials, SigV4Presigner
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "broker.s3"
 
-# Header name → boto3 parameter, for the reference signer.
-_PUT_HEADER_PARAMS = {
-    "Content-Type": "ContentType",
-    "Content-Length": "ContentLength",
-    "Content-MD5": "ContentMD5",
-    "x-amz-checksum-sha256": "ChecksumSHA256",
+# How the reference signer expresses a presign request as a boto3 client call.
+_METADATA_PREFIX: Final = "x-amz-meta-"
+
+# Lower-cased header name -> (parameter, is_integer) for each client method.
+_PUT_OBJECT_HEADERS: Final = {
+    "cache-control": ("CacheControl", False),
+    "content-disposition": ("ContentDisposition", False),
+    "content-length": ("ContentLength", True),
+    "content-md5": ("ContentMD5", False),
+    "content-type": ("ContentType", False),
+    "x-amz-checksum-sha256": ("ChecksumSHA256", False),
+    "x-amz-tagging": ("Tagging", False),
 }
-_GET_QUERY_PARAMS = {
-    "response-content-type": "ResponseContentType",
-    "response-content-disposition": "ResponseContentDisposition",
+_UPLOAD_PART_HEADERS: Final = {
+    "content-length": ("ContentLength", True),
+    "content-md5": ("ContentMD5", False),
+    "x-amz-checksum-sha256": ("ChecksumSHA256", False),
 }
+# Query parameter name (case-sensitive, as S3 defines it) -> (parameter, is_integer).
+_READ_QUERY: Final = {
+    "response-cache-control": ("ResponseCacheControl", False),
+    "response-content-disposition": ("ResponseContentDisposition", False),
+    "response-content-encoding": ("ResponseContentEncoding", False),
+    "response-content-language": ("ResponseContentLanguage", False),
+    "response-content-type": ("ResponseContentType", False),
+    "versionId": ("VersionId", False),
+    "partNumber": ("PartNumber", True),
+}
+_UPLOAD_PART_QUERY: Final = {
+    "partNumber": ("PartNumber", True),
+    "uploadId": ("UploadId", False),
+}
+_DELETE_QUERY: Final = {"versionId": ("VersionId", False)}
+
+_NO_MAPPING: Final[dict[str, tuple[str, bool]]] = {}
+# client method -> (header mapping, query mapping, accepts x-amz-meta-* headers)
+_OPERATIONS: Final = {
+    "get_object": (_NO_MAPPING, _READ_QUERY, False),
+    "head_object": (_NO_MAPPING, _READ_QUERY, False),
+    "put_object": (_PUT_OBJECT_HEADERS, _NO_MAPPING, True),
+    "upload_part": (_UPLOAD_PART_HEADERS, _UPLOAD_PART_QUERY, False),
+    "delete_object": (_NO_MAPPING, _DELETE_QUERY, False),
+}
+
+
+def _convert(name: str, value: str, is_integer: bool) -> str | int:
+    """Convert a header/query string to the boto3 parameter type, refusing lossy cases."""
+    if not is_integer:
+        return value
+    number = int(value)
+    if str(number) != value:
+        # botocore would serialise str(int(value)), i.e. a different string.
+        raise ValueError(f"{name} must be a canonical decimal integer, not {value!r}")
+    return number
+
+
+def boto3_call(
+    method: str,
+    bucket: str,
+    key: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Map ``SigV4Presigner.presign`` arguments to ``(ClientMethod, Params)`` for boto3."""
+    verb = method.upper()
+    query = dict(query or {})
+    if verb == "GET":
+        operation = "get_object"
+    elif verb == "HEAD":
+        operation = "head_object"
+    elif verb == "DELETE":
+        operation = "delete_object"
+    elif verb == "PUT":
+        operation = "upload_part" if "uploadId" in query or "partNumber" in query else "put_object"
+    else:
+        raise ValueError(f"unsupported method {method!r}")
+    header_map, query_map, metadata_ok = _OPERATIONS[operation]
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    # Query parameters first, in the caller's order: botocore emits them in
+    # the order of the Params dict.
+    for name, value in query.items():
+        if name not in query_map:
+            raise ValueError(f"query parameter {name!r} is not supported for {operation}")
+        param, is_integer = query_map[name]
+        params[param] = _convert(name, value, is_integer)
+    metadata: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        lname = name.lower()
+        if metadata_ok and lname.startswith(_METADATA_PREFIX):
+            metadata[name[len(_METADATA_PREFIX) :]] = value
+            continue
+        if lname not in header_map:
+            raise ValueError(f"header {name!r} is not supported for {operation}")
+        param, is_integer = header_map[lname]
+        params[param] = _convert(name, value, is_integer)
+    if metadata:
+        params["Metadata"] = metadata
+    return operation, params
+
+
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -91,14 +182,9 @@ class Boto3Presigner:
         now: datetime | None = None,
     ) -> str:
         """Presign with boto3; the same inputs give the fast signer's URL byte for byte."""
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        for name, value in (headers or {}).items():
-            params[_PUT_HEADER_PARAMS[name]] = int(value) if name == "Content-Length" else value
-        for name, value in (query or {}).items():
-            params[_GET_QUERY_PARAMS[name]] = value
-        client_method = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}[method]
+        operation, params = boto3_call(method, bucket, key, headers=headers, query=query)
         url: str = self._client.generate_presigned_url(
-            client_method, Params=params, ExpiresIn=expires_in
+            operation, Params=params, ExpiresIn=expires_in
         )
         return url
 
@@ -136,13 +222,11 @@ class Bucket:
         self._signing_client = session.client("s3", endpoint_url=public_endpoint, config=config)
         self.presigner: Presigner
         if settings.signer == "fast":
-            from broker.signing import SigV4Presigner
-
             self.presigner = SigV4Presigner(
                 endpoint_url=public_endpoint or self._signing_client.meta.endpoint_url,
                 region=settings.s3_region,
                 addressing=settings.s3_addressing,
-                credentials=_credentials_source(session),
+                credentials=credentials_source(session),
             )
         else:
             self.presigner = Boto3Presigner(self._signing_client)
@@ -161,14 +245,17 @@ class Bucket:
         size: int,
         content_md5: str | None,
         checksum_sha256: str | None,
+        tagging: str | None,
         expires_in: int,
     ) -> SignedRequest:
-        """A PUT URL whose signature pins the type, the length and (when given) the checksums."""
+        """A PUT URL whose signature pins the type, the length, the tags and the checksums."""
         signed = {"Content-Type": content_type, "Content-Length": str(size)}
         if content_md5:
             signed["Content-MD5"] = content_md5
         if checksum_sha256:
             signed["x-amz-checksum-sha256"] = checksum_sha256
+        if tagging:
+            signed["x-amz-tagging"] = tagging
         url = self._sign("PUT", key, expires_in=expires_in, headers=signed)
         # Browsers refuse to set Content-Length themselves and always send the body's length.
         client_headers = {name: value for name, value in signed.items() if name != "Content-Length"}
@@ -227,6 +314,12 @@ class Bucket:
         except StorageNotFound:
             return
 
+    def tag(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the object's tags."""
+        tag_set = [{"Key": name, "Value": value} for name, value in tags.items()]
+        with _translated("tag"):
+            self.client.put_object_tagging(Bucket=self.name, Key=key, Tagging={"TagSet": tag_set})
+
     def ping(self) -> None:
         """Raise Unavailable unless the bucket answers."""
         try:
@@ -248,6 +341,40 @@ class Bucket:
         with _translated("put cors"):
             self.client.put_bucket_cors(Bucket=self.name, CORSConfiguration={"CORSRules": rules})
 
+    def apply_lifecycle(self, rules: list[dict[str, Any]]) -> None:
+        """Replace the bucket's lifecycle rules."""
+        with _translated("put lifecycle"):
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.name, LifecycleConfiguration={"Rules": rules}
+            )
+
+    def get_lifecycle(self) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules (empty when none are set)."""
+        try:
+            with _translated("get lifecycle"):
+                response = self.client.get_bucket_lifecycle_configuration(Bucket=self.name)
+        except StorageNotFound:
+            return []
+        rules: list[dict[str, Any]] = response.get("Rules", [])
+        return rules
+
+    def block_public_access(self) -> None:
+        """Make public ACLs and policies ineffective on the bucket, whatever a PUT asks for."""
+        # Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not
+        # sign; with IgnorePublicAcls a "public-read" smuggled into a presigned PUT grants
+        # nothing. BlockPublicAcls stays off: RGW 16 then refuses every PutObject, even private
+        # ones, and ignoring public ACLs already keeps every object private.
+        with _translated("put public access block"):
+            self.client.put_public_access_block(
+                Bucket=self.name,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": False,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            )
+
     def get_cors(self) -> list[dict[str, Any]]:
         """The bucket's CORS rules (empty when none are set)."""
         try:
@@ -260,9 +387,8 @@ class Bucket:
         return rules
 
 
-def _credentials_source(session: boto3.session.Session) -> Callable[[], Any]:
+def credentials_source(session: boto3.session.Session) -> Callable[[], Credentials]:
     """A callable giving current credentials, so refreshing ones (instance roles) keep working."""
-    from broker.signing import Credentials
 
     def current() -> Credentials:
         resolved = session.get_credentials()

@@ -3,46 +3,27 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask, current_app
 
 from broker import service
 from broker.auth import create_token
+from broker.bucket_policy import (
+    DEFAULT_CORS_FILE,
+    PolicyError,
+    apply_bucket_cors,
+    apply_bucket_lifecycle,
+)
 from broker.service import Broker
-
-# The bucket CORS template shipped at the repository root; its origins are replaced by the
-# configured ones when applied.
-DEFAULT_CORS_FILE = Path(__file__).resolve().parent.parent / "s3-cors.json"
 
 
 def _broker() -> Broker:
     broker: Broker = current_app.extensions["broker"]
     return broker
-
-
-def bucket_cors_rules(template: dict[str, Any], origins: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The template's CORS rules with ``AllowedOrigins`` set to the configured origins."""
-    rules = template.get("CORSRules")
-    if not isinstance(rules, list) or not rules:
-        raise click.ClickException("the CORS file must hold a non-empty CORSRules list")
-    return [{**rule, "AllowedOrigins": list(origins)} for rule in rules]
-
-
-def load_cors_template(path: Path = DEFAULT_CORS_FILE) -> dict[str, Any]:
-    """Read the bucket CORS template (``s3-cors.json``)."""
-    template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return template
-
-
-def apply_bucket_cors(broker: Broker, path: Path = DEFAULT_CORS_FILE) -> list[dict[str, Any]]:
-    """Apply ``s3-cors.json`` with the configured origins to the bucket; return the rules."""
-    rules = bucket_cors_rules(load_cors_template(path), broker.settings.cors_origins)
-    broker.bucket.apply_cors(rules)
-    return rules
 
 
 def register(app: Flask) -> None:
@@ -85,17 +66,28 @@ def register(app: Flask) -> None:
     )
     def apply_cors_command(path: Path) -> None:
         """Apply the bucket CORS rules with the configured origins (BROKER_CORS_ORIGINS)."""
-        click.echo(json.dumps({"CORSRules": apply_bucket_cors(_broker(), path)}, indent=2))
+        try:
+            rules = apply_bucket_cors(_broker(), path)
+        except PolicyError as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(json.dumps({"CORSRules": rules}, indent=2))
+
+    @app.cli.command("apply-lifecycle")
+    def apply_lifecycle_command() -> None:
+        """Expire unconfirmed objects and abandoned multipart uploads (BROKER_*_DAYS)."""
+        click.echo(json.dumps({"Rules": apply_bucket_lifecycle(_broker())}, indent=2))
+
+    @app.cli.command("block-public-access")
+    def block_public_access_command() -> None:
+        """Make the bucket refuse public ACLs and policies."""
+        _broker().bucket.block_public_access()
+        click.echo("public access blocked")
 
     @app.cli.command("sweep")
     def sweep_command() -> None:
         """Delete abandoned uploads and finish interrupted deletes (cron-safe, multi-host-safe)."""
         report = service.sweep(_broker())
-        click.echo(
-            json.dumps(
-                {
-                    "expired_uploads": report.expired_uploads,
-                    "finished_deletes": report.finished_deletes,
-                }
-            )
-        )
+        click.echo(json.dumps(asdict(report)))
+        if report.failed:
+            # Cron sees the failure; the items stay claimed and a later sweep retries them.
+            raise click.ClickException(f"{report.failed} item(s) could not be swept, retry later")

@@ -47,6 +47,9 @@ class Settings:
     aws_session_token: str | None
     s3_addressing: str
     s3_connect_timeout: float
+    s3_tagging: bool
+    pending_object_days: int
+    multipart_abort_days: int
     s3_read_timeout: float
     max_upload_bytes: int
     allowed_types: tuple[str, ...]
@@ -91,6 +94,15 @@ def _float(value: str) -> float:
     return float(value.strip())
 
 
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
 def _pem(value: str) -> str | None:
     # Operators often pass PEM keys through env files with literal "\n" sequences.
     value = value.strip().replace("\\n", "\n")
@@ -117,6 +129,10 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "AWS_SESSION_TOKEN": ("", _optional),
     "BROKER_S3_ADDRESSING": ("path", _text),
     "BROKER_S3_CONNECT_TIMEOUT": ("3", _float),
+    # Providers without object tagging (Cloudflare R2, Backblaze B2) need this off.
+    "BROKER_S3_TAGGING": ("true", _bool),
+    "BROKER_PENDING_OBJECT_DAYS": ("2", _int),
+    "BROKER_MULTIPART_ABORT_DAYS": ("1", _int),
     "BROKER_S3_READ_TIMEOUT": ("10", _float),
     "BROKER_MAX_UPLOAD_BYTES": ("10485760", _int),
     "BROKER_ALLOWED_TYPES": ("image/jpeg,image/png,image/gif,image/webp", _csv),
@@ -148,7 +164,9 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         raw = source.get(name)
         raw = default if raw is None else raw
         try:
-            values[name] = parse(str(raw)) if not isinstance(raw, int | float | tuple) else raw
+            values[name] = (
+                parse(str(raw)) if not isinstance(raw, int | float | tuple | bool) else raw
+            )
         except ValueError as e:
             raise ConfigError(f"{name}: cannot parse {raw!r}") from e
     settings = Settings(
@@ -171,6 +189,9 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         aws_session_token=values["AWS_SESSION_TOKEN"],
         s3_addressing=values["BROKER_S3_ADDRESSING"],
         s3_connect_timeout=values["BROKER_S3_CONNECT_TIMEOUT"],
+        s3_tagging=values["BROKER_S3_TAGGING"],
+        pending_object_days=values["BROKER_PENDING_OBJECT_DAYS"],
+        multipart_abort_days=values["BROKER_MULTIPART_ABORT_DAYS"],
         s3_read_timeout=values["BROKER_S3_READ_TIMEOUT"],
         max_upload_bytes=values["BROKER_MAX_UPLOAD_BYTES"],
         allowed_types=tuple(t.lower() for t in values["BROKER_ALLOWED_TYPES"]),
@@ -230,6 +251,8 @@ def _validate(s: Settings) -> None:
         "BROKER_MAX_PIXELS": s.max_pixels,
         "BROKER_MAX_BODY_BYTES": s.max_body_bytes,
         "BROKER_MONGODB_TIMEOUT_MS": s.mongodb_timeout_ms,
+        "BROKER_PENDING_OBJECT_DAYS": s.pending_object_days,
+        "BROKER_MULTIPART_ABORT_DAYS": s.multipart_abort_days,
     }
     for name, value in positive.items():
         if value <= 0:

@@ -388,14 +388,36 @@ class UploadRepository:
             projection={"state": True},
             return_document=ReturnDocument.AFTER,
         )
-        if doc is None:
-            doc = self.collection.find_one({"_id": upload_id}, {"state": True})
-        return str(doc["state"]) if doc else ABORTED
+        return str(doc["state"]) if doc else self.state_of(upload_id)
 
     def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
         """Pending uploads whose confirm deadline passed before ``before``."""
         docs = self.collection.find({"state": PENDING, "confirm_by": {"$lt": before}}).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
+
+    def stalled(self, state: str, before: datetime, limit: int) -> list[PendingUpload]:
+        """Uploads left in ``state`` since before ``before`` (a sweep that failed midway)."""
+        docs = self.collection.find({"state": state, "closed_at": {"$lt": before}}).limit(limit)
+        return [_pending_from_doc(doc) for doc in docs]
+
+    def take_over(self, upload_id: str, state: str, before: datetime) -> bool:
+        """Atomically take a stalled upload (so one sweeper retries it); False if another did."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "state": state, "closed_at": {"$lt": before}},
+            {"$set": {"closed_at": utcnow()}},
+        )
+        return result.modified_count == 1
+
+    def settle(self, upload_id: str, from_state: str, to_state: str) -> None:
+        """Move an upload from one closed state to the next."""
+        self.collection.update_one(
+            {"_id": upload_id, "state": from_state}, {"$set": {"state": to_state}}
+        )
+
+    def state_of(self, upload_id: str) -> str:
+        """The upload's current state (``aborted`` if its record is gone)."""
+        doc = self.collection.find_one({"_id": upload_id}, {"state": True})
+        return str(doc["state"]) if doc else ABORTED
 
 
 @dataclass(frozen=True)

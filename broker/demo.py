@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from broker import create_app
-from broker.cli import apply_bucket_cors
+from broker.bucket_policy import apply_bucket_cors, apply_bucket_lifecycle
 from broker.devservers import MongoServer, S3Server
 
 STATE_DIR = Path(os.environ.get("BROKER_DEMO_DIR", "var/demo"))
@@ -56,7 +56,9 @@ def main() -> int:
         broker.db.ensure_indexes()
         if s3 is not None:
             broker.bucket.ensure_bucket()
+            broker.bucket.block_public_access()
             apply_bucket_cors(broker)
+            apply_bucket_lifecycle(broker)
         with app.app_context():
             from broker.auth import create_token
 

@@ -119,10 +119,25 @@ class ObjectHead:
     etag: str | None
 
 
+# Objects carry this tag so a bucket lifecycle rule can expire what was never confirmed, even if
+# the database is lost. The PUT URL signs the tag, so a client cannot choose another value.
+STATE_TAG = "broker-state"
+PENDING_TAG = "pending"
+CONFIRMED_TAG = "confirmed"
+
+
+def pending_tagging() -> str:
+    """The ``x-amz-tagging`` value a fresh upload is stored with."""
+    return f"{STATE_TAG}={PENDING_TAG}"
+
+
 # Pending-upload states. Only "pending" can be confirmed; the others answer 409.
 PENDING = "pending"
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
+# The sweeper holds an overdue upload in "expiring" until its object is really gone, so a
+# bucket failure midway leaves it to be retried rather than forgotten.
+EXPIRING = "expiring"
 EXPIRED = "expired"
 ABORTED = "aborted"
 

@@ -6,16 +6,17 @@ Views parse and serialize; this module decides. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from broker import domain
 from broker.config import Settings
 from broker.db import Page, Repositories
 from broker.domain import Image, PendingUpload, Principal, UploadPolicy
-from broker.errors import Conflict, Forbidden, NotFound, UploadInvalid
-from broker.storage import Bucket, SignedRequest
+from broker.errors import Conflict, Forbidden, NotFound, Unavailable, UploadInvalid
+from broker.storage import Bucket, SignedRequest, StorageNotFound
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def presign_upload(
         size=pending.size,
         content_md5=pending.content_md5,
         checksum_sha256=pending.checksum_sha256,
+        tagging=domain.pending_tagging() if broker.settings.s3_tagging else None,
         expires_in=broker.settings.upload_expires,
     )
     # Record only after signing succeeded, so a failure leaves nothing behind.
@@ -143,7 +145,7 @@ def confirm_upload(
     if pending.state == domain.CONFIRMED:
         return _confirmed_image(broker, pending), False
     if pending.state != domain.PENDING:
-        raise Conflict(f"the upload is no longer pending ({pending.state})")
+        raise Conflict(f"the upload is no longer pending ({_shown(pending.state)})")
     _check_confirm_matches_presign(pending, request)
 
     # A confirm that crashed after recording the image left it behind: finish that one.
@@ -159,7 +161,7 @@ def confirm_upload(
         # The sweeper expired the upload while we verified; it deletes the object.
         if created:
             broker.db.images.remove(image.id)
-        raise Conflict(f"the upload is no longer pending ({state})")
+        raise Conflict(f"the upload is no longer pending ({_shown(state)})")
     return image, created
 
 
@@ -181,19 +183,24 @@ def _check_confirm_matches_presign(pending: PendingUpload, request: dict[str, An
 
 def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, Any]) -> Image:
     """HEAD the object, read its first bytes, and build the image record from what is stored."""
-    head = broker.bucket.head(pending.key)
-    if head is None:
-        # Not closed: the client may still PUT (the URL can be valid) and confirm again.
-        raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
     try:
-        domain.check_object_head(pending, head)
-        prefix = broker.bucket.read_prefix(pending.key, domain.VERIFY_READ_BYTES)
-        width, height = domain.check_image_content(broker.policy, pending.content_type, prefix)
-        kind = request.get("kind") or pending.kind
-        domain.check_kind(broker.policy, kind)
-    except UploadInvalid as rejection:
-        _reject(broker, pending, rejection)
-        raise
+        head = broker.bucket.head(pending.key)
+        if head is None:
+            raise StorageNotFound(pending.key)
+        try:
+            domain.check_object_head(pending, head)
+            prefix = broker.bucket.read_prefix(pending.key, domain.VERIFY_READ_BYTES)
+            width, height = domain.check_image_content(broker.policy, pending.content_type, prefix)
+            kind = request.get("kind") or pending.kind
+            domain.check_kind(broker.policy, kind)
+        except UploadInvalid as rejection:
+            _reject(broker, pending, rejection)
+            raise
+        if broker.settings.s3_tagging:
+            # Out of reach of the lifecycle rule that expires never-confirmed objects.
+            broker.bucket.tag(pending.key, {domain.STATE_TAG: domain.CONFIRMED_TAG})
+    except StorageNotFound:
+        _object_missing(broker, pending)
 
     now = domain.utcnow()
     caption = request.get("caption", pending.caption)
@@ -217,6 +224,20 @@ def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, A
         created_at=now,
         updated_at=now,
     )
+
+
+def _object_missing(broker: Broker, pending: PendingUpload) -> NoReturn:
+    state = broker.db.uploads.state_of(pending.id)
+    if state != domain.PENDING:
+        # The sweeper expired the upload (and deleted the object) while we verified it.
+        raise Conflict(f"the upload is no longer pending ({_shown(state)})")
+    # Not closed: the client may still PUT (the URL can be valid) and confirm again.
+    raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
+
+
+def _shown(state: str) -> str:
+    """How a closed upload's state reads to a client."""
+    return domain.EXPIRED if state == domain.EXPIRING else state
 
 
 def _reject(broker: Broker, pending: PendingUpload, rejection: UploadInvalid) -> None:
@@ -362,6 +383,14 @@ def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
     broker.db.images.remove(image.id)
 
 
+def _expire(broker: Broker, pending: PendingUpload) -> None:
+    # If the bucket fails here the upload stays "expiring" and a later sweep takes it over.
+    broker.bucket.delete(pending.key)
+    # A confirm that crashed between recording and claiming left a record: it never won.
+    broker.db.images.remove_by_key(pending.key)
+    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
+
+
 # ---- sweep ------------------------------------------------------------------------------------
 
 
@@ -371,6 +400,7 @@ class SweepReport:
 
     expired_uploads: int
     finished_deletes: int
+    failed: int
 
 
 # A delete that has not finished after this long is taken over by the sweeper (the request that
@@ -385,17 +415,32 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
     hosts) and concurrent confirms never act on the same upload twice.
     """
     now = domain.utcnow()
-    expired = 0
-    for pending in broker.db.uploads.overdue(now, batch):
-        if broker.db.uploads.claim(pending.id, domain.EXPIRED) != domain.EXPIRED:
-            continue
-        broker.bucket.delete(pending.key)
-        # A confirm that crashed between recording and claiming left a record: it never won.
-        broker.db.images.remove_by_key(pending.key)
-        expired += 1
-    finished = 0
+    uploads = broker.db.uploads
+    expired = finished = failed = 0
+    for pending in uploads.overdue(now, batch):
+        if uploads.claim(pending.id, domain.EXPIRING) == domain.EXPIRING:
+            ok = _attempt(_expire, broker, pending)
+            expired, failed = expired + ok, failed + (not ok)
+    for pending in uploads.stalled(domain.EXPIRING, now - DELETE_TAKEOVER, batch):
+        if uploads.take_over(pending.id, domain.EXPIRING, now - DELETE_TAKEOVER):
+            ok = _attempt(_expire, broker, pending)
+            expired, failed = expired + ok, failed + (not ok)
     for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
-        broker.bucket.delete(image.key)
-        broker.db.images.remove(image.id)
-        finished += 1
-    return SweepReport(expired, finished)
+        ok = _attempt(_finish_delete, broker, image)
+        finished, failed = finished + ok, failed + (not ok)
+    return SweepReport(expired, finished, failed)
+
+
+def _finish_delete(broker: Broker, image: Image) -> None:
+    broker.bucket.delete(image.key)
+    broker.db.images.remove(image.id)
+
+
+def _attempt(step: Callable[[Broker, Any], None], broker: Broker, item: Any) -> bool:
+    # One unreachable object must not stop the sweep; what failed stays claimed for a retry.
+    try:
+        step(broker, item)
+    except Unavailable as e:
+        log.warning("sweep: %s left for a later sweep: %s", getattr(item, "key", item), e.message)
+        return False
+    return True

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import pytest
+from botocore.exceptions import EndpointConnectionError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
@@ -66,13 +68,21 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
     ).json
     put_to_bucket(presigned, data)
     broker = app.extensions["broker"]
-    assert json.loads(run(app, "sweep").output) == {"expired_uploads": 0, "finished_deletes": 0}
+    assert json.loads(run(app, "sweep").output) == {
+        "expired_uploads": 0,
+        "finished_deletes": 0,
+        "failed": 0,
+    }
     assert broker.bucket.head(presigned["key"]) is not None
     broker.db.uploads.collection.update_one(
         {"key": presigned["key"]},
         {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}},
     )
-    assert json.loads(run(app, "sweep").output) == {"expired_uploads": 1, "finished_deletes": 0}
+    assert json.loads(run(app, "sweep").output) == {
+        "expired_uploads": 1,
+        "finished_deletes": 0,
+        "failed": 0,
+    }
     assert broker.bucket.head(presigned["key"]) is None
     confirm = client.post("/images", json={"key": presigned["key"]}, headers=auth())
     assert confirm.status_code == 409
@@ -85,7 +95,11 @@ def test_sweep_finishes_interrupted_deletes(app: Flask, upload: Uploader) -> Non
         {"key": image["key"]}, {"$set": {"deleting_at": datetime.now(UTC) - timedelta(minutes=5)}}
     )
     assert app.test_client().get(f"/images/{image['id']}", headers=auth()).status_code == 404
-    assert json.loads(run(app, "sweep").output) == {"expired_uploads": 0, "finished_deletes": 1}
+    assert json.loads(run(app, "sweep").output) == {
+        "expired_uploads": 0,
+        "finished_deletes": 1,
+        "failed": 0,
+    }
     assert broker.bucket.head(image["key"]) is None
     assert broker.db.images.collection.count_documents({}) == 0
 
@@ -134,3 +148,107 @@ def test_create_token_with_rs256_needs_the_private_key(make_app: Any) -> None:
         .status_code
         == 200
     )
+
+
+def test_apply_lifecycle_expires_pending_objects_and_multipart(make_app: Any) -> None:
+    app = make_app(BROKER_PENDING_OBJECT_DAYS="3", BROKER_MULTIPART_ABORT_DAYS="2")
+    output = json.loads(run(app, "apply-lifecycle").output)
+    rules = {rule["ID"]: rule for rule in app.extensions["broker"].bucket.get_lifecycle()}
+    assert len(rules) == len(output["Rules"]) == 2
+    expire = rules["broker-expire-unconfirmed-uploads"]
+    assert expire["Filter"] == {"Tag": {"Key": "broker-state", "Value": "pending"}}
+    assert expire["Expiration"] == {"Days": 3}
+    abort = rules["broker-abort-incomplete-multipart"]
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
+
+
+def test_block_public_access(app: Flask) -> None:
+    run(app, "block-public-access")
+    bucket = app.extensions["broker"].bucket
+    block = bucket.client.get_public_access_block(Bucket=bucket.name)
+    assert block["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": False,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+
+
+def test_apply_cors_refuses_a_broken_template(app: Flask, tmp_path: Any) -> None:
+    broken = tmp_path / "cors.json"
+    broken.write_text('{"CORSRules": []}')
+    result = app.test_cli_runner().invoke(args=["apply-cors", "--file", str(broken)])
+    assert result.exit_code != 0 and "CORSRules" in result.output
+
+
+def _overdue_upload(app: Flask) -> dict[str, Any]:
+    client = app.test_client()
+    data = png_bytes()
+    presigned: dict[str, Any] = client.post(
+        "/images/presign-upload",
+        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+        headers=auth(),
+    ).json
+    put_to_bucket(presigned, data)
+    app.extensions["broker"].db.uploads.collection.update_one(
+        {"key": presigned["key"]},
+        {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}},
+    )
+    return presigned
+
+
+def test_sweep_retries_an_upload_whose_object_delete_failed(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    presigned = _overdue_upload(app)
+    broker = app.extensions["broker"]
+    real_delete = broker.bucket.client.delete_object
+
+    def unreachable(**kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://s3.internal")
+
+    monkeypatch.setattr(broker.bucket.client, "delete_object", unreachable)
+    failed = app.test_cli_runner().invoke(args=["sweep"])
+    assert failed.exit_code != 0 and "1 item(s) could not be swept" in failed.output
+    assert '"failed": 1' in failed.output
+    uploads = broker.db.uploads.collection
+    assert uploads.find_one({"key": presigned["key"]})["state"] == "expiring"
+    monkeypatch.setattr(broker.bucket.client, "delete_object", real_delete)
+    # Until the takeover window passes, the first sweeper is presumed to be still at it.
+    assert json.loads(run(app, "sweep").output)["expired_uploads"] == 0
+    uploads.update_one(
+        {"key": presigned["key"]}, {"$set": {"closed_at": datetime.now(UTC) - timedelta(minutes=2)}}
+    )
+    assert json.loads(run(app, "sweep").output)["expired_uploads"] == 1
+    assert broker.bucket.head(presigned["key"]) is None
+    assert uploads.find_one({"key": presigned["key"]})["state"] == "expired"
+    confirm = app.test_client().post("/images", json={"key": presigned["key"]}, headers=auth())
+    assert confirm.status_code == 409
+    assert confirm.json["error"]["message"] == "the upload is no longer pending (expired)"
+
+
+def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = png_bytes()
+    client = app.test_client()
+    presigned = client.post(
+        "/images/presign-upload",
+        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+        headers=auth(),
+    ).json
+    put_to_bucket(presigned, data)
+    broker = app.extensions["broker"]
+    real_read = broker.bucket.read_prefix
+
+    def sweeper_strikes(key: str, length: int) -> bytes:
+        # The sweeper wins the upload and deletes the object between HEAD and the ranged GET.
+        broker.db.uploads.claim(broker.db.uploads.for_owner(key, "alice").id, "expiring")
+        broker.bucket.delete(key)
+        return real_read(key, length)
+
+    monkeypatch.setattr(broker.bucket, "read_prefix", sweeper_strikes)
+    response = client.post("/images", json={"key": presigned["key"]}, headers=auth())
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "conflict"
+    assert broker.db.images.collection.count_documents({}) == 0

@@ -37,7 +37,11 @@ class TestPresign:
         body = response.json
         assert set(body) == {"upload_id", "key", "url", "method", "headers", "expires_at"}
         assert body["method"] == "PUT"
-        assert body["headers"] == {"Content-Type": "image/png", "Content-MD5": md5_b64(b"x")}
+        assert body["headers"] == {
+            "Content-Type": "image/png",
+            "Content-MD5": md5_b64(b"x"),
+            "x-amz-tagging": "broker-state=pending",
+        }
         assert re.fullmatch(r"alice/[0-9a-f]{32}\.png", body["key"])
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["expires_at"])
         expires = datetime.fromisoformat(body["expires_at"])
@@ -45,12 +49,18 @@ class TestPresign:
 
     def test_url_signs_type_length_and_md5(self, client: FlaskClient) -> None:
         url = presign(client, content_md5=md5_b64(b"x")).json["url"]
-        assert "X-Amz-SignedHeaders=content-length%3Bcontent-md5%3Bcontent-type%3Bhost" in url
+        signed = "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bx-amz-tagging"
+        assert f"X-Amz-SignedHeaders={signed}&" in url
         assert "X-Amz-Expires=300" in url
 
     def test_url_without_md5_still_signs_type_and_length(self, client: FlaskClient) -> None:
         url = presign(client).json["url"]
-        assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost" in url
+        assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-tagging&" in url
+
+    def test_tagging_can_be_turned_off(self, make_app: Any) -> None:
+        body = presign(make_app(BROKER_S3_TAGGING="false").test_client()).json
+        assert "x-amz-tagging" not in body["headers"]
+        assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&" in body["url"]
 
     def test_filename_never_shapes_the_key(self, client: FlaskClient) -> None:
         body = presign(client, filename="../../evil.php.png", filetype="image/jpeg").json
@@ -255,3 +265,21 @@ class TestConfirm:
         response = client.post("/images", json={"key": "k", "size": 3}, headers=auth())
         assert response.status_code == 400
         assert response.json["error"]["details"] == {"size": ["Unknown field."]}
+
+
+class TestObjectTags:
+    def test_upload_is_pending_until_confirmed(self, app: Flask, client: FlaskClient) -> None:
+        data = png_bytes()
+        body = presign(client, size=len(data)).json
+        put_to_bucket(body, data)
+        bucket = app.extensions["broker"].bucket
+
+        def tags() -> dict[str, str]:
+            tag_set = bucket.client.get_object_tagging(Bucket=bucket.name, Key=body["key"])[
+                "TagSet"
+            ]
+            return {tag["Key"]: tag["Value"] for tag in tag_set}
+
+        assert tags() == {"broker-state": "pending"}
+        assert client.post("/images", json={"key": body["key"]}, headers=auth()).status_code == 201
+        assert tags() == {"broker-state": "confirmed"}

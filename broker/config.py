@@ -66,6 +66,9 @@ class Settings:
     max_height: int
     signer: str
     max_body_bytes: int
+    signed_url_window: int
+    lookup_cache_ttl: float
+    lookup_cache_size: int
 
     @property
     def jwt_algorithm(self) -> str:
@@ -149,6 +152,9 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "BROKER_MAX_HEIGHT": ("20000", _int),
     "BROKER_SIGNER": ("fast", _text),
     "BROKER_MAX_BODY_BYTES": ("65536", _int),
+    "BROKER_SIGNED_URL_WINDOW": ("3600", _int),
+    "BROKER_LOOKUP_CACHE_TTL": ("30", _float),
+    "BROKER_LOOKUP_CACHE_SIZE": ("10000", _int),
 }
 
 
@@ -208,6 +214,9 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         max_height=values["BROKER_MAX_HEIGHT"],
         signer=values["BROKER_SIGNER"],
         max_body_bytes=values["BROKER_MAX_BODY_BYTES"],
+        signed_url_window=values["BROKER_SIGNED_URL_WINDOW"],
+        lookup_cache_ttl=values["BROKER_LOOKUP_CACHE_TTL"],
+        lookup_cache_size=values["BROKER_LOOKUP_CACHE_SIZE"],
     )
     _validate(settings)
     return settings
@@ -265,6 +274,11 @@ def _validate(s: Settings) -> None:
     ):
         if value > SIGV4_MAX_EXPIRES:
             raise ConfigError(f"{name} must be at most {SIGV4_MAX_EXPIRES} (the SigV4 limit)")
+    if min(s.signed_url_window, s.lookup_cache_size) < 0 or s.lookup_cache_ttl < 0:
+        raise ConfigError(
+            "BROKER_SIGNED_URL_WINDOW, BROKER_LOOKUP_CACHE_TTL and BROKER_LOOKUP_CACHE_SIZE "
+            "must not be negative"
+        )
     if s.download_expires > s.download_max_expires:
         raise ConfigError("BROKER_DOWNLOAD_EXPIRES must not exceed BROKER_DOWNLOAD_MAX_EXPIRES")
     if s.min_width > s.max_width or s.min_height > s.max_height:

@@ -111,6 +111,26 @@ class Image:
 
 
 @dataclass(frozen=True)
+class SigningTarget:
+    """What signing a GET needs: fields of an image that never change after confirm."""
+
+    id: str
+    owner: str
+    key: str
+    content_type: str
+    filename: str
+
+    @classmethod
+    def of(cls, image: Image) -> SigningTarget:
+        """The signing target of an image."""
+        return cls(image.id, image.owner, image.key, image.content_type, image.filename)
+
+    def visible_to(self, principal: Principal) -> bool:
+        """Whether the caller may sign it: its owner or an admin."""
+        return principal.is_admin or principal.sub == self.owner
+
+
+@dataclass(frozen=True)
 class ObjectHead:
     """What a HEAD of the stored object told us."""
 
@@ -256,6 +276,25 @@ def content_disposition(disposition: str, filename: str) -> str:
 def clamp_expires(requested: int | None, default: int, maximum: int) -> int:
     """The signed-GET lifetime: the requested one (or the default), never above the cap."""
     return min(requested if requested is not None else default, maximum)
+
+
+def signing_window(now: datetime, window: int, lifetime: int, cap: int) -> tuple[datetime, int]:
+    """When to sign a GET and for how long, so one window's requests get one URL.
+
+    Signing at the window's start with ``window + lifetime`` seconds makes every request in the
+    window produce the same URL (browsers and CDNs can cache it) while each stays valid for at
+    least ``lifetime`` seconds from now. The price: a URL can be valid for up to
+    ``window + lifetime`` seconds. That is bounded by ``cap`` (the configured maximum
+    lifetime): the window shrinks to ``cap - lifetime``, so no URL ever outlives the cap, and a
+    request for the full cap is signed now. ``window`` 0 always signs now for ``lifetime``.
+    """
+    now = now.replace(microsecond=0)
+    window = min(window, cap - lifetime)
+    if window <= 0:
+        return now, lifetime
+    epoch = int(now.timestamp())
+    start = datetime.fromtimestamp(epoch - epoch % window, tz=UTC)
+    return start, window + lifetime
 
 
 def md5_from_etag(etag: str | None) -> str | None:

@@ -96,6 +96,8 @@ class ListImagesQuery(StrictSchema):
         load_default="newest", validate=validate.OneOf(["newest", "oldest", "most_used"])
     )
     owner = _text(256)
+    # sign=1 embeds a signed GET (url, expires_at) in every image: a gallery in one request.
+    sign = fields.Boolean(load_default=False, truthy={"1", "true"}, falsy={"0", "false"})
 
 
 class SignedUrlQuery(StrictSchema):
@@ -159,10 +161,17 @@ class ImageEnvelope(Schema):
     image = fields.Nested(ImageSchema, required=True)
 
 
+class ListedImageSchema(ImageSchema):
+    """An image in a listing; with ``sign=1`` it carries a signed GET URL and its expiry."""
+
+    url = fields.String()
+    expires_at = UtcDateTime()
+
+
 class ImagePage(Schema):
     """``{"images": [Image…], "next_cursor": …}``."""
 
-    images = fields.List(fields.Nested(ImageSchema), required=True)
+    images = fields.List(fields.Nested(ListedImageSchema), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
 
 

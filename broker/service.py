@@ -14,8 +14,9 @@ from typing import Any, NoReturn
 from broker import domain
 from broker.config import Settings
 from broker.db import Page, Repositories
-from broker.domain import Image, PendingUpload, Principal, UploadPolicy
+from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
 from broker.errors import Conflict, Forbidden, NotFound, Unavailable, UploadInvalid
+from broker.lookup_cache import LookupCache
 from broker.storage import Bucket, SignedRequest, StorageNotFound
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Broker:
     policy: UploadPolicy
     db: Repositories
     bucket: Bucket
+    lookups: LookupCache
 
 
 def policy_from_settings(settings: Settings) -> UploadPolicy:
@@ -301,29 +303,60 @@ class SignedUrl:
     expires_at: datetime
 
 
+def signing_target(broker: Broker, principal: Principal, image_id: str) -> SigningTarget:
+    """What signing the image needs, from the in-process cache when possible; else NotFound."""
+    target = broker.lookups.get(image_id, principal)
+    if target is None:
+        image = get_image(broker, principal, image_id)
+        broker.lookups.put_many([image])
+        target = SigningTarget.of(image)
+    return target
+
+
 def sign_download(
-    broker: Broker, image: Image, *, expires_in: int | None = None, disposition: str = "inline"
+    broker: Broker,
+    target: SigningTarget | Image,
+    *,
+    expires_in: int | None = None,
+    disposition: str = "inline",
 ) -> SignedUrl:
-    """A signed GET whose response type and disposition are pinned by the signature."""
+    """A signed GET whose response type and disposition are pinned by the signature.
+
+    Requests within one signing window get the same URL (see ``domain.signing_window``).
+    """
     settings = broker.settings
     lifetime = domain.clamp_expires(
         expires_in, settings.download_expires, settings.download_max_expires
     )
-    now = domain.utcnow()
-    url = broker.bucket.presign_get(
-        image.key,
-        expires_in=lifetime,
-        content_type=image.content_type,
-        disposition=domain.content_disposition(disposition, image.filename),
-        now=now,
+    signed_at, valid_for = domain.signing_window(
+        domain.utcnow(), settings.signed_url_window, lifetime, settings.download_max_expires
     )
-    return SignedUrl(url, now.replace(microsecond=0) + timedelta(seconds=lifetime))
+    url = broker.bucket.presign_get(
+        target.key,
+        expires_in=valid_for,
+        content_type=target.content_type,
+        disposition=domain.content_disposition(disposition, target.filename),
+        now=signed_at,
+    )
+    return SignedUrl(url, signed_at + timedelta(seconds=valid_for))
 
 
 def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dict[str, SignedUrl]:
     """Signed GETs for the ids the caller may see; the others are simply absent."""
-    images = broker.db.images.get_many(list(dict.fromkeys(image_ids)), principal)
-    return {image.id: sign_download(broker, image) for image in images}
+    wanted = list(dict.fromkeys(image_ids))
+    targets: dict[str, SigningTarget] = {}
+    missing = []
+    for image_id in wanted:
+        target = broker.lookups.get(image_id, principal)
+        if target is None:
+            missing.append(image_id)
+        else:
+            targets[image_id] = target
+    if missing:
+        found = broker.db.images.get_many(missing, principal)
+        broker.lookups.put_many(found)
+        targets.update({image.id: SigningTarget.of(image) for image in found})
+    return {image_id: sign_download(broker, target) for image_id, target in targets.items()}
 
 
 # ---- change -----------------------------------------------------------------------------------
@@ -379,6 +412,7 @@ def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
     image = broker.db.images.mark_deleting(image_id, principal, domain.utcnow())
     if image is None:
         raise NotFound("no such image")
+    broker.lookups.forget(image.id)
     broker.bucket.delete(image.key)
     broker.db.images.remove(image.id)
 

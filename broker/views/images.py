@@ -5,6 +5,7 @@ Each view only parses (schemas), calls (service) and serializes (schemas).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
@@ -93,8 +94,18 @@ def confirm_upload() -> Response:
 @bp.get("")
 def list_images() -> Response:
     """A page of images with the cursor of the next."""
-    page = service.list_images(_broker(), current_principal(), _query(schemas.list_images_query))
-    return _json(schemas.image_page, page)
+    query = _query(schemas.list_images_query)
+    broker = _broker()
+    page = service.list_images(broker, current_principal(), query)
+    if not query["sign"]:
+        return _json(schemas.image_page, page)
+    images = []
+    for image in page.images:
+        signed = service.sign_download(broker, image)
+        images.append({**asdict(image), "url": signed.url, "expires_at": signed.expires_at})
+    return _json(
+        schemas.image_page, {"images": images, "next_cursor": page.next_cursor}, headers=NO_STORE
+    )
 
 
 @bp.get("/<image_id>")
@@ -132,9 +143,9 @@ def signed_url(image_id: str) -> Response:
     """A signed GET URL for one image."""
     query = _query(schemas.signed_url_query)
     broker = _broker()
-    image = service.get_image(broker, current_principal(), image_id)
+    target = service.signing_target(broker, current_principal(), image_id)
     signed = service.sign_download(
-        broker, image, expires_in=query.get("expires_in"), disposition=query["disposition"]
+        broker, target, expires_in=query.get("expires_in"), disposition=query["disposition"]
     )
     return _json(schemas.signed_url_response, signed, headers=NO_STORE)
 
@@ -164,9 +175,9 @@ def content(image_id: str) -> WerkzeugResponse:
     """Redirect to a fresh signed GET URL."""
     query = _query(schemas.signed_url_query)
     broker = _broker()
-    image = service.get_image(broker, current_principal(), image_id)
+    target = service.signing_target(broker, current_principal(), image_id)
     signed = service.sign_download(
-        broker, image, expires_in=query.get("expires_in"), disposition=query["disposition"]
+        broker, target, expires_in=query.get("expires_in"), disposition=query["disposition"]
     )
     response = redirect(signed.url, code=302)
     response.headers.update(NO_STORE)

@@ -28,12 +28,13 @@ class TestById:
         assert response.status_code == 200
         assert response.headers["Cache-Control"] == "no-store"
         query = query_of(response.json["url"])
-        assert query["X-Amz-Expires"] == "300"
+        # Cache-stable: signed at the hour, valid for the rest of the window plus 300 s.
+        assert query["X-Amz-Expires"] == str(3600 - 300 + 300)
         assert query["response-content-type"] == "image/png"
         assert query["response-content-disposition"] == (
             "inline; filename=\"Unicode name.png\"; filename*=UTF-8''%C3%9Cn%C3%AFcode%20name.png"
         )
-        assert 290 < lifetime(response.json) <= 300
+        assert 295 < lifetime(response.json) <= 3600
 
     def test_attachment_and_custom_lifetime(self, client: FlaskClient, upload: Uploader) -> None:
         uploaded = upload(filename="a.png")
@@ -42,7 +43,7 @@ class TestById:
             headers=auth(),
         )
         query = query_of(response.json["url"])
-        assert query["X-Amz-Expires"] == "60"
+        assert query["X-Amz-Expires"] == "3600"
         assert query["response-content-disposition"] == 'attachment; filename="a.png"'
         fetched = requests.get(response.json["url"], timeout=10)
         assert fetched.content == uploaded.data
@@ -141,3 +142,72 @@ class TestContent:
     def test_someone_elses_is_404(self, client: FlaskClient, upload: Uploader) -> None:
         image = upload().image
         assert client.get(f"/images/{image['id']}/content", headers=auth("bob")).status_code == 404
+
+
+class TestCacheStable:
+    def test_same_image_twice_in_a_window_gets_the_same_url(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        image = upload().image
+        first = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
+        second = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
+        assert first == second
+        query = query_of(first["url"])
+        # Signed at the start of a 3300 s window (the 3600 s cap less the 300 s lifetime), for
+        # window + lifetime: at least the lifetime from now, never more than the cap.
+        assert query["X-Amz-Expires"] == "3600"
+        signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        assert signed_at.timestamp() % 3300 == 0
+        assert 299 <= lifetime(first) <= 3600
+
+    def test_a_request_for_the_full_cap_is_signed_now(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        image = upload().image
+        signed = client.get(
+            f"/images/{image['id']}/signed-url?expires_in=3600", headers=auth()
+        ).json
+        assert query_of(signed["url"])["X-Amz-Expires"] == "3600"
+        assert 3595 < lifetime(signed) <= 3600
+
+    def test_window_zero_signs_now_for_the_lifetime(self, make_app: Any, upload: Uploader) -> None:
+        client = make_app(BROKER_SIGNED_URL_WINDOW="0").test_client()
+        from tests.api.conftest import put_to_bucket
+        from tests.helpers import md5_b64, png_bytes
+
+        data = png_bytes()
+        body = {
+            "filename": "a.png",
+            "filetype": "image/png",
+            "size": len(data),
+            "content_md5": md5_b64(data),
+        }
+        presigned = client.post("/images/presign-upload", json=body, headers=auth()).json
+        put_to_bucket(presigned, data)
+        image = client.post("/images", json={"key": presigned["key"]}, headers=auth()).json["image"]
+        signed = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
+        assert query_of(signed["url"])["X-Amz-Expires"] == "300"
+        assert 295 < lifetime(signed) <= 300
+
+    def test_cached_lookup_is_still_owner_checked_and_forgotten_on_delete(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        image = upload().image
+        path = f"/images/{image['id']}/signed-url"
+        assert client.get(path, headers=auth()).status_code == 200  # now cached
+        assert client.get(path, headers=auth("bob")).status_code == 404
+        assert client.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
+        assert client.get(path, headers=auth()).status_code == 404
+
+
+class TestListSigned:
+    def test_sign_embeds_urls(self, client: FlaskClient, upload: Uploader) -> None:
+        uploaded = upload()
+        response = client.get("/images?sign=1", headers=auth())
+        listed = response.json["images"][0]
+        assert response.headers["Cache-Control"] == "no-store"
+        assert requests.get(listed["url"], timeout=10).content == uploaded.data
+        assert listed["expires_at"].endswith("Z")
+        plain = client.get("/images", headers=auth()).json["images"][0]
+        assert "url" not in plain and "expires_at" not in plain
+        assert client.get("/images?sign=yes", headers=auth()).status_code == 400

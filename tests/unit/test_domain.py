@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -223,3 +223,32 @@ class TestObjectChecks:
 
 def test_tags_are_trimmed_and_deduplicated() -> None:
     assert domain.normalise_tags([" sea ", "Sea", "sky  blue", "sky blue"]) == ["sea", "sky blue"]
+
+
+class TestSigningWindow:
+    def at(self, text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    def test_requests_in_one_window_share_start_and_lifetime(self) -> None:
+        first = domain.signing_window(self.at("2026-01-01T10:00:05"), 600, 300, 3600)
+        later = domain.signing_window(self.at("2026-01-01T10:09:59.900"), 600, 300, 3600)
+        assert first == later == (self.at("2026-01-01T10:00:00"), 900)
+
+    def test_every_request_keeps_at_least_its_lifetime(self) -> None:
+        for second in range(0, 1200, 7):
+            now = self.at("2026-01-01T10:00:00") + timedelta(seconds=second)
+            start, valid_for = domain.signing_window(now, 600, 300, 3600)
+            remaining = (start + timedelta(seconds=valid_for) - now).total_seconds()
+            assert 300 <= remaining <= 900
+
+    def test_window_shrinks_so_no_url_outlives_the_cap(self) -> None:
+        now = self.at("2026-01-01T10:59:59")
+        start, valid_for = domain.signing_window(now, 3600, 300, 3600)
+        assert valid_for == 3600 and (start + timedelta(seconds=valid_for)) - now <= timedelta(
+            hours=1
+        )
+        assert domain.signing_window(now, 3600, 3600, 3600) == (now, 3600)
+
+    def test_window_zero_signs_now(self) -> None:
+        now = self.at("2026-01-01T10:00:05.123")
+        assert domain.signing_window(now, 0, 300, 3600) == (self.at("2026-01-01T10:00:05"), 300)

@@ -26,6 +26,7 @@ run: $(VENV)/.demo-installed
 ## Install what the tests need (Python packages, Ceph RGW) and run them all.
 test: $(VENV)/.dev-installed
 	tests/rgw/rgw.sh install
+	tests/browser/install-chromium.sh
 	$(PY) -m pytest
 
 ## ruff (lint + format check) and mypy on broker/.

@@ -14,6 +14,7 @@ from broker.auth import init_auth
 from broker.config import Settings, load_settings
 from broker.db import Mongo
 from broker.errors import register_error_handlers
+from broker.lookup_cache import LookupCache
 from broker.service import Broker, policy_from_settings
 from broker.storage import S3
 
@@ -45,15 +46,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         policy=policy_from_settings(settings),
         db=mongo.repositories_for(app),
         bucket=s3.bucket_for(app),
+        lookups=LookupCache(settings.lookup_cache_size, settings.lookup_cache_ttl),
     )
     _init_cors(app, settings)
 
     from broker import cli
-    from broker.views import config, images, ops
+    from broker.views import admin, config, images, ops
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(config.bp)
     app.register_blueprint(images.bp)
+    app.register_blueprint(admin.bp)
     cli.register(app)
     return app
 

@@ -1,0 +1,78 @@
+"""The admin UI at ``/admin/`` and the headers of every static file.
+
+The UI is static: ``/admin/`` serves ``broker/static/admin/index.html``, and its scripts, styles
+and icon are static files (``/static/admin/…``, next to the browser module ``/static/broker.js``).
+None of it needs a token, and none of it holds data: the page reads a JWT from the URL fragment
+or a form, keeps it in sessionStorage and sends it only in ``Authorization`` headers.
+
+Every response here and from the static route carries a strict Content-Security-Policy (no
+inline script or style; images and connections only to this origin and the bucket), plus
+``nosniff`` and ``no-referrer``. Files are served with ``Cache-Control: no-cache``: their names
+carry no content hash, so browsers revalidate (a cheap 304 with the ETag) rather than keep a
+stale copy after an upgrade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
+
+ADMIN_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
+CACHE_CONTROL = "no-cache"
+_CSP_EXTENSION = "broker.admin_csp"
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def content_security_policy(app: Flask) -> str:
+    """The admin pages' CSP, computed once per app (the bucket origin comes from a signed URL)."""
+    csp: str | None = app.extensions.get(_CSP_EXTENSION)
+    if csp is None:
+        bucket = app.extensions["broker"].bucket.public_origin
+        csp = "; ".join(
+            [
+                "default-src 'none'",
+                "script-src 'self'",
+                "style-src 'self'",
+                f"img-src 'self' blob: data: {bucket}",
+                f"connect-src 'self' {bucket}",
+                "base-uri 'none'",
+                "form-action 'self'",
+                "frame-ancestors 'none'",
+            ]
+        )
+        app.extensions[_CSP_EXTENSION] = csp
+    return csp
+
+
+def _harden(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = content_security_policy(current_app)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ``/admin`` (no slash) redirects here: Werkzeug's strict-slashes rule answers it with a 308.
+@bp.get("/")
+def index() -> Response:
+    """The admin UI's page."""
+    response = send_from_directory(ADMIN_DIR, "index.html")
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+@bp.after_request
+def _admin_headers(response: Response) -> Response:
+    return _harden(response)
+
+
+@bp.after_app_request
+def _static_headers(response: Response) -> Response:
+    # The static route serves the admin UI's assets and /static/broker.js; an HTML file opened
+    # straight from /static/ gets the same policy as /admin/.
+    if request.endpoint == "static":
+        _harden(response)
+        if response.status_code in (200, 304):
+            response.headers["Cache-Control"] = CACHE_CONTROL
+    return response

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 from broker.domain import KNOWN_IMAGE_TYPES
 
 MODES = ("production", "demo", "test")
@@ -48,6 +50,7 @@ class Settings:
     s3_addressing: str
     s3_connect_timeout: float
     s3_tagging: bool
+    s3_object_acl: str
     pending_object_days: int
     multipart_abort_days: int
     s3_read_timeout: float
@@ -67,6 +70,12 @@ class Settings:
     signer: str
     max_body_bytes: int
     signed_url_window: int
+    rate_limit_presign: str
+    rate_limit_confirm: str
+    rate_limit_sign: str
+    rate_limit_storage_uri: str
+    quota_max_images: int
+    quota_max_bytes: int
     lookup_cache_ttl: float
     lookup_cache_size: int
 
@@ -134,6 +143,10 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "BROKER_S3_CONNECT_TIMEOUT": ("3", _float),
     # Providers without object tagging (Cloudflare R2, Backblaze B2) need this off.
     "BROKER_S3_TAGGING": ("true", _bool),
+    # Signed into every PUT so no other ACL or grant can ride along (some S3 implementations
+    # apply unsigned x-amz-* headers). bucket-owner-full-control is the one canned ACL buckets
+    # with ACLs disabled accept, and for a bucket the broker owns it means private.
+    "BROKER_S3_OBJECT_ACL": ("bucket-owner-full-control", _text),
     "BROKER_PENDING_OBJECT_DAYS": ("2", _int),
     "BROKER_MULTIPART_ABORT_DAYS": ("1", _int),
     "BROKER_S3_READ_TIMEOUT": ("10", _float),
@@ -153,6 +166,14 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "BROKER_SIGNER": ("fast", _text),
     "BROKER_MAX_BODY_BYTES": ("65536", _int),
     "BROKER_SIGNED_URL_WINDOW": ("3600", _int),
+    # Limits per caller, in the "N/period" form ("120/minute;2000/day"); empty turns one off.
+    "BROKER_RATE_LIMIT_PRESIGN": ("120/minute", _text),
+    "BROKER_RATE_LIMIT_CONFIRM": ("120/minute", _text),
+    "BROKER_RATE_LIMIT_SIGN": ("1200/minute", _text),
+    "BROKER_RATE_LIMIT_STORAGE_URI": ("memory://", _text),
+    # 0: no quota.
+    "BROKER_QUOTA_MAX_IMAGES": ("10000", _int),
+    "BROKER_QUOTA_MAX_BYTES": ("5368709120", _int),
     "BROKER_LOOKUP_CACHE_TTL": ("30", _float),
     "BROKER_LOOKUP_CACHE_SIZE": ("10000", _int),
 }
@@ -196,6 +217,7 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         s3_addressing=values["BROKER_S3_ADDRESSING"],
         s3_connect_timeout=values["BROKER_S3_CONNECT_TIMEOUT"],
         s3_tagging=values["BROKER_S3_TAGGING"],
+        s3_object_acl=values["BROKER_S3_OBJECT_ACL"],
         pending_object_days=values["BROKER_PENDING_OBJECT_DAYS"],
         multipart_abort_days=values["BROKER_MULTIPART_ABORT_DAYS"],
         s3_read_timeout=values["BROKER_S3_READ_TIMEOUT"],
@@ -215,6 +237,12 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         signer=values["BROKER_SIGNER"],
         max_body_bytes=values["BROKER_MAX_BODY_BYTES"],
         signed_url_window=values["BROKER_SIGNED_URL_WINDOW"],
+        rate_limit_presign=values["BROKER_RATE_LIMIT_PRESIGN"],
+        rate_limit_confirm=values["BROKER_RATE_LIMIT_CONFIRM"],
+        rate_limit_sign=values["BROKER_RATE_LIMIT_SIGN"],
+        rate_limit_storage_uri=values["BROKER_RATE_LIMIT_STORAGE_URI"],
+        quota_max_images=values["BROKER_QUOTA_MAX_IMAGES"],
+        quota_max_bytes=values["BROKER_QUOTA_MAX_BYTES"],
         lookup_cache_ttl=values["BROKER_LOOKUP_CACHE_TTL"],
         lookup_cache_size=values["BROKER_LOOKUP_CACHE_SIZE"],
     )
@@ -234,6 +262,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("BROKER_JWT_SECRET must be at least 32 characters")
     if s.mode == "production" and not s.mongodb_uri:
         raise ConfigError("MONGODB_URI is required outside demo and test modes")
+    if s.s3_object_acl not in ("", "private", "bucket-owner-full-control"):
+        raise ConfigError(
+            "BROKER_S3_OBJECT_ACL must be bucket-owner-full-control, private or empty"
+        )
     if s.signer not in SIGNERS:
         raise ConfigError(f"BROKER_SIGNER must be one of {', '.join(SIGNERS)}")
     if s.s3_addressing not in ADDRESSING_STYLES:
@@ -279,6 +311,18 @@ def _validate(s: Settings) -> None:
             "BROKER_SIGNED_URL_WINDOW, BROKER_LOOKUP_CACHE_TTL and BROKER_LOOKUP_CACHE_SIZE "
             "must not be negative"
         )
+    for name, limit in (
+        ("BROKER_RATE_LIMIT_PRESIGN", s.rate_limit_presign),
+        ("BROKER_RATE_LIMIT_CONFIRM", s.rate_limit_confirm),
+        ("BROKER_RATE_LIMIT_SIGN", s.rate_limit_sign),
+    ):
+        if limit:
+            try:
+                parse_many(limit)
+            except ValueError as e:
+                raise ConfigError(f"{name}: {limit!r} is not a limit like '120/minute'") from e
+    if s.quota_max_images < 0 or s.quota_max_bytes < 0:
+        raise ConfigError("BROKER_QUOTA_MAX_IMAGES and BROKER_QUOTA_MAX_BYTES must not be negative")
     if s.download_expires > s.download_max_expires:
         raise ConfigError("BROKER_DOWNLOAD_EXPIRES must not exceed BROKER_DOWNLOAD_MAX_EXPIRES")
     if s.min_width > s.max_width or s.min_height > s.max_height:

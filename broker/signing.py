@@ -353,6 +353,9 @@ class SigV4Presigner:
     attribute assignment, so concurrent callers at worst recompute them.
     """
 
+    # ``presign(now=...)`` signs at exactly that instant (cache-stable URLs rely on it).
+    pins_signing_time = True
+
     def __init__(
         self,
         *,

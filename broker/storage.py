@@ -41,6 +41,7 @@ _PUT_OBJECT_HEADERS: Final = {
     "content-type": ("ContentType", False),
     "x-amz-checksum-sha256": ("ChecksumSHA256", False),
     "x-amz-tagging": ("Tagging", False),
+    "x-amz-acl": ("ACL", False),
 }
 _UPLOAD_PART_HEADERS: Final = {
     "content-length": ("ContentLength", True),
@@ -136,6 +137,9 @@ _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 class Presigner(Protocol):
     """Anything that presigns an S3 request for a bucket and key."""
 
+    # Whether ``now`` is honoured; cache-stable windows need to sign at a chosen instant.
+    pins_signing_time: bool
+
     def presign(
         self,
         method: str,
@@ -167,6 +171,9 @@ class SignedRequest:
 class Boto3Presigner:
     """The reference signer: boto3's ``generate_presigned_url`` (slow, but the yardstick)."""
 
+    # botocore always signs at the current time; there is no public way to choose the instant.
+    pins_signing_time = False
+
     def __init__(self, client: Any) -> None:
         self._client = client
 
@@ -181,7 +188,11 @@ class Boto3Presigner:
         query: Mapping[str, str] | None = None,
         now: datetime | None = None,
     ) -> str:
-        """Presign with boto3; the same inputs give the fast signer's URL byte for byte."""
+        """Presign with boto3; the same inputs give the fast signer's URL byte for byte.
+
+        ``now`` is accepted for the protocol but cannot be honoured: botocore signs at the
+        current instant (so ``pins_signing_time`` is False and callers do not rely on it).
+        """
         operation, params = boto3_call(method, bucket, key, headers=headers, query=query)
         url: str = self._client.generate_presigned_url(
             operation, Params=params, ExpiresIn=expires_in
@@ -246,9 +257,10 @@ class Bucket:
         content_md5: str | None,
         checksum_sha256: str | None,
         tagging: str | None,
+        acl: str | None,
         expires_in: int,
     ) -> SignedRequest:
-        """A PUT URL whose signature pins the type, the length, the tags and the checksums."""
+        """A PUT URL whose signature pins type, length, checksums, tags and the object's ACL."""
         signed = {"Content-Type": content_type, "Content-Length": str(size)}
         if content_md5:
             signed["Content-MD5"] = content_md5
@@ -256,6 +268,8 @@ class Bucket:
             signed["x-amz-checksum-sha256"] = checksum_sha256
         if tagging:
             signed["x-amz-tagging"] = tagging
+        if acl:
+            signed["x-amz-acl"] = acl
         url = self._sign("PUT", key, expires_in=expires_in, headers=signed)
         # Browsers refuse to set Content-Length themselves and always send the body's length.
         client_headers = {name: value for name, value in signed.items() if name != "Content-Length"}

@@ -211,3 +211,27 @@ class TestListSigned:
         plain = client.get("/images", headers=auth()).json["images"][0]
         assert "url" not in plain and "expires_at" not in plain
         assert client.get("/images?sign=yes", headers=auth()).status_code == 400
+
+
+def test_boto3_signer_cannot_pin_time_so_it_signs_now(make_app: Any, upload: Uploader) -> None:
+    from tests.api.conftest import put_to_bucket
+    from tests.helpers import md5_b64, png_bytes
+
+    client = make_app(BROKER_SIGNER="boto3").test_client()
+    data = png_bytes()
+    body = {
+        "filename": "a.png",
+        "filetype": "image/png",
+        "size": len(data),
+        "content_md5": md5_b64(data),
+    }
+    presigned = client.post("/images/presign-upload", json=body, headers=auth()).json
+    put_to_bucket(presigned, data)
+    image = client.post("/images", json={"key": presigned["key"]}, headers=auth()).json["image"]
+    signed = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
+    query = query_of(signed["url"])
+    signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    # What the URL really allows is what expires_at says.
+    valid_until = signed_at.timestamp() + int(query["X-Amz-Expires"])
+    assert valid_until == datetime.fromisoformat(signed["expires_at"]).timestamp()
+    assert query["X-Amz-Expires"] == "300"

@@ -40,6 +40,7 @@ class TestPresign:
         assert body["headers"] == {
             "Content-Type": "image/png",
             "Content-MD5": md5_b64(b"x"),
+            "x-amz-acl": "bucket-owner-full-control",
             "x-amz-tagging": "broker-state=pending",
         }
         assert re.fullmatch(r"alice/[0-9a-f]{32}\.png", body["key"])
@@ -49,17 +50,20 @@ class TestPresign:
 
     def test_url_signs_type_length_and_md5(self, client: FlaskClient) -> None:
         url = presign(client, content_md5=md5_b64(b"x")).json["url"]
-        signed = "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bx-amz-tagging"
+        signed = "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-tagging"
         assert f"X-Amz-SignedHeaders={signed}&" in url
         assert "X-Amz-Expires=300" in url
 
     def test_url_without_md5_still_signs_type_and_length(self, client: FlaskClient) -> None:
         url = presign(client).json["url"]
-        assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-tagging&" in url
+        signed = "content-length%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-tagging"
+        assert f"X-Amz-SignedHeaders={signed}&" in url
 
     def test_tagging_can_be_turned_off(self, make_app: Any) -> None:
-        body = presign(make_app(BROKER_S3_TAGGING="false").test_client()).json
-        assert "x-amz-tagging" not in body["headers"]
+        body = presign(
+            make_app(BROKER_S3_TAGGING="false", BROKER_S3_OBJECT_ACL="").test_client()
+        ).json
+        assert "x-amz-tagging" not in body["headers"] and "x-amz-acl" not in body["headers"]
         assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&" in body["url"]
 
     def test_filename_never_shapes_the_key(self, client: FlaskClient) -> None:

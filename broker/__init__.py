@@ -14,6 +14,7 @@ from broker.auth import init_auth
 from broker.config import Settings, load_settings
 from broker.db import Mongo
 from broker.errors import register_error_handlers
+from broker.limits import init_limits
 from broker.lookup_cache import LookupCache
 from broker.service import Broker, policy_from_settings
 from broker.storage import S3
@@ -49,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         lookups=LookupCache(settings.lookup_cache_size, settings.lookup_cache_ttl),
     )
     _init_cors(app, settings)
+    init_limits(app, settings)
 
     from broker import cli
     from broker.views import admin, config, images, ops

@@ -83,6 +83,13 @@ def register(app: Flask) -> None:
         _broker().bucket.block_public_access()
         click.echo("public access blocked")
 
+    @app.cli.command("recount-quotas")
+    def recount_quotas_command() -> None:
+        """Rebuild every user's quota usage from the recorded images (after a crash or restore)."""
+        broker = _broker()
+        owners = broker.db.quotas.recount(broker.db.images.collection)
+        click.echo(f"{owners} owner(s) recounted")
+
     @app.cli.command("sweep")
     def sweep_command() -> None:
         """Delete abandoned uploads and finish interrupted deletes (cron-safe, multi-host-safe)."""

@@ -326,13 +326,15 @@ class ImageRepository:
         )
         return _image_from_doc(doc) if doc else None
 
-    def remove(self, image_id: str) -> None:
-        """Remove the record for good (after its object left the bucket)."""
-        self.collection.delete_one({"_id": ObjectId(image_id)})
+    def remove(self, image_id: str) -> Image | None:
+        """Remove the record for good; return it, or None if someone else removed it first."""
+        doc = self.collection.find_one_and_delete({"_id": ObjectId(image_id)})
+        return _image_from_doc(doc) if doc else None
 
-    def remove_by_key(self, key: str) -> None:
-        """Remove whatever record points at ``key``."""
-        self.collection.delete_one({"key": key})
+    def remove_by_key(self, key: str) -> Image | None:
+        """Remove whatever record points at ``key``; return it if there was one."""
+        doc = self.collection.find_one_and_delete({"key": key})
+        return _image_from_doc(doc) if doc else None
 
     def tombstones(self, older_than: datetime, limit: int) -> list[Image]:
         """Images whose delete started before ``older_than`` and never finished."""
@@ -421,6 +423,62 @@ class UploadRepository:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """How many images and bytes an owner has recorded."""
+
+    images: int
+    bytes: int
+
+
+class QuotaRepository:
+    """Per-owner usage counters, reserved atomically so concurrent confirms cannot overshoot."""
+
+    def __init__(self, collection: Collection[dict[str, Any]]) -> None:
+        self.collection = collection
+
+    def usage(self, owner: str) -> Usage:
+        """The owner's recorded usage."""
+        doc = self.collection.find_one({"_id": owner}) or {}
+        return Usage(int(doc.get("images", 0)), int(doc.get("bytes", 0)))
+
+    def reserve(self, owner: str, size: int, max_images: int, max_bytes: int) -> bool:
+        """Count one more image of ``size`` bytes if it fits the limits (0: none); else False."""
+        self.collection.update_one(
+            {"_id": owner}, {"$setOnInsert": {"images": 0, "bytes": 0}}, upsert=True
+        )
+        condition: dict[str, Any] = {"_id": owner}
+        if max_images:
+            condition["images"] = {"$lte": max_images - 1}
+        if max_bytes:
+            condition["bytes"] = {"$lte": max_bytes - size}
+        # One conditional update: the check and the increment cannot be split by a racer.
+        result = self.collection.update_one(condition, {"$inc": {"images": 1, "bytes": size}})
+        return result.modified_count == 1
+
+    def release(self, owner: str, size: int) -> None:
+        """Give back one image of ``size`` bytes."""
+        self.collection.update_one({"_id": owner}, {"$inc": {"images": -1, "bytes": -size}})
+
+    def recount(self, images: Collection[dict[str, Any]]) -> int:
+        """Rebuild every owner's usage from the images collection; return the owners counted."""
+        totals = images.aggregate(
+            [{"$group": {"_id": "$owner", "images": {"$sum": 1}, "bytes": {"$sum": "$size"}}}]
+        )
+        owners = 0
+        seen = []
+        for total in totals:
+            self.collection.replace_one(
+                {"_id": total["_id"]},
+                {"images": total["images"], "bytes": total["bytes"]},
+                upsert=True,
+            )
+            seen.append(total["_id"])
+            owners += 1
+        self.collection.delete_many({"_id": {"$nin": seen}})
+        return owners
+
+
+@dataclass(frozen=True)
 class Repositories:
     """The MongoDB client and the repositories built on it."""
 
@@ -428,6 +486,7 @@ class Repositories:
     database: Database[dict[str, Any]]
     images: ImageRepository
     uploads: UploadRepository
+    quotas: QuotaRepository
 
     def ping(self) -> None:
         """Raise pymongo's ConnectionFailure unless the server answers."""
@@ -463,6 +522,7 @@ def connect(settings: Settings) -> Repositories:
         database=database,
         images=ImageRepository(database["images"]),
         uploads=UploadRepository(database["uploads"]),
+        quotas=QuotaRepository(database["quotas"]),
     )
 
 

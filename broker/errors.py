@@ -38,10 +38,13 @@ class BrokerError(Exception):
         *,
         details: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.details = dict(details) if details else None
         self.headers = dict(headers) if headers else {}
+        if retry_after is not None:
+            self.retry_after = retry_after
         if self.retry_after is not None:
             self.headers.setdefault("Retry-After", str(self.retry_after))
         super().__init__(self.message)

@@ -15,7 +15,7 @@ from broker import domain
 from broker.config import Settings
 from broker.db import Page, Repositories
 from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
-from broker.errors import Conflict, Forbidden, NotFound, Unavailable, UploadInvalid
+from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
 from broker.lookup_cache import LookupCache
 from broker.storage import Bucket, SignedRequest, StorageNotFound
 
@@ -67,6 +67,36 @@ def client_config(broker: Broker) -> dict[str, Any]:
     }
 
 
+def _check_quota(broker: Broker, owner: str, size: int) -> None:
+    """Refuse early what the owner's quota cannot take (confirm reserves it atomically)."""
+    settings = broker.settings
+    usage = broker.db.quotas.usage(owner)
+    if settings.quota_max_images and usage.images >= settings.quota_max_images:
+        raise _over_quota(f"at most {settings.quota_max_images} images per user")
+    if settings.quota_max_bytes and usage.bytes + size > settings.quota_max_bytes:
+        raise _over_quota(f"at most {settings.quota_max_bytes} bytes of images per user")
+
+
+def _over_quota(limit: str) -> TooLarge:
+    return TooLarge(f"quota: {limit}", details={"quota": [limit]})
+
+
+def _reserve_quota(broker: Broker, pending: PendingUpload) -> None:
+    settings = broker.settings
+    if not broker.db.quotas.reserve(
+        pending.owner, pending.size, settings.quota_max_images, settings.quota_max_bytes
+    ):
+        rejection = _over_quota("the user's image or byte quota is used up")
+        _reject(broker, pending, rejection.message)
+        raise rejection
+
+
+def _forget_image(broker: Broker, removed: Image | None) -> None:
+    """Give back the quota of an image whose record was just removed."""
+    if removed is not None:
+        broker.db.quotas.release(removed.owner, removed.size)
+
+
 # ---- presign ----------------------------------------------------------------------------------
 
 
@@ -87,6 +117,7 @@ def presign_upload(
     content_type = domain.normalise_type(request["filetype"])
     kind = request.get("kind") or client_config(broker)["default_kind"]
     domain.check_declared_upload(broker.policy, content_type, request["size"], kind)
+    _check_quota(broker, principal.sub, request["size"])
     if request.get("content_md5"):
         domain.decode_md5(request["content_md5"])
     if request.get("checksum_sha256"):
@@ -119,6 +150,7 @@ def presign_upload(
         content_md5=pending.content_md5,
         checksum_sha256=pending.checksum_sha256,
         tagging=domain.pending_tagging() if broker.settings.s3_tagging else None,
+        acl=broker.settings.s3_object_acl or None,
         expires_in=broker.settings.upload_expires,
     )
     # Record only after signing succeeded, so a failure leaves nothing behind.
@@ -156,13 +188,18 @@ def confirm_upload(
     if image is None:
         if domain.utcnow() > pending.confirm_by:
             raise Conflict("the upload is no longer pending (expired)")
-        image, created = broker.db.images.insert(_verified_image(broker, pending, request))
+        verified = _verified_image(broker, pending, request)
+        _reserve_quota(broker, pending)
+        image, created = broker.db.images.insert(verified)
+        if not created:
+            # A concurrent confirm recorded it first (and holds the quota for it).
+            broker.db.quotas.release(pending.owner, pending.size)
 
     state = broker.db.uploads.claim(pending.id, domain.CONFIRMED)
     if state != domain.CONFIRMED:
         # The sweeper expired the upload while we verified; it deletes the object.
         if created:
-            broker.db.images.remove(image.id)
+            _forget_image(broker, broker.db.images.remove(image.id))
         raise Conflict(f"the upload is no longer pending ({_shown(state)})")
     return image, created
 
@@ -196,7 +233,7 @@ def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, A
             kind = request.get("kind") or pending.kind
             domain.check_kind(broker.policy, kind)
         except UploadInvalid as rejection:
-            _reject(broker, pending, rejection)
+            _reject(broker, pending, rejection.message)
             raise
         if broker.settings.s3_tagging:
             # Out of reach of the lifecycle rule that expires never-confirmed objects.
@@ -242,11 +279,11 @@ def _shown(state: str) -> str:
     return domain.EXPIRED if state == domain.EXPIRING else state
 
 
-def _reject(broker: Broker, pending: PendingUpload, rejection: UploadInvalid) -> None:
+def _reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     # The bucket must only ever hold what was verified: delete first, then close the upload.
     broker.bucket.delete(pending.key)
-    broker.db.uploads.claim(pending.id, domain.REJECTED, rejection.message)
-    log.info("upload %s rejected: %s", pending.id, rejection.message)
+    broker.db.uploads.claim(pending.id, domain.REJECTED, reason)
+    log.info("upload %s rejected: %s", pending.id, reason)
 
 
 def _new_image_id() -> str:
@@ -328,8 +365,10 @@ def sign_download(
     lifetime = domain.clamp_expires(
         expires_in, settings.download_expires, settings.download_max_expires
     )
+    # Only a signer that signs at a chosen instant can give one URL for a whole window.
+    window = settings.signed_url_window if broker.bucket.presigner.pins_signing_time else 0
     signed_at, valid_for = domain.signing_window(
-        domain.utcnow(), settings.signed_url_window, lifetime, settings.download_max_expires
+        domain.utcnow(), window, lifetime, settings.download_max_expires
     )
     url = broker.bucket.presign_get(
         target.key,
@@ -414,14 +453,14 @@ def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
         raise NotFound("no such image")
     broker.lookups.forget(image.id)
     broker.bucket.delete(image.key)
-    broker.db.images.remove(image.id)
+    _forget_image(broker, broker.db.images.remove(image.id))
 
 
 def _expire(broker: Broker, pending: PendingUpload) -> None:
     # If the bucket fails here the upload stays "expiring" and a later sweep takes it over.
     broker.bucket.delete(pending.key)
     # A confirm that crashed between recording and claiming left a record: it never won.
-    broker.db.images.remove_by_key(pending.key)
+    _forget_image(broker, broker.db.images.remove_by_key(pending.key))
     broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
 
 
@@ -467,7 +506,7 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
 
 def _finish_delete(broker: Broker, image: Image) -> None:
     broker.bucket.delete(image.key)
-    broker.db.images.remove(image.id)
+    _forget_image(broker, broker.db.images.remove(image.id))
 
 
 def _attempt(step: Callable[[Broker, Any], None], broker: Broker, item: Any) -> bool:

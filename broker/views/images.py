@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from broker import schemas, service
 from broker.auth import authenticate, current_principal
 from broker.errors import ValidationFailed
+from broker.limits import rate_limited
 from broker.service import Broker
 
 bp = Blueprint("images", __name__, url_prefix="/images")
@@ -66,6 +67,7 @@ def _json(
 
 
 @bp.post("/presign-upload")
+@rate_limited("rate_limit_presign")
 def presign_upload() -> Response:
     """Grant a presigned PUT for one image."""
     presigned = service.presign_upload(
@@ -83,6 +85,7 @@ def presign_upload() -> Response:
 
 
 @bp.post("")
+@rate_limited("rate_limit_confirm")
 def confirm_upload() -> Response:
     """Verify an uploaded object and record the image (201, or 200 when already recorded)."""
     image, created = service.confirm_upload(
@@ -139,6 +142,7 @@ def record_usage(image_id: str) -> Response:
 
 
 @bp.get("/<image_id>/signed-url")
+@rate_limited("rate_limit_sign")
 def signed_url(image_id: str) -> Response:
     """A signed GET URL for one image."""
     query = _query(schemas.signed_url_query)
@@ -151,6 +155,7 @@ def signed_url(image_id: str) -> Response:
 
 
 @bp.get("/signed-url")
+@rate_limited("rate_limit_sign")
 def signed_url_by_key() -> Response:
     """A signed GET URL for the image stored under ``key``."""
     query = _query(schemas.signed_url_by_key_query)
@@ -163,6 +168,7 @@ def signed_url_by_key() -> Response:
 
 
 @bp.post("/signed-urls")
+@rate_limited("rate_limit_sign")
 def signed_urls() -> Response:
     """Signed GET URLs for up to 100 images; ids the caller cannot see are absent."""
     ids = _body(schemas.signed_urls_request)["ids"]
@@ -171,6 +177,7 @@ def signed_urls() -> Response:
 
 
 @bp.get("/<image_id>/content")
+@rate_limited("rate_limit_sign")
 def content(image_id: str) -> WerkzeugResponse:
     """Redirect to a fresh signed GET URL."""
     query = _query(schemas.signed_url_query)

@@ -1,0 +1,166 @@
+"""Per-user rate limits (429 + Retry-After) and per-user quotas (checked at presign and confirm)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask
+
+from tests.api.conftest import put_to_bucket
+from tests.helpers import auth, md5_b64, png_bytes
+
+
+def presign_body(data: bytes) -> dict[str, Any]:
+    return {
+        "filename": "a.png",
+        "filetype": "image/png",
+        "size": len(data),
+        "content_md5": md5_b64(data),
+    }
+
+
+class TestRateLimits:
+    def test_presign_limit_is_per_user_with_retry_after(self, make_app: Any) -> None:
+        client = make_app(BROKER_RATE_LIMIT_PRESIGN="3/minute").test_client()
+        body = presign_body(png_bytes())
+        statuses = [
+            client.post("/images/presign-upload", json=body, headers=auth()).status_code
+            for _ in range(4)
+        ]
+        assert statuses == [201, 201, 201, 429]
+        refused = client.post("/images/presign-upload", json=body, headers=auth())
+        assert refused.json["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        # Another user has a budget of their own.
+        assert (
+            client.post("/images/presign-upload", json=body, headers=auth("bob")).status_code == 201
+        )
+
+    def test_signed_url_issuance_is_limited(self, make_app: Any) -> None:
+        client = make_app(BROKER_RATE_LIMIT_SIGN="2/minute").test_client()
+        statuses = [
+            client.post("/images/signed-urls", json={"ids": ["x"]}, headers=auth()).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [200, 200, 429]
+        assert client.get("/images/abc/signed-url", headers=auth()).status_code == 429
+
+    def test_confirm_is_limited(self, make_app: Any) -> None:
+        client = make_app(BROKER_RATE_LIMIT_CONFIRM="1/minute").test_client()
+        first = client.post("/images", json={"key": "alice/x.png"}, headers=auth())
+        assert first.status_code == 404
+        assert (
+            client.post("/images", json={"key": "alice/x.png"}, headers=auth()).status_code == 429
+        )
+
+    def test_empty_limit_turns_it_off(self, make_app: Any) -> None:
+        client = make_app(BROKER_RATE_LIMIT_SIGN="").test_client()
+        for _ in range(30):
+            assert (
+                client.post("/images/signed-urls", json={"ids": ["x"]}, headers=auth()).status_code
+                == 200
+            )
+
+    def test_unauthenticated_calls_are_401_not_counted(self, make_app: Any) -> None:
+        client = make_app(BROKER_RATE_LIMIT_PRESIGN="1/minute").test_client()
+        for _ in range(3):
+            assert client.post("/images/presign-upload", json={}).status_code == 401
+        assert (
+            client.post(
+                "/images/presign-upload", json=presign_body(b"x"), headers=auth()
+            ).status_code
+            == 201
+        )
+
+    def test_limits_shared_through_mongodb(self, make_app: Any, mongo_server: Any) -> None:
+        storage = mongo_server.uri
+        first = make_app(
+            BROKER_RATE_LIMIT_PRESIGN="2/minute", BROKER_RATE_LIMIT_STORAGE_URI=storage
+        )
+        body = presign_body(png_bytes())
+        client = first.test_client()
+        assert [
+            client.post("/images/presign-upload", json=body, headers=auth("shared")).status_code
+            for _ in range(3)
+        ] == [201, 201, 429]
+
+
+def upload_all(client: Any, sub: str, count: int) -> list[dict[str, Any]]:
+    """Presign and PUT ``count`` images without confirming them."""
+    grants = []
+    for i in range(count):
+        data = png_bytes(4 + i, 3)
+        grant = client.post(
+            "/images/presign-upload", json=presign_body(data), headers=auth(sub)
+        ).json
+        put_to_bucket(grant, data)
+        grants.append(grant)
+    return grants
+
+
+class TestQuotas:
+    def test_image_count_is_checked_at_presign_and_confirm(self, make_app: Any) -> None:
+        app = make_app(BROKER_QUOTA_MAX_IMAGES="2")
+        client = app.test_client()
+        grants = upload_all(client, "alice", 3)  # presign only sees recorded images: all pass
+        results = [client.post("/images", json={"key": g["key"]}, headers=auth()) for g in grants]
+        assert [r.status_code for r in results] == [201, 201, 413]
+        assert results[2].json["error"]["code"] == "too_large"
+        assert results[2].json["error"]["details"] == {
+            "quota": ["the user's image or byte quota is used up"]
+        }
+        # The refused upload's object is gone, and presigning is refused up front now.
+        assert app.extensions["broker"].bucket.head(grants[2]["key"]) is None
+        refused = client.post("/images/presign-upload", json=presign_body(b"x"), headers=auth())
+        assert refused.status_code == 413 and "2 images" in refused.json["error"]["message"]
+        assert (
+            client.post(
+                "/images/presign-upload", json=presign_body(b"x"), headers=auth("bob")
+            ).status_code
+            == 201
+        )
+
+    def test_byte_quota_and_release_on_delete(self, make_app: Any) -> None:
+        data = png_bytes()
+        app = make_app(BROKER_QUOTA_MAX_BYTES=str(len(data) * 2))
+        client = app.test_client()
+        grants = upload_all(client, "alice", 1)
+        image = client.post("/images", json={"key": grants[0]["key"]}, headers=auth()).json["image"]
+        too_big = {**presign_body(data), "size": len(data) * 2}
+        assert (
+            client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 413
+        )
+        assert client.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
+        assert app.extensions["broker"].db.quotas.usage("alice").images == 0
+        assert (
+            client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 201
+        )
+
+    def test_concurrent_confirms_cannot_overshoot(self, make_app: Any) -> None:
+        app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
+        grants = upload_all(app.test_client(), "alice", 6)
+
+        def confirm(grant: dict[str, Any]) -> int:
+            return int(
+                app.test_client()
+                .post("/images", json={"key": grant["key"]}, headers=auth())
+                .status_code
+            )
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            statuses = sorted(pool.map(confirm, grants))
+        assert statuses == [201, 201, 201, 413, 413, 413]
+        broker = app.extensions["broker"]
+        assert broker.db.images.collection.count_documents({"owner": "alice"}) == 3
+        assert broker.db.quotas.usage("alice").images == 3
+
+    def test_recount_rebuilds_usage(self, app: Flask) -> None:
+        grants = upload_all(app.test_client(), "alice", 2)
+        for grant in grants:
+            app.test_client().post("/images", json={"key": grant["key"]}, headers=auth())
+        quotas = app.extensions["broker"].db.quotas
+        quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": 99}})
+        result = app.test_cli_runner().invoke(args=["recount-quotas"])
+        assert result.exit_code == 0, result.output
+        assert quotas.usage("alice").images == 2

@@ -16,6 +16,7 @@ from broker.db import Mongo
 from broker.errors import register_error_handlers
 from broker.limits import init_limits
 from broker.lookup_cache import LookupCache
+from broker.observability import init_observability
 from broker.service import Broker, policy_from_settings
 from broker.storage import S3
 
@@ -38,6 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
     app.extensions["broker.settings"] = settings
 
+    init_observability(app, settings)
     register_error_handlers(app)
     init_auth(app, settings)
     mongo.init_app(app, settings)

@@ -76,6 +76,9 @@ class Settings:
     rate_limit_storage_uri: str
     quota_max_images: int
     quota_max_bytes: int
+    log_format: str
+    log_level: str
+    metrics_token: str | None
     lookup_cache_ttl: float
     lookup_cache_size: int
 
@@ -174,6 +177,9 @@ _SPEC: dict[str, tuple[str, Any]] = {
     # 0: no quota.
     "BROKER_QUOTA_MAX_IMAGES": ("10000", _int),
     "BROKER_QUOTA_MAX_BYTES": ("5368709120", _int),
+    "BROKER_LOG_FORMAT": ("json", _text),
+    "BROKER_LOG_LEVEL": ("INFO", _text),
+    "BROKER_METRICS_TOKEN": ("", _optional),
     "BROKER_LOOKUP_CACHE_TTL": ("30", _float),
     "BROKER_LOOKUP_CACHE_SIZE": ("10000", _int),
 }
@@ -243,6 +249,9 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         rate_limit_storage_uri=values["BROKER_RATE_LIMIT_STORAGE_URI"],
         quota_max_images=values["BROKER_QUOTA_MAX_IMAGES"],
         quota_max_bytes=values["BROKER_QUOTA_MAX_BYTES"],
+        log_format=values["BROKER_LOG_FORMAT"],
+        log_level=values["BROKER_LOG_LEVEL"].upper(),
+        metrics_token=values["BROKER_METRICS_TOKEN"],
         lookup_cache_ttl=values["BROKER_LOOKUP_CACHE_TTL"],
         lookup_cache_size=values["BROKER_LOOKUP_CACHE_SIZE"],
     )
@@ -266,6 +275,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             "BROKER_S3_OBJECT_ACL must be bucket-owner-full-control, private or empty"
         )
+    if s.log_format not in ("json", "text"):
+        raise ConfigError("BROKER_LOG_FORMAT must be json or text")
+    if s.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("BROKER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
     if s.signer not in SIGNERS:
         raise ConfigError(f"BROKER_SIGNER must be one of {', '.join(SIGNERS)}")
     if s.s3_addressing not in ADDRESSING_STYLES:

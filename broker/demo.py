@@ -32,6 +32,7 @@ def main() -> int:
     port = int(os.environ.get("BROKER_PORT", "8000"))
     env = dict(os.environ)
     env.setdefault("BROKER_ENV", "demo")
+    env.setdefault("BROKER_LOG_FORMAT", "text")
     env.setdefault("BROKER_JWT_SECRET", secrets.token_urlsafe(32))
     env.setdefault("BROKER_CORS_ORIGINS", f"http://localhost:{port},http://127.0.0.1:{port}")
 

@@ -18,6 +18,8 @@ from marshmallow import ValidationError
 from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
+from broker.metrics import DEPENDENCY_ERRORS
+
 log = logging.getLogger(__name__)
 
 # How long clients should wait before retrying when a dependency is down or they are throttled.
@@ -179,6 +181,7 @@ def to_broker_error(error: Exception) -> BrokerError:
         return Unauthorized()
     if isinstance(error, ConnectionFailure):
         log.warning("MongoDB unavailable: %s", error)
+        DEPENDENCY_ERRORS.labels("mongodb").inc()
         return Unavailable("the database is unavailable, retry later")
     if isinstance(error, HTTPException):
         error_class = _HTTP_STATUS_TO_ERROR.get(error.code or 500)

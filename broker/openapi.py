@@ -144,6 +144,14 @@ OPERATIONS: tuple[Operation, ...] = (
         public=True,
     ),
     Operation("/openapi.json", "get", "This document", None, public=True),
+    Operation(
+        "/metrics",
+        "get",
+        "Prometheus metrics (text exposition format)",
+        None,
+        public=True,
+        errors=(401,),
+    ),
 )
 
 
@@ -168,6 +176,8 @@ def _operation_spec(op: Operation) -> dict[str, Any]:
         success["headers"] = {"Location": {"schema": {"type": "string", "format": "uri"}}}
     elif op.path == "/openapi.json":
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    elif op.path == "/metrics":
+        success["content"] = {"text/plain": {"schema": {"type": "string"}}}
     spec["responses"][str(op.status)] = success
     for status, description in op.extra_responses.items():
         spec["responses"][str(status)] = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from broker import domain
+from broker import domain, metrics
 from broker.config import Settings
 from broker.db import Page, Repositories
 from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
@@ -155,6 +155,8 @@ def presign_upload(
     )
     # Record only after signing succeeded, so a failure leaves nothing behind.
     broker.db.uploads.create(pending)
+    metrics.UPLOADS.labels("presigned").inc()
+    metrics.SIGNATURES.labels("PUT").inc()
     return PresignedUpload(pending.id, pending.key, signed, expires_at)
 
 
@@ -201,6 +203,8 @@ def confirm_upload(
         if created:
             _forget_image(broker, broker.db.images.remove(image.id))
         raise Conflict(f"the upload is no longer pending ({_shown(state)})")
+    if created:
+        metrics.UPLOADS.labels("confirmed").inc()
     return image, created
 
 
@@ -283,6 +287,7 @@ def _reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     # The bucket must only ever hold what was verified: delete first, then close the upload.
     broker.bucket.delete(pending.key)
     broker.db.uploads.claim(pending.id, domain.REJECTED, reason)
+    metrics.UPLOADS.labels("rejected").inc()
     log.info("upload %s rejected: %s", pending.id, reason)
 
 
@@ -377,6 +382,7 @@ def sign_download(
         disposition=domain.content_disposition(disposition, target.filename),
         now=signed_at,
     )
+    metrics.SIGNATURES.labels("GET").inc()
     return SignedUrl(url, signed_at + timedelta(seconds=valid_for))
 
 

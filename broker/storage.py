@@ -23,6 +23,7 @@ from flask import Flask, current_app
 from broker.config import Settings
 from broker.domain import ObjectHead
 from broker.errors import Unavailable
+from broker.metrics import DEPENDENCY_ERRORS
 from broker.signing import Credentials, SigV4Presigner
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,7 @@ def credentials_source(session: boto3.session.Session) -> Callable[[], Credentia
 def _unavailable(error: Exception, operation: str) -> Unavailable:
     # The detail (endpoint, bucket, request id) goes to the log only, never to the client.
     log.warning("S3 %s failed: %s", operation, error)
+    DEPENDENCY_ERRORS.labels("s3").inc()
     return Unavailable("the storage is unavailable, retry later")
 
 

@@ -10,6 +10,7 @@ from pymongo.errors import PyMongoError
 
 from broker import schemas
 from broker.errors import BrokerError, Unavailable, error_response
+from broker.metrics import DEPENDENCY_ERRORS
 from broker.openapi import openapi_document
 from broker.service import Broker
 
@@ -32,6 +33,7 @@ def readyz() -> Response:
         broker.db.ping()
     except PyMongoError as e:
         log.warning("readiness: MongoDB unavailable: %s", e)
+        DEPENDENCY_ERRORS.labels("mongodb").inc()
         checks["mongodb"] = "unavailable"
     try:
         broker.bucket.ping()

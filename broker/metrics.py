@@ -1,0 +1,24 @@
+"""Prometheus metrics of the broker (process-wide, as Prometheus expects one registry per process).
+
+Under gunicorn, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so ``/metrics`` sums every
+worker.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "broker_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "broker_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+UPLOADS = Counter("broker_uploads_total", "Uploads by outcome", ["outcome"])
+SIGNATURES = Counter("broker_signatures_total", "URLs signed", ["method"])
+DEPENDENCY_ERRORS = Counter(
+    "broker_dependency_errors_total", "Failed calls to MongoDB or S3", ["dependency"]
+)

@@ -1,0 +1,150 @@
+"""Request ids, structured JSON logs, Prometheus metrics, and security headers on every response.
+
+Every request gets an id (the caller's ``X-Request-ID`` when it is sane, else a fresh one),
+echoed back and stamped on every log line written while it is handled. One access line per
+request records user, route, status and duration; never a token, and never a query string
+(signed URLs carry their signature there).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+from broker.config import Settings
+from broker.errors import Unauthorized, error_response
+from broker.metrics import LATENCY, REQUESTS
+
+log = logging.getLogger("broker.access")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id and extra fields."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as a JSON line."""
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp the current request's id on every record logged while handling it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add ``request_id`` when inside a request."""
+        if has_request_context() and not hasattr(record, "request_id"):
+            record.request_id = getattr(g, "request_id", None)
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send the broker's logs to stderr as JSON lines (or plain text), once per process."""
+    root = logging.getLogger("broker")
+    root.setLevel(settings.log_level)
+    if settings.mode == "test":
+        return  # the test runner captures through the root logger
+    if any(getattr(h, "_broker_handler", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._broker_handler = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestIdFilter())
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    root.addHandler(handler)
+    root.propagate = False
+
+
+def _start() -> None:
+    supplied = request.headers.get("X-Request-ID", "")
+    g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+# Every API response is JSON: nothing in it should ever be rendered, framed or sniffed.
+_API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def _finish(response: Response) -> Response:
+    request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+    response.headers["X-Request-ID"] = request_id
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", _API_CSP)
+    duration = time.perf_counter() - getattr(g, "started", time.perf_counter())
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    LATENCY.labels(request.method, route).observe(duration)
+    principal = getattr(g, "principal", None)
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "user": principal.sub if principal is not None else None,
+            "method": request.method,
+            "route": route,
+            "path": request.path,  # never the query string: signed URLs keep secrets there
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000, 2),
+        },
+    )
+    return response
+
+
+def metrics_response(settings: Settings) -> Response:
+    """The Prometheus exposition of this process (or of every worker, in multiprocess mode)."""
+    if settings.metrics_token:
+        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied.encode(), settings.metrics_token.encode()):
+            return error_response(Unauthorized("metrics need the metrics token"))
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_observability(app: Flask, settings: Settings) -> None:
+    """Request ids, access logs, metrics and security headers for every request."""
+    configure_logging(settings)
+    app.before_request(_start)
+    app.after_request(_finish)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return metrics_response(settings)

@@ -1,0 +1,157 @@
+"""Request ids, JSON access logs without secrets, Prometheus metrics, security headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from broker.observability import JsonFormatter
+from tests.api.conftest import Uploader
+from tests.helpers import auth
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "broker.access"]
+
+
+class TestRequestId:
+    def test_generated_and_echoed(self, client: FlaskClient) -> None:
+        first = client.get("/healthz").headers["X-Request-ID"]
+        second = client.get("/healthz").headers["X-Request-ID"]
+        assert len(first) == 32 and first != second
+
+    def test_a_sane_caller_id_is_kept_a_hostile_one_replaced(self, client: FlaskClient) -> None:
+        assert (
+            client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+            == "abc-123"
+        )
+        hostile = client.get("/healthz", headers={"X-Request-ID": "x\u2028<script>" + "y" * 500})
+        assert len(hostile.headers["X-Request-ID"]) == 32
+
+    def test_errors_carry_it_too(self, client: FlaskClient) -> None:
+        response = client.get("/images", headers={"X-Request-ID": "req-404"})
+        assert response.status_code == 401 and response.headers["X-Request-ID"] == "req-404"
+
+
+class TestAccessLog:
+    def test_one_line_per_request_with_user_route_status_duration(
+        self, client: FlaskClient, upload: Uploader, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        image = upload().image
+        token_header = auth()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="broker"):
+            response = client.get(
+                f"/images/{image['id']}/signed-url?expires_in=60",
+                headers={**token_header, "X-Request-ID": "trace-1"},
+            )
+        (line,) = access_lines(caplog)
+        assert line.request_id == "trace-1"  # type: ignore[attr-defined]
+        assert line.user == "alice"  # type: ignore[attr-defined]
+        assert line.route == "/images/<image_id>/signed-url"  # type: ignore[attr-defined]
+        assert line.status == 200 and line.duration_ms >= 0  # type: ignore[attr-defined]
+        rendered = JsonFormatter().format(line)
+        entry = json.loads(rendered)
+        assert entry["path"] == f"/images/{image['id']}/signed-url"
+        # Neither the token, nor the signed URL's signature, nor the query string.
+        token = token_header["Authorization"].split()[1]
+        assert token not in rendered and "X-Amz-Signature" not in rendered
+        assert "expires_in" not in rendered and response.json["url"] not in rendered
+
+    def test_json_formatter_renders_extras_and_exceptions(self) -> None:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record = logging.getLogger("broker.test").makeRecord(
+                "broker.test",
+                logging.ERROR,
+                __file__,
+                1,
+                "failed %s",
+                ("x",),
+                __import__("sys").exc_info(),
+                extra={"request_id": "r1"},
+            )
+        entry = json.loads(JsonFormatter().format(record))
+        assert entry["msg"] == "failed x" and entry["request_id"] == "r1"
+        assert entry["level"] == "ERROR" and "ValueError: boom" in entry["exc"]
+        assert entry["ts"].endswith("Z")
+
+
+class TestMetrics:
+    def test_exposes_requests_uploads_and_signatures(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        image = upload().image
+        client.get(f"/images/{image['id']}/signed-url", headers=auth())
+        body = client.get("/metrics").get_data(as_text=True)
+        assert (
+            'broker_http_requests_total{method="GET",route="/images/<image_id>/signed-url",status="200"}'
+            in body
+        )
+        assert 'broker_uploads_total{outcome="confirmed"}' in body
+        assert 'broker_signatures_total{method="GET"}' in body
+        assert "broker_http_request_duration_seconds_bucket" in body
+
+    def test_metrics_token_when_configured(self, make_app: Any) -> None:
+        client = make_app(BROKER_METRICS_TOKEN="scrape-secret").test_client()
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.json["error"]["code"] == "unauthorized"
+        ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+        assert ok.status_code == 200 and ok.mimetype == "text/plain"
+
+    def test_dependency_errors_are_counted(self, make_app: Any) -> None:
+        from broker.devservers import free_port
+
+        app = make_app(
+            prepare=False,
+            BROKER_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+            BROKER_S3_CONNECT_TIMEOUT="0.2",
+        )
+        client = app.test_client()
+        before = _sample(client, 'broker_dependency_errors_total{dependency="s3"}')
+        client.get("/readyz")
+        assert _sample(client, 'broker_dependency_errors_total{dependency="s3"}') > before
+
+
+def _sample(client: FlaskClient, name: str) -> float:
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+class TestSecurityHeaders:
+    @pytest.mark.parametrize("path", ["/healthz", "/images", "/nope"])
+    def test_on_every_response(self, client: FlaskClient, path: str) -> None:
+        response = client.get(path, headers=auth())
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+    def test_admin_keeps_its_own_policy(self, app: Flask) -> None:
+        response = app.test_client().get("/admin/")
+        response.close()
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+    def test_api_cors_only_for_configured_origins(self, make_app: Any) -> None:
+        client = make_app(BROKER_CORS_ORIGINS="https://app.example").test_client()
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        allowed = client.options(
+            "/images/presign-upload", headers={"Origin": "https://app.example", **preflight}
+        )
+        assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+        refused = client.options(
+            "/images/presign-upload", headers={"Origin": "https://evil.example", **preflight}
+        )
+        assert "Access-Control-Allow-Origin" not in refused.headers

@@ -25,8 +25,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from broker.config import Settings
-from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, utcnow
-from broker.errors import ValidationFailed
+from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, field_error, utcnow
 
 EXTENSION_KEY = "broker.mongo"
 DEFAULT_DB_NAME = "broker"
@@ -154,7 +153,7 @@ def _encode_cursor(sort: str, doc: Mapping[str, Any]) -> str:
 
 
 def _decode_cursor(sort: str, cursor: str) -> list[Any]:
-    invalid = ValidationFailed("cursor: invalid cursor", details={"cursor": ["invalid cursor"]})
+    invalid = field_error("cursor", "invalid cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)

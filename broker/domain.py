@@ -207,36 +207,35 @@ def check_declared_upload(policy: UploadPolicy, content_type: str, size: int, ki
     check_kind(policy, kind)
 
 
+def field_error(field: str, message: str) -> ValidationFailed:
+    """A validation error about one field, shaped like marshmallow's."""
+    return ValidationFailed(f"{field}: {message}", details={field: [message]})
+
+
 def check_kind(policy: UploadPolicy, kind: str) -> None:
     """Refuse a kind that is not configured."""
     if kind not in policy.kinds:
-        message = f"must be one of: {', '.join(policy.kinds)}"
-        raise ValidationFailed(f"kind: {message}", details={"kind": [message]})
+        raise field_error("kind", f"must be one of: {', '.join(policy.kinds)}")
+
+
+def _decode_digest(field: str, value: str, algorithm: str, size: int) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != size:
+        raise field_error(field, f"must be the base64 of a {size}-byte {algorithm} digest")
+    return raw
 
 
 def decode_md5(content_md5: str) -> bytes:
     """Decode a base64 Content-MD5 value; raise ValidationFailed if it is not 16 bytes."""
-    try:
-        raw = base64.b64decode(content_md5, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 16:
-        message = "must be the base64 of a 16-byte MD5 digest"
-        raise ValidationFailed(f"content_md5: {message}", details={"content_md5": [message]})
-    return raw
+    return _decode_digest("content_md5", content_md5, "MD5", 16)
 
 
 def check_sha256(checksum_sha256: str) -> None:
     """Raise ValidationFailed unless the value is the base64 of a 32-byte SHA-256 digest."""
-    try:
-        raw = base64.b64decode(checksum_sha256, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        message = "must be the base64 of a 32-byte SHA-256 digest"
-        raise ValidationFailed(
-            f"checksum_sha256: {message}", details={"checksum_sha256": [message]}
-        )
+    _decode_digest("checksum_sha256", checksum_sha256, "SHA-256", 32)
 
 
 def display_name(filename: str) -> str:

@@ -145,13 +145,17 @@ def record_usage(image_id: str) -> Response:
 @rate_limited("rate_limit_sign")
 def signed_url(image_id: str) -> Response:
     """A signed GET URL for one image."""
+    return _json(schemas.signed_url_response, _signed_by_id(image_id), headers=NO_STORE)
+
+
+def _signed_by_id(image_id: str) -> service.SignedUrl:
+    """Parse the signed-URL query and sign the image (from the lookup cache when possible)."""
     query = _query(schemas.signed_url_query)
     broker = _broker()
     target = service.signing_target(broker, current_principal(), image_id)
-    signed = service.sign_download(
+    return service.sign_download(
         broker, target, expires_in=query.get("expires_in"), disposition=query["disposition"]
     )
-    return _json(schemas.signed_url_response, signed, headers=NO_STORE)
 
 
 @bp.get("/signed-url")
@@ -180,12 +184,6 @@ def signed_urls() -> Response:
 @rate_limited("rate_limit_sign")
 def content(image_id: str) -> WerkzeugResponse:
     """Redirect to a fresh signed GET URL."""
-    query = _query(schemas.signed_url_query)
-    broker = _broker()
-    target = service.signing_target(broker, current_principal(), image_id)
-    signed = service.sign_download(
-        broker, target, expires_in=query.get("expires_in"), disposition=query["disposition"]
-    )
-    response = redirect(signed.url, code=302)
+    response = redirect(_signed_by_id(image_id).url, code=302)
     response.headers.update(NO_STORE)
     return response

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g
-from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
+from flask import Flask, g, request
+from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
@@ -46,22 +46,48 @@ def init_auth(app: Flask, settings: Settings) -> None:
     jwt.init_app(app)
 
 
-def authenticate() -> Principal:
-    """Verify the request's bearer token and remember the caller on ``g``."""
+def bearer_token() -> str:
+    """The token of ``Authorization: Bearer <token>`` (the scheme is case-insensitive)."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if not scheme:
+        raise Unauthorized("missing bearer token")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate() -> Principal | None:
+    """Verify the request's bearer token and remember the caller on ``g``.
+
+    A CORS preflight (OPTIONS) carries no token by design and reaches no view: it passes.
+    """
+    if request.method == "OPTIONS":
+        return None
     try:
-        verify_jwt_in_request()
-        claims = get_jwt()
+        claims = decode_token(bearer_token())
     except (JWTExtendedException, PyJWTError) as e:
         raise Unauthorized(_reason(e)) from e
     sub = claims.get("sub")
     roles = claims.get("roles", [])
-    if not isinstance(sub, str) or not sub.strip():
-        raise Unauthorized("the token has no subject")
+    # A token that never expires is a credential that can never be taken back.
+    if "exp" not in claims:
+        raise Unauthorized("the token has no expiry (exp)")
+    if not isinstance(sub, str) or not sub.strip() or not _storable(sub):
+        raise Unauthorized("the token has no usable subject")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("the token's roles claim must be a list of strings")
     principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles)
     g.principal = principal
     return principal
+
+
+def _storable(text: str) -> bool:
+    # The subject becomes a key prefix and a MongoDB string: it must be valid UTF-8.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def current_principal() -> Principal:

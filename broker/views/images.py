@@ -14,9 +14,9 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from broker import schemas, service
 from broker.auth import authenticate, current_principal
-from broker.errors import ValidationFailed
 from broker.limits import rate_limited
 from broker.service import Broker
+from broker.views import request_body
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -36,18 +36,13 @@ def _broker() -> Broker:
 
 def _body(schema: Schema) -> dict[str, Any]:
     """The JSON object body, validated by ``schema``."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationFailed(
-            "the body must be a JSON object", details={"_body": ["must be a JSON object"]}
-        )
-    loaded: dict[str, Any] = schema.load(data)
+    loaded: dict[str, Any] = schema.load(request_body.json_object())
     return loaded
 
 
 def _optional_body(schema: Schema) -> dict[str, Any]:
     """An optional JSON object body (empty is fine)."""
-    if not request.get_data(cache=True):
+    if not request_body.has_body():
         return {}
     return _body(schema)
 

@@ -152,6 +152,14 @@ def _encode_cursor(sort: str, doc: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# The last millisecond Python's datetime (and so a cursor) can stand for: 9999-12-31.
+_MAX_DATETIME_MS = 253402300799999
+
+
+def _int_within(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def _decode_cursor(sort: str, cursor: str) -> list[Any]:
     invalid = field_error("cursor", "invalid cursor")
     try:
@@ -171,11 +179,12 @@ def _decode_cursor(sort: str, cursor: str) -> list[Any]:
                 raise invalid
             values.append(ObjectId(value))
         elif field == "created_at":
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+            if not _int_within(value, 0, _MAX_DATETIME_MS):
                 raise invalid
             values.append(datetime.fromtimestamp(value / 1000, tz=UTC))
         else:
-            if not isinstance(value, int) or isinstance(value, bool):
+            # BSON integers are 64-bit: anything wider cannot be compared in a query.
+            if not _int_within(value, -(2**63), 2**63 - 1):
                 raise invalid
             values.append(value)
     return values
@@ -415,6 +424,24 @@ class UploadRepository:
             {"_id": upload_id, "state": from_state}, {"$set": {"state": to_state}}
         )
 
+    def hold_quota(self, upload_id: str) -> bool:
+        """Mark the upload as holding a quota reservation; False if it already did."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "quota_held": {"$ne": True}}, {"$set": {"quota_held": True}}
+        )
+        return result.modified_count == 1
+
+    def holds_quota(self, upload_id: str) -> bool:
+        """Whether the upload holds a quota reservation."""
+        return self.collection.count_documents({"_id": upload_id, "quota_held": True}) == 1
+
+    def drop_quota(self, upload_id: str) -> bool:
+        """Clear the upload's reservation mark; True only for the caller that cleared it."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "quota_held": True}, {"$set": {"quota_held": False}}
+        )
+        return result.modified_count == 1
+
     def state_of(self, upload_id: str) -> str:
         """The upload's current state (``aborted`` if its record is gone)."""
         doc = self.collection.find_one({"_id": upload_id}, {"state": True})
@@ -455,7 +482,7 @@ class QuotaRepository:
         return result.modified_count == 1
 
     def release(self, owner: str, size: int) -> None:
-        """Give back one image of ``size`` bytes."""
+        """Give back one recorded image of ``size`` bytes (it was deleted)."""
         self.collection.update_one({"_id": owner}, {"$inc": {"images": -1, "bytes": -size}})
 
     def recount(self, images: Collection[dict[str, Any]]) -> int:

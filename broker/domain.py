@@ -29,6 +29,13 @@ KNOWN_IMAGE_TYPES: dict[str, str] = {
     "image/gif": ".gif",
     "image/webp": ".webp",
 }
+# Extensions a display name may keep for each type; any other is replaced by the type's own.
+_NAME_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "image/png": (".png",),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+}
 
 # Confirm reads at most this much of a fresh upload: enough for every header we parse
 # (a JPEG's SOF marker can sit behind large EXIF/ICC segments), never the whole image.
@@ -238,11 +245,25 @@ def check_sha256(checksum_sha256: str) -> None:
     _decode_digest("checksum_sha256", checksum_sha256, "SHA-256", 32)
 
 
-def display_name(filename: str) -> str:
+def display_name(filename: str, content_type: str | None = None) -> str:
     """The filename as stored and shown: no path, no control or bidi characters, bounded length.
 
-    The key never uses it; this is only what people see and what Content-Disposition offers.
+    With ``content_type`` the name also ends in an extension of that (verified) type, so a
+    download is never offered as ``invoice.html`` or ``x.png.php``. The key never uses it;
+    this is only what people see and what Content-Disposition offers.
     """
+    name = _clean_name(filename)
+    if content_type is None:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and f".{ext.lower()}" in _NAME_EXTENSIONS[content_type]:
+        return name
+    # Replace what looks like an extension; otherwise append the type's.
+    base = stem if dot and stem and 0 < len(ext) <= 10 and ext.isalnum() else name
+    return base[: _MAX_DISPLAY_NAME - 5] + KNOWN_IMAGE_TYPES[content_type]
+
+
+def _clean_name(filename: str) -> str:
     name = unicodedata.normalize("NFC", filename)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     # Cc: control chars incl. NUL/CR/LF; Cf: format chars incl. RTL overrides; Z[lp]: separators.

@@ -155,6 +155,19 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+# Per-user rate limited (broker.limits): these may answer 429 with Retry-After.
+RATE_LIMITED = {
+    ("/images/presign-upload", "post"),
+    ("/images", "post"),
+    ("/images/{image_id}/signed-url", "get"),
+    ("/images/signed-url", "get"),
+    ("/images/signed-urls", "post"),
+    ("/images/{image_id}/content", "get"),
+}
+# Errors whose body extends the envelope: (path, method) → {status: component schema}.
+ERROR_SCHEMAS = {("/readyz", "get"): {503: "ReadinessError"}}
+
+
 def _operation_spec(op: Operation) -> dict[str, Any]:
     spec: dict[str, Any] = {"summary": op.summary, "responses": {}}
     parameters: list[dict[str, Any]] = []
@@ -187,11 +200,19 @@ def _operation_spec(op: Operation) -> dict[str, Any]:
     errors = set(op.errors) | {500}
     if not op.public:
         errors |= {401, 405, 503}
+    if op.body is not None or op.method in ("post", "patch"):
+        errors.add(413)  # any body over BROKER_MAX_BODY_BYTES, before it is parsed
+    if (op.path, op.method) in RATE_LIMITED:
+        errors.add(429)
+    error_schemas = ERROR_SCHEMAS.get((op.path, op.method), {})
     for status in sorted(errors):
-        spec["responses"][str(status)] = {
+        response: dict[str, Any] = {
             "description": _ERRORS[status],
-            "content": {"application/json": {"schema": "ErrorResponse"}},
+            "content": {"application/json": {"schema": error_schemas.get(status, "ErrorResponse")}},
         }
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+        spec["responses"][str(status)] = response
     if not op.public:
         spec["security"] = [{"bearerAuth": []}]
     return spec
@@ -210,6 +231,7 @@ def _build(title: str) -> dict[str, Any]:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     spec.components.schema("ErrorResponse", schema=schemas.ErrorResponse)
+    spec.components.schema("ReadinessError", schema=schemas.ReadinessError)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation_spec(op)

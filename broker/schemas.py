@@ -238,6 +238,13 @@ class ErrorResponse(Schema):
     error = fields.Nested(ErrorBody, required=True)
 
 
+class ReadinessError(ErrorResponse):
+    """``/readyz`` while not ready: the envelope plus each dependency's state."""
+
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
 presign_upload_request = PresignUploadRequest()
 confirm_upload_request = ConfirmUploadRequest()
 update_image_request = UpdateImageRequest()

@@ -82,13 +82,30 @@ def _over_quota(limit: str) -> TooLarge:
 
 
 def _reserve_quota(broker: Broker, pending: PendingUpload) -> None:
+    """Count the upload's image against its owner's quota, once per upload.
+
+    The mark on the upload record makes it once: a concurrent confirm of the same upload, or
+    one retried after a crash, finds the mark and gives back what it reserved itself.
+    """
     settings = broker.settings
-    if not broker.db.quotas.reserve(
+    quotas, uploads = broker.db.quotas, broker.db.uploads
+    if quotas.reserve(
         pending.owner, pending.size, settings.quota_max_images, settings.quota_max_bytes
     ):
-        rejection = _over_quota("the user's image or byte quota is used up")
-        _reject(broker, pending, rejection.message)
-        raise rejection
+        if not uploads.hold_quota(pending.id):
+            quotas.release(pending.owner, pending.size)
+        return
+    if uploads.holds_quota(pending.id):
+        return
+    rejection = _over_quota("the user's image or byte quota is used up")
+    _reject(broker, pending, rejection.message)
+    raise rejection
+
+
+def _cancel_quota(broker: Broker, pending: PendingUpload) -> None:
+    """Give back the reservation of an upload that will never be confirmed, exactly once."""
+    if broker.db.uploads.drop_quota(pending.id):
+        broker.db.quotas.release(pending.owner, pending.size)
 
 
 def _forget_image(broker: Broker, removed: Image | None) -> None:
@@ -129,7 +146,7 @@ def presign_upload(
         id=domain.new_upload_id(),
         key=domain.new_object_key(principal.sub, content_type),
         owner=principal.sub,
-        filename=domain.display_name(request["filename"]),
+        filename=domain.display_name(request["filename"], content_type),
         content_type=content_type,
         size=request["size"],
         kind=kind,
@@ -190,18 +207,19 @@ def confirm_upload(
     if image is None:
         if domain.utcnow() > pending.confirm_by:
             raise Conflict("the upload is no longer pending (expired)")
-        verified = _verified_image(broker, pending, request)
+        try:
+            verified = _verified_image(broker, pending, request)
+        except _ConfirmedMeanwhile:
+            return _confirmed_image(broker, pending), False
         _reserve_quota(broker, pending)
         image, created = broker.db.images.insert(verified)
-        if not created:
-            # A concurrent confirm recorded it first (and holds the quota for it).
-            broker.db.quotas.release(pending.owner, pending.size)
 
     state = broker.db.uploads.claim(pending.id, domain.CONFIRMED)
     if state != domain.CONFIRMED:
         # The sweeper expired the upload while we verified; it deletes the object.
         if created:
-            _forget_image(broker, broker.db.images.remove(image.id))
+            broker.db.images.remove(image.id)
+        _cancel_quota(broker, pending)
         raise Conflict(f"the upload is no longer pending ({_shown(state)})")
     if created:
         metrics.UPLOADS.labels("confirmed").inc()
@@ -217,7 +235,10 @@ def _confirmed_image(broker: Broker, pending: PendingUpload) -> Image:
 
 def _check_confirm_matches_presign(pending: PendingUpload, request: dict[str, Any]) -> None:
     filename = request.get("filename")
-    if filename is not None and domain.display_name(filename) != pending.filename:
+    if (
+        filename is not None
+        and domain.display_name(filename, pending.content_type) != pending.filename
+    ):
         raise UploadInvalid("filename: differs from the one given at presign")
     filetype = request.get("filetype")
     if filetype is not None and domain.normalise_type(filetype) != pending.content_type:
@@ -269,8 +290,14 @@ def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, A
     )
 
 
+class _ConfirmedMeanwhile(Exception):
+    """A concurrent confirm of the same upload finished while this one verified."""
+
+
 def _object_missing(broker: Broker, pending: PendingUpload) -> NoReturn:
     state = broker.db.uploads.state_of(pending.id)
+    if state == domain.CONFIRMED:
+        raise _ConfirmedMeanwhile
     if state != domain.PENDING:
         # The sweeper expired the upload (and deleted the object) while we verified it.
         raise Conflict(f"the upload is no longer pending ({_shown(state)})")
@@ -465,8 +492,10 @@ def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
 def _expire(broker: Broker, pending: PendingUpload) -> None:
     # If the bucket fails here the upload stays "expiring" and a later sweep takes it over.
     broker.bucket.delete(pending.key)
-    # A confirm that crashed between recording and claiming left a record: it never won.
-    _forget_image(broker, broker.db.images.remove_by_key(pending.key))
+    # A confirm that crashed between recording and claiming left a record: it never won,
+    # and whatever it reserved is given back (once, even if it crashed before recording).
+    broker.db.images.remove_by_key(pending.key)
+    _cancel_quota(broker, pending)
     broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
 
 

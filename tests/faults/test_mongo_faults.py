@@ -1,0 +1,199 @@
+"""MongoDB down before or during a request: 503 with ``Retry-After`` within seconds, nothing
+half-written, and the same app object recovers when the server comes back (same port and data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from broker import domain
+from broker.devservers import MongoServer
+from tests.api.conftest import put_to_bucket
+from tests.faults.conftest import FAST_FAIL, timed
+from tests.helpers import auth, md5_b64, png_bytes
+from tests.hostile.conftest import Flow, assert_envelope
+
+
+def assert_unavailable(response: Any) -> None:
+    assert_envelope(response, 503, "unavailable")
+    assert int(response.headers["Retry-After"]) >= 1
+    body = response.get_data(as_text=True)
+    assert "mongodb://" not in body and "127.0.0.1" not in body and "Traceback" not in body
+
+
+def presign_body() -> dict[str, Any]:
+    data = png_bytes()
+    return {
+        "filename": "a.png",
+        "filetype": "image/png",
+        "size": len(data),
+        "content_md5": md5_b64(data),
+    }
+
+
+@pytest.fixture
+def flow(make_app: Callable[..., Flask], own_mongo: MongoServer) -> Flow:
+    app = make_app(MONGODB_URI=own_mongo.uri, **FAST_FAIL)
+    return Flow(app, app.test_client())
+
+
+def counts(flow: Flow) -> tuple[int, int]:
+    db = flow.app.extensions["broker"].db
+    return db.images.collection.count_documents({}), db.uploads.collection.count_documents({})
+
+
+def test_every_call_is_503_while_down_and_the_same_app_recovers(
+    flow: Flow, own_mongo: MongoServer
+) -> None:
+    client = flow.client
+    kept = flow.upload(caption="kept")
+    # A signed URL warms the in-process lookup cache for this image.
+    assert client.get(f"/images/{kept['id']}/signed-url", headers=auth()).status_code == 200
+    cold = flow.upload(caption="cold")
+    pending = client.post("/images/presign-upload", json=presign_body(), headers=auth()).json
+    assert put_to_bucket(pending, png_bytes()).status_code == 200
+    before = counts(flow)
+
+    own_mongo.stop()
+    calls = {
+        "presign": lambda: client.post(
+            "/images/presign-upload", json=presign_body(), headers=auth()
+        ),
+        "confirm": lambda: client.post("/images", json={"key": pending["key"]}, headers=auth()),
+        "get": lambda: client.get(f"/images/{kept['id']}", headers=auth()),
+        "list": lambda: client.get("/images", headers=auth()),
+        "patch": lambda: client.patch(
+            f"/images/{kept['id']}", json={"caption": "x"}, headers=auth()
+        ),
+        "primary": lambda: client.patch(
+            f"/images/{kept['id']}", json={"is_primary": True}, headers=auth()
+        ),
+        "usage": lambda: client.post(f"/images/{kept['id']}/usage", headers=auth()),
+        "delete": lambda: client.delete(f"/images/{kept['id']}", headers=auth()),
+        "sign uncached": lambda: client.get(f"/images/{cold['id']}/signed-url", headers=auth()),
+        "sign by key": lambda: client.get(f"/images/signed-url?key={kept['key']}", headers=auth()),
+        "sign batch": lambda: client.post(
+            "/images/signed-urls", json={"ids": [cold["id"]]}, headers=auth()
+        ),
+        "content": lambda: client.get(f"/images/{cold['id']}/content", headers=auth()),
+    }
+    for name, call in calls.items():
+        response = timed(call)
+        assert response.status_code == 503, (name, response.status_code, response.get_data()[:200])
+        assert_unavailable(response)
+    ready = timed(lambda: client.get("/readyz"))
+    assert_unavailable(ready)
+    assert ready.json["error"]["details"]["checks"]["mongodb"] == "unavailable"
+    assert client.get("/healthz").status_code == 200
+    # Signing a cached image needs no database (by design: the signing hot path skips it).
+    assert client.get(f"/images/{kept['id']}/signed-url", headers=auth()).status_code == 200
+
+    own_mongo.start()  # same port, same data directory
+    assert timed(lambda: client.get("/readyz")).status_code == 200
+    assert counts(flow) == before  # nothing was written while down, nothing was lost
+    again = client.get(f"/images/{kept['id']}", headers=auth())
+    assert again.status_code == 200
+    assert {k: again.json["image"][k] for k in ("key", "caption", "size")} == {
+        k: kept[k] for k in ("key", "caption", "size")
+    }
+    confirmed = client.post("/images", json={"key": pending["key"]}, headers=auth())
+    assert confirmed.status_code == 201, confirmed.json
+    assert client.delete(f"/images/{kept['id']}", headers=auth()).status_code == 204
+    assert flow.upload()["key"]
+
+
+def test_the_app_recovers_after_the_server_was_killed(flow: Flow, own_mongo: MongoServer) -> None:
+    flow.upload()
+    own_mongo.kill()
+    assert_unavailable(timed(lambda: flow.client.get("/images", headers=auth())))
+    assert_unavailable(timed(lambda: flow.client.get("/readyz")))
+    own_mongo.start()
+    assert timed(lambda: flow.client.get("/readyz")).status_code == 200
+    assert flow.client.get("/images", headers=auth()).status_code == 200
+    assert flow.upload()["key"]
+
+
+def test_presign_failing_midway_records_nothing_and_returns_no_url(
+    flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = flow.app.extensions["broker"].bucket
+    signed: list[str] = []
+    original = bucket.presign_put
+
+    def sign_then_lose_the_database(key: str, **kwargs: Any) -> Any:
+        result = original(key, **kwargs)
+        signed.append(key)
+        own_mongo.stop()
+        return result
+
+    monkeypatch.setattr(bucket, "presign_put", sign_then_lose_the_database)
+    before = counts(flow)
+    response = timed(
+        lambda: flow.client.post("/images/presign-upload", json=presign_body(), headers=auth())
+    )
+    assert_unavailable(response)
+    assert signed and signed[0] not in response.get_data(as_text=True)
+    assert "X-Amz-Signature" not in response.get_data(as_text=True)
+
+    monkeypatch.setattr(bucket, "presign_put", original)
+    own_mongo.start()
+    assert counts(flow) == before
+    assert flow.app.extensions["broker"].db.uploads.collection.find_one({"key": signed[0]}) is None
+
+
+def test_confirm_failing_midway_records_nothing_and_can_be_retried(
+    flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = flow.client
+    data = png_bytes()
+    presigned = client.post("/images/presign-upload", json=presign_body(), headers=auth()).json
+    assert put_to_bucket(presigned, data).status_code == 200
+    key = presigned["key"]
+    bucket = flow.app.extensions["broker"].bucket
+    original = bucket.head
+
+    def lose_the_database_then_head(object_key: str) -> Any:
+        own_mongo.stop()  # the upload was read; recording the image will fail
+        return original(object_key)
+
+    monkeypatch.setattr(bucket, "head", lose_the_database_then_head)
+    response = timed(lambda: client.post("/images", json={"key": key}, headers=auth()))
+    assert_unavailable(response)
+
+    monkeypatch.setattr(bucket, "head", original)
+    own_mongo.start()
+    db = flow.app.extensions["broker"].db
+    assert db.images.collection.count_documents({"key": key}) == 0
+    assert db.uploads.collection.find_one({"key": key})["state"] == domain.PENDING
+    assert bucket.head(key) is not None  # left for the retry (or the sweeper)
+    retried = client.post("/images", json={"key": key}, headers=auth())
+    assert retried.status_code == 201, retried.json
+    assert db.images.collection.count_documents({"key": key}) == 1
+    quotas = getattr(db, "quotas", None)
+    if quotas is not None:
+        assert quotas.usage("alice").images == 1
+
+
+def test_delete_failing_midway_is_finished_later(
+    flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = flow.upload()
+    bucket = flow.app.extensions["broker"].bucket
+    original = bucket.delete
+
+    def delete_then_lose_the_database(key: str) -> None:
+        original(key)
+        own_mongo.stop()
+
+    monkeypatch.setattr(bucket, "delete", delete_then_lose_the_database)
+    assert_unavailable(timed(lambda: flow.client.delete(f"/images/{image['id']}", headers=auth())))
+    monkeypatch.setattr(bucket, "delete", original)
+    own_mongo.start()
+    # The object is gone and the record is a hidden tombstone; a retry finishes the job.
+    assert_envelope(flow.client.get(f"/images/{image['id']}", headers=auth()), 404, "not_found")
+    assert flow.client.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
+    assert counts(flow)[0] == 0

@@ -1,0 +1,249 @@
+"""S3 unreachable, slow or failing: presign still works, everything else answers 503 with
+``Retry-After`` within seconds and writes nothing half-way, and the same app recovers by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from broker import domain
+from broker.devservers import S3Server, free_port
+from tests.api.conftest import put_to_bucket
+from tests.faults.conftest import (
+    ERROR_500,
+    FAST_FAIL,
+    FORWARD,
+    HANG,
+    REFUSE,
+    Blackhole,
+    FaultyS3,
+    timed,
+)
+from tests.helpers import auth, md5_b64, png_bytes
+from tests.hostile.conftest import Flow, assert_envelope
+
+BROKEN = ["closed port", "connect timeout", "hang", "error500", "refuse"]
+
+
+@pytest.fixture(params=BROKEN)
+def broken_endpoint(
+    request: pytest.FixtureRequest,
+    make_faulty_s3: Callable[[str], FaultyS3],
+    blackhole: Blackhole,
+) -> Iterator[str]:
+    """An S3 endpoint broken in one of several ways."""
+    kind = request.param
+    if kind == "closed port":
+        yield f"http://127.0.0.1:{free_port()}"
+    elif kind == "connect timeout":
+        yield blackhole.endpoint_url
+    else:
+        mode = {"hang": HANG, "error500": ERROR_500, "refuse": REFUSE}[kind]
+        yield make_faulty_s3(mode).endpoint_url
+
+
+def assert_unavailable(response: Any) -> None:
+    error = assert_envelope(response, 503, "unavailable")
+    assert int(response.headers["Retry-After"]) >= 1
+    body = response.get_data(as_text=True)
+    assert "127.0.0.1" not in body and "Traceback" not in body, error
+
+
+def images_of(app: Flask) -> list[dict[str, Any]]:
+    return list(app.extensions["broker"].db.images.collection.find({}))
+
+
+def upload_state(app: Flask, key: str) -> str:
+    doc = app.extensions["broker"].db.uploads.collection.find_one({"key": key})
+    assert doc is not None
+    return str(doc["state"])
+
+
+@pytest.fixture
+def on_broken_s3(make_app: Callable[..., Flask], broken_endpoint: str) -> Flow:
+    app = make_app(prepare=False, BROKER_S3_ENDPOINT_URL=broken_endpoint, **FAST_FAIL)
+    app.extensions["broker"].db.ensure_indexes()
+    return Flow(app, app.test_client())
+
+
+def test_presign_needs_no_s3(on_broken_s3: Flow) -> None:
+    response = timed(lambda: on_broken_s3.presign())
+    assert response.status_code == 201
+    assert response.json["url"].startswith("http://127.0.0.1:")
+
+
+def test_confirm_is_503_and_records_nothing(on_broken_s3: Flow) -> None:
+    flow = on_broken_s3
+    key = flow.presign().json["key"]
+    response = timed(lambda: flow.client.post("/images", json={"key": key}, headers=auth()))
+    assert_unavailable(response)
+    assert images_of(flow.app) == []
+    assert upload_state(flow.app, key) == domain.PENDING  # the client can retry
+
+
+def test_delete_is_503_and_keeps_the_record_hidden(on_broken_s3: Flow) -> None:
+    flow = on_broken_s3
+    repositories = flow.app.extensions["broker"].db
+    now = domain.utcnow()
+    image = domain.Image(
+        id="0123456789abcdef01234567",
+        key="alice/0123456789abcdef0123456789abcdef.png",
+        owner="alice",
+        filename="a.png",
+        content_type="image/png",
+        size=10,
+        width=1,
+        height=1,
+        content_md5=None,
+        etag=None,
+        kind="gallery",
+        is_primary=False,
+        caption=None,
+        created_at=now,
+        updated_at=now,
+    )
+    repositories.images.insert(image)
+    response = timed(lambda: flow.client.delete(f"/images/{image.id}", headers=auth()))
+    assert_unavailable(response)
+    doc = repositories.images.collection.find_one({"key": image.key})
+    assert doc is not None and doc["deleting_at"] is not None  # kept for a retry or the sweeper
+    assert_envelope(flow.client.get(f"/images/{image.id}", headers=auth()), 404, "not_found")
+    assert flow.client.get("/images", headers=auth()).json["images"] == []
+
+
+def test_readyz_is_503_naming_s3(on_broken_s3: Flow) -> None:
+    response = timed(lambda: on_broken_s3.client.get("/readyz"))
+    assert_unavailable(response)
+    assert response.json["error"]["details"]["checks"] == {"mongodb": "ok", "s3": "unavailable"}
+
+
+def test_reads_and_signing_need_no_s3(on_broken_s3: Flow) -> None:
+    client = on_broken_s3.client
+    assert timed(lambda: client.get("/images", headers=auth())).status_code == 200
+    assert timed(lambda: client.get("/config", headers=auth())).status_code == 200
+    assert timed(lambda: client.get("/healthz")).status_code == 200
+
+
+# ---- a proxy that breaks and heals: the same app recovers -----------------------------------
+
+
+@pytest.fixture
+def proxied(make_app: Callable[..., Flask], faulty_s3: FaultyS3, s3_server: S3Server) -> Flow:
+    """The broker calls S3 through the switchable proxy; browsers PUT to moto directly."""
+    app = make_app(
+        BROKER_S3_ENDPOINT_URL=faulty_s3.endpoint_url,
+        BROKER_S3_PUBLIC_ENDPOINT_URL=s3_server.endpoint_url,
+        **FAST_FAIL,
+    )
+    return Flow(app, app.test_client())
+
+
+@pytest.fixture
+def direct_bucket(make_app: Callable[..., Flask]) -> Any:
+    """The same bucket seen without the proxy, to check what it really holds."""
+    return make_app(prepare=False).extensions["broker"].bucket
+
+
+@pytest.mark.parametrize("mode", [ERROR_500, REFUSE, HANG])
+def test_confirm_during_an_outage_then_after_it(
+    proxied: Flow, faulty_s3: FaultyS3, direct_bucket: Any, mode: str
+) -> None:
+    flow = proxied
+    data = png_bytes()
+    presigned = flow.client.post(
+        "/images/presign-upload",
+        json={
+            "filename": "a.png",
+            "filetype": "image/png",
+            "size": len(data),
+            "content_md5": md5_b64(data),
+        },
+        headers=auth(),
+    )
+    assert put_to_bucket(presigned.json, data).status_code == 200
+    key = presigned.json["key"]
+
+    faulty_s3.set_mode(mode)
+    response = timed(lambda: flow.client.post("/images", json={"key": key}, headers=auth()))
+    assert_unavailable(response)
+    assert images_of(flow.app) == []
+    assert upload_state(flow.app, key) == domain.PENDING
+    assert direct_bucket.head(key) is not None  # the object waits for the retry
+
+    faulty_s3.set_mode(FORWARD)
+    retried = timed(lambda: flow.client.post("/images", json={"key": key}, headers=auth()))
+    assert retried.status_code == 201, retried.json
+    assert [doc["key"] for doc in images_of(flow.app)] == [key]
+    assert upload_state(flow.app, key) == domain.CONFIRMED
+
+
+@pytest.mark.parametrize("mode", [ERROR_500, REFUSE, HANG])
+def test_delete_during_an_outage_is_finished_by_a_retry(
+    proxied: Flow, faulty_s3: FaultyS3, direct_bucket: Any, mode: str
+) -> None:
+    flow = proxied
+    image = flow.upload()
+    faulty_s3.set_mode(mode)
+    response = timed(lambda: flow.client.delete(f"/images/{image['id']}", headers=auth()))
+    assert_unavailable(response)
+    assert_envelope(flow.client.get(f"/images/{image['id']}", headers=auth()), 404, "not_found")
+    assert len(images_of(flow.app)) == 1  # tombstoned, not forgotten
+    assert direct_bucket.head(image["key"]) is not None
+
+    faulty_s3.set_mode(FORWARD)
+    again = timed(lambda: flow.client.delete(f"/images/{image['id']}", headers=auth()))
+    assert again.status_code == 204
+    assert images_of(flow.app) == []
+    assert direct_bucket.head(image["key"]) is None
+
+
+def test_delete_during_an_outage_is_finished_by_the_sweeper(
+    proxied: Flow, faulty_s3: FaultyS3, direct_bucket: Any
+) -> None:
+    flow = proxied
+    image = flow.upload()
+    faulty_s3.set_mode(ERROR_500)
+    assert_unavailable(flow.client.delete(f"/images/{image['id']}", headers=auth()))
+
+    collection = flow.app.extensions["broker"].db.images.collection
+    # The sweeper takes over deletes older than a minute: age the tombstone.
+    collection.update_one(
+        {"key": image["key"]}, {"$set": {"deleting_at": domain.utcnow() - timedelta(minutes=5)}}
+    )
+    failed = flow.app.test_cli_runner().invoke(args=["sweep"])
+    assert failed.exit_code != 0 and "retry later" in failed.output, failed.output
+    assert len(images_of(flow.app)) == 1  # still there: S3 was still down
+
+    faulty_s3.set_mode(FORWARD)
+    swept = flow.app.test_cli_runner().invoke(args=["sweep"])
+    assert swept.exit_code == 0, swept.output
+    assert images_of(flow.app) == []
+    assert direct_bucket.head(image["key"]) is None
+
+
+@pytest.mark.parametrize("mode", [ERROR_500, REFUSE, HANG])
+def test_readyz_recovers_by_itself(proxied: Flow, faulty_s3: FaultyS3, mode: str) -> None:
+    client = proxied.client
+    assert client.get("/readyz").status_code == 200
+    faulty_s3.set_mode(mode)
+    for _ in range(2):
+        assert_unavailable(timed(lambda: client.get("/readyz")))
+    faulty_s3.set_mode(FORWARD)
+    recovered = timed(lambda: client.get("/readyz"))
+    assert recovered.status_code == 200
+    assert recovered.json["checks"] == {"mongodb": "ok", "s3": "ok"}
+
+
+def test_signing_keeps_working_during_an_outage(proxied: Flow, faulty_s3: FaultyS3) -> None:
+    flow = proxied
+    image = flow.upload()
+    faulty_s3.set_mode(ERROR_500)
+    signed = timed(lambda: flow.client.get(f"/images/{image['id']}/signed-url", headers=auth()))
+    assert signed.status_code == 200
+    batch = flow.client.post("/images/signed-urls", json={"ids": [image["id"]]}, headers=auth())
+    assert batch.status_code == 200 and image["id"] in batch.json["urls"]

@@ -15,7 +15,7 @@ from broker.config import Settings, load_settings
 from broker.db import Mongo
 from broker.errors import register_error_handlers
 from broker.limits import init_limits
-from broker.lookup_cache import LookupCache
+from broker.lookup_cache import LookupCache, SignedUrlMemo
 from broker.observability import init_observability
 from broker.service import Broker, policy_from_settings
 from broker.storage import S3
@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         db=mongo.repositories_for(app),
         bucket=s3.bucket_for(app),
         lookups=LookupCache(settings.lookup_cache_size, settings.lookup_cache_ttl),
+        urls=SignedUrlMemo(settings.lookup_cache_size, settings.signed_url_window),
     )
     _init_cors(app, settings)
     init_limits(app, settings)

@@ -7,10 +7,14 @@ contract's envelope.
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, request
+from cachetools import TTLCache
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
@@ -44,6 +48,42 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_ERROR_MESSAGE_KEY="message",
     )
     jwt.init_app(app)
+    app.extensions[TOKEN_CACHE_KEY] = TokenCache()
+
+
+TOKEN_CACHE_KEY = "broker.verified_tokens"
+# Verifying a token costs more than everything else a signed-URL request does; a browser sends
+# the same token hundreds of times. A verified token is remembered (bounded, at most five
+# minutes, never past its own exp), keyed by the whole token string: same string, same verdict.
+TOKEN_CACHE_SIZE = 10_000
+TOKEN_CACHE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_at: float
+
+
+class TokenCache:
+    """Verified tokens → caller, bounded in size and age, safe across threads."""
+
+    def __init__(self) -> None:
+        self._entries: TTLCache[str, _Verified] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        """The caller of a token verified before, if it has not expired since."""
+        with self._lock:
+            verified = self._entries.get(token)
+        if verified is None or verified.expires_at <= time.time():
+            return None
+        return verified.principal
+
+    def put(self, token: str, principal: Principal, expires_at: float) -> None:
+        """Remember a verified token until it expires (or the cache forgets it)."""
+        with self._lock:
+            self._entries[token] = _Verified(principal, expires_at)
 
 
 def bearer_token() -> str:
@@ -63,8 +103,14 @@ def authenticate() -> Principal | None:
     """
     if request.method == "OPTIONS":
         return None
+    token = bearer_token()
+    cache: TokenCache = current_app.extensions[TOKEN_CACHE_KEY]
+    known = cache.get(token)
+    if known is not None:
+        g.principal = known
+        return known
     try:
-        claims = decode_token(bearer_token())
+        claims = decode_token(token)
     except (JWTExtendedException, PyJWTError) as e:
         raise Unauthorized(_reason(e)) from e
     sub = claims.get("sub")
@@ -77,6 +123,8 @@ def authenticate() -> Principal | None:
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("the token's roles claim must be a list of strings")
     principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles)
+    if isinstance(claims["exp"], int | float):
+        cache.put(token, principal, float(claims["exp"]))
     g.principal = principal
     return principal
 

@@ -118,7 +118,8 @@ def _image_from_doc(doc: Mapping[str, Any]) -> Image:
     )
 
 
-def _doc_from_image(image: Image) -> dict[str, Any]:
+def image_document(image: Image) -> dict[str, Any]:
+    """The MongoDB document that records an image."""
     doc = asdict(image)
     doc["_id"] = ObjectId(doc.pop("id"))
     return doc
@@ -139,7 +140,8 @@ def _visible_to(principal: Principal) -> dict[str, Any]:
     return query
 
 
-def _encode_cursor(sort: str, doc: Mapping[str, Any]) -> str:
+def encode_cursor(sort: str, doc: Mapping[str, Any]) -> str:
+    """The opaque cursor that continues a listing after ``doc`` in ``sort`` order."""
     values = []
     for field, _ in SORTS[sort]:
         value = doc.get(field)
@@ -218,7 +220,7 @@ class ImageRepository:
     def insert(self, image: Image) -> tuple[Image, bool]:
         """Record an image; if its key is already recorded return that one and False."""
         try:
-            self.collection.insert_one(_doc_from_image(image))
+            self.collection.insert_one(image_document(image))
         except DuplicateKeyError:
             existing = self.collection.find_one({"key": image.key})
             if existing is None:  # deleted between our insert and this read
@@ -276,7 +278,7 @@ class ImageRepository:
         # scan when the regex or the keyset $or is present.
         index = _list_index_name(sort, by_owner=owner is not None, by_kind=kind is not None)
         docs = list(self.collection.find(query).sort(SORTS[sort]).hint(index).limit(limit + 1))
-        next_cursor = _encode_cursor(sort, docs[limit - 1]) if len(docs) > limit else None
+        next_cursor = encode_cursor(sort, docs[limit - 1]) if len(docs) > limit else None
         return Page([_image_from_doc(doc) for doc in docs[:limit]], next_cursor)
 
     def update(self, image: Image, changes: Mapping[str, Any]) -> Image | None:

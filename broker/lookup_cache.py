@@ -50,3 +50,36 @@ class LookupCache:
         """Drop an entry (the image is being deleted)."""
         with self._lock:
             self._entries.pop(image_id, None)
+
+
+# (image id, disposition, lifetime, window start, access key id) → signed URL
+MemoKey = tuple[str, str, int, int, str]
+
+
+class SignedUrlMemo:
+    """The URL signed for an image within one signing window, so it is signed once per window.
+
+    Within a window the URL is fully determined by the key; the access key id is part of it so
+    a credential rotation never serves a URL signed with the previous key. Entries live one
+    window at most: a new window has a new key anyway.
+    """
+
+    def __init__(self, maxsize: int, window: int) -> None:
+        self.enabled = maxsize > 0 and window > 0
+        self._entries: TTLCache[MemoKey, str] = TTLCache(
+            maxsize=max(maxsize, 1), ttl=max(window, 1)
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: MemoKey) -> str | None:
+        """The URL signed for this key in this window, if any."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: MemoKey, url: str) -> None:
+        """Remember a URL signed in this window."""
+        if self.enabled:
+            with self._lock:
+                self._entries[key] = url

@@ -16,10 +16,17 @@ from broker.config import Settings
 from broker.db import Page, Repositories
 from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
 from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
-from broker.lookup_cache import LookupCache
+from broker.lookup_cache import LookupCache, SignedUrlMemo
 from broker.storage import Bucket, SignedRequest, StorageNotFound
 
 log = logging.getLogger(__name__)
+
+# Bound once: resolving labels on every call costs more than the increment.
+_PRESIGNED = metrics.UPLOADS.labels("presigned")
+_CONFIRMED = metrics.UPLOADS.labels("confirmed")
+_REJECTED = metrics.UPLOADS.labels("rejected")
+_PUT_SIGNATURES = metrics.SIGNATURES.labels("PUT")
+_GET_SIGNATURES = metrics.SIGNATURES.labels("GET")
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Broker:
     db: Repositories
     bucket: Bucket
     lookups: LookupCache
+    urls: SignedUrlMemo
 
 
 def policy_from_settings(settings: Settings) -> UploadPolicy:
@@ -172,8 +180,8 @@ def presign_upload(
     )
     # Record only after signing succeeded, so a failure leaves nothing behind.
     broker.db.uploads.create(pending)
-    metrics.UPLOADS.labels("presigned").inc()
-    metrics.SIGNATURES.labels("PUT").inc()
+    _PRESIGNED.inc()
+    _PUT_SIGNATURES.inc()
     return PresignedUpload(pending.id, pending.key, signed, expires_at)
 
 
@@ -222,7 +230,7 @@ def confirm_upload(
         _cancel_quota(broker, pending)
         raise Conflict(f"the upload is no longer pending ({_shown(state)})")
     if created:
-        metrics.UPLOADS.labels("confirmed").inc()
+        _CONFIRMED.inc()
     return image, created
 
 
@@ -314,7 +322,7 @@ def _reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     # The bucket must only ever hold what was verified: delete first, then close the upload.
     broker.bucket.delete(pending.key)
     broker.db.uploads.claim(pending.id, domain.REJECTED, reason)
-    metrics.UPLOADS.labels("rejected").inc()
+    _REJECTED.inc()
     log.info("upload %s rejected: %s", pending.id, reason)
 
 
@@ -402,6 +410,22 @@ def sign_download(
     signed_at, valid_for = domain.signing_window(
         domain.utcnow(), window, lifetime, settings.download_max_expires
     )
+    expires_at = signed_at + timedelta(seconds=valid_for)
+    # Windowed, the same inputs give the same URL all window long: sign it once.
+    windowed = valid_for != lifetime
+    memo_key = (
+        (
+            target.id,
+            disposition,
+            lifetime,
+            int(signed_at.timestamp()),
+            broker.bucket.access_key_id(),
+        )
+        if windowed
+        else None
+    )
+    if memo_key is not None and (url := broker.urls.get(memo_key)) is not None:
+        return SignedUrl(url, expires_at)
     url = broker.bucket.presign_get(
         target.key,
         expires_in=valid_for,
@@ -409,8 +433,10 @@ def sign_download(
         disposition=domain.content_disposition(disposition, target.filename),
         now=signed_at,
     )
-    metrics.SIGNATURES.labels("GET").inc()
-    return SignedUrl(url, signed_at + timedelta(seconds=valid_for))
+    _GET_SIGNATURES.inc()
+    if memo_key is not None:
+        broker.urls.put(memo_key, url)
+    return SignedUrl(url, expires_at)
 
 
 def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dict[str, SignedUrl]:

@@ -233,15 +233,20 @@ class Bucket:
         public_endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
         self._signing_client = session.client("s3", endpoint_url=public_endpoint, config=config)
         self.presigner: Presigner
+        self._credentials = credentials_source(session)
         if settings.signer == "fast":
             self.presigner = SigV4Presigner(
                 endpoint_url=public_endpoint or self._signing_client.meta.endpoint_url,
                 region=settings.s3_region,
                 addressing=settings.s3_addressing,
-                credentials=credentials_source(session),
+                credentials=self._credentials,
             )
         else:
             self.presigner = Boto3Presigner(self._signing_client)
+
+    def access_key_id(self) -> str:
+        """The access key URLs are signed with now (it changes when credentials rotate)."""
+        return self._credentials().access_key
 
     @property
     def public_origin(self) -> str:

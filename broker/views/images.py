@@ -5,7 +5,6 @@ Each view only parses (schemas), calls (service) and serializes (schemas).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
@@ -100,7 +99,8 @@ def list_images() -> Response:
     images = []
     for image in page.images:
         signed = service.sign_download(broker, image)
-        images.append({**asdict(image), "url": signed.url, "expires_at": signed.expires_at})
+        # A shallow view of the record: asdict would deep-copy every field of every image.
+        images.append({**vars(image), "url": signed.url, "expires_at": signed.expires_at})
     return _json(
         schemas.image_page, {"images": images, "next_cursor": page.next_cursor}, headers=NO_STORE
     )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 from flask.testing import FlaskClient
 
+import broker.auth as broker_auth
 from tests.api.conftest import Uploader
-from tests.helpers import auth
+from tests.helpers import auth, make_token
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -235,3 +238,46 @@ def test_boto3_signer_cannot_pin_time_so_it_signs_now(make_app: Any, upload: Upl
     valid_until = signed_at.timestamp() + int(query["X-Amz-Expires"])
     assert valid_until == datetime.fromisoformat(signed["expires_at"]).timestamp()
     assert query["X-Amz-Expires"] == "300"
+
+
+def test_a_windowed_url_is_signed_once_per_window(
+    app: Any, client: FlaskClient, upload: Uploader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = upload().image
+    bucket = app.extensions["broker"].bucket
+    calls: list[Any] = []
+    real = bucket.presign_get
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        calls.append(args)
+        return str(real(*args, **kwargs))
+
+    monkeypatch.setattr(bucket, "presign_get", counting)
+    path = f"/images/{image['id']}/signed-url"
+    urls = {client.get(path, headers=auth()).json["url"] for _ in range(5)}
+    batch = client.post("/images/signed-urls", json={"ids": [image["id"]]}, headers=auth()).json
+    urls.add(batch["urls"][image["id"]]["url"])
+    assert len(calls) == 1 and len(urls) == 1
+    client.get(f"{path}?disposition=attachment", headers=auth())
+    assert len(calls) == 2  # another disposition is another URL
+
+
+def test_verified_tokens_are_remembered_until_they_expire(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    real = broker_auth.decode_token
+
+    def counting(token: str) -> Any:
+        decoded.append(token)
+        return real(token)
+
+    monkeypatch.setattr(broker_auth, "decode_token", counting)
+    token = {"Authorization": f"Bearer {make_token('alice', roles=[])}"}
+    for _ in range(3):
+        assert client.get("/images", headers=token).status_code == 200
+    assert len(decoded) == 1
+    short = {"Authorization": f"Bearer {make_token('alice', expires_in=1)}"}
+    assert client.get("/images", headers=short).status_code == 200
+    time.sleep(1.5)
+    assert client.get("/images", headers=short).status_code == 401

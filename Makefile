@@ -39,5 +39,10 @@ format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests wsgi.py
 	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests wsgi.py
 
+## One run of every benchmark (starts MongoDB, Ceph RGW, gunicorn; installs wrk if missing);
+## writes bench/results/latest.json and latest.md.
+bench: $(VENV)/.dev-installed
+	$(PY) bench/run.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

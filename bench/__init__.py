@@ -1,0 +1,1 @@
+"""Benchmarks of the image broker (not tests): ``make bench`` runs ``bench/run.py``."""

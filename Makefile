@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
 	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,18 +31,22 @@ test: $(VENV)/.dev-installed
 
 ## ruff (lint + format check) and mypy on broker/.
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check $(RUFF_CONFIG) broker tests wsgi.py
-	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) broker tests wsgi.py
+	$(VENV)/bin/ruff check $(RUFF_CONFIG) broker tests bench wsgi.py
+	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) broker tests bench wsgi.py
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests wsgi.py
-	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests wsgi.py
+	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests bench wsgi.py
+	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests bench wsgi.py
 
 ## One run of every benchmark (starts MongoDB, Ceph RGW, gunicorn; installs wrk if missing);
 ## writes bench/results/latest.json and latest.md.
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py
+
+## A realistic mix at 80% of measured capacity for several minutes: errors, p99, memory.
+soak: $(VENV)/.dev-installed
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

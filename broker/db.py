@@ -30,11 +30,6 @@ from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, fie
 EXTENSION_KEY = "broker.mongo"
 DEFAULT_DB_NAME = "broker"
 
-# Every query names its index: the planners of some MongoDB-compatible servers fall back to a
-# collection scan as soon as a filter has a field beyond the indexed ones.
-BY_ID = "_id_"
-BY_KEY = "key_unique"
-
 # Pending-upload records are kept this long after their confirm deadline before MongoDB's TTL
 # monitor removes them, so the sweeper has a long window to delete any object they left behind.
 PENDING_RETENTION = timedelta(days=2)
@@ -227,7 +222,7 @@ class ImageRepository:
         try:
             self.collection.insert_one(image_document(image))
         except DuplicateKeyError:
-            existing = self.collection.find_one({"key": image.key}, hint=BY_KEY)
+            existing = self.collection.find_one({"key": image.key})
             if existing is None:  # deleted between our insert and this read
                 raise
             return _image_from_doc(existing), False
@@ -238,12 +233,12 @@ class ImageRepository:
         oid = _object_id(image_id)
         if oid is None:
             return None
-        doc = self.collection.find_one({"_id": oid, **_visible_to(principal)}, hint=BY_ID)
+        doc = self.collection.find_one({"_id": oid, **_visible_to(principal)})
         return _image_from_doc(doc) if doc else None
 
     def get_by_key(self, key: str, principal: Principal) -> Image | None:
         """The image stored under ``key`` if the caller may see it."""
-        doc = self.collection.find_one({"key": key, **_visible_to(principal)}, hint=BY_KEY)
+        doc = self.collection.find_one({"key": key, **_visible_to(principal)})
         return _image_from_doc(doc) if doc else None
 
     def get_many(self, image_ids: list[str], principal: Principal) -> list[Image]:
@@ -251,7 +246,7 @@ class ImageRepository:
         oids = [oid for oid in map(_object_id, image_ids) if oid is not None]
         if not oids:
             return []
-        docs = self.collection.find({"_id": {"$in": oids}, **_visible_to(principal)}, hint=BY_ID)
+        docs = self.collection.find({"_id": {"$in": oids}, **_visible_to(principal)})
         return [_image_from_doc(doc) for doc in docs]
 
     def page(
@@ -292,7 +287,6 @@ class ImageRepository:
             {"_id": ObjectId(image.id), "deleting_at": None},
             {"$set": dict(changes)},
             return_document=ReturnDocument.AFTER,
-            hint=BY_ID,
         )
         return _image_from_doc(doc) if doc else None
 
@@ -324,7 +318,6 @@ class ImageRepository:
             {"_id": ObjectId(image.id), "deleting_at": None},
             {"$inc": {"usage_count": 1}, "$set": {"last_used_at": now}},
             return_document=ReturnDocument.AFTER,
-            hint=BY_ID,
         )
         return _image_from_doc(doc) if doc else None
 
@@ -340,7 +333,6 @@ class ImageRepository:
             query,
             [{"$set": {"deleting_at": {"$ifNull": ["$deleting_at", now]}, "is_primary": False}}],
             return_document=ReturnDocument.AFTER,
-            hint=BY_ID,
         )
         return _image_from_doc(doc) if doc else None
 
@@ -351,13 +343,12 @@ class ImageRepository:
 
     def remove_by_key(self, key: str) -> Image | None:
         """Remove whatever record points at ``key``; return it if there was one."""
-        doc = self.collection.find_one_and_delete({"key": key}, hint=BY_KEY)
+        doc = self.collection.find_one_and_delete({"key": key})
         return _image_from_doc(doc) if doc else None
 
     def tombstones(self, older_than: datetime, limit: int) -> list[Image]:
         """Images whose delete started before ``older_than`` and never finished."""
-        docs = self.collection.find({"deleting_at": {"$lt": older_than}}, hint="deleting_at")
-        docs = docs.limit(limit)
+        docs = self.collection.find({"deleting_at": {"$lt": older_than}}).limit(limit)
         return [_image_from_doc(doc) for doc in docs]
 
 
@@ -395,7 +386,7 @@ class UploadRepository:
 
     def for_owner(self, key: str, owner: str) -> PendingUpload | None:
         """The upload of ``key`` if ``owner`` presigned it."""
-        doc = self.collection.find_one({"key": key, "owner": owner}, hint=BY_KEY)
+        doc = self.collection.find_one({"key": key, "owner": owner})
         return _pending_from_doc(doc) if doc else None
 
     def claim(self, upload_id: str, state: str, reason: str | None = None) -> str:
@@ -408,20 +399,17 @@ class UploadRepository:
             {"$set": {"state": state, "reason": reason, "closed_at": utcnow()}},
             projection={"state": True},
             return_document=ReturnDocument.AFTER,
-            hint=BY_ID,
         )
         return str(doc["state"]) if doc else self.state_of(upload_id)
 
     def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
         """Pending uploads whose confirm deadline passed before ``before``."""
-        query = {"state": PENDING, "confirm_by": {"$lt": before}}
-        docs = self.collection.find(query, hint="state_confirm_by").limit(limit)
+        docs = self.collection.find({"state": PENDING, "confirm_by": {"$lt": before}}).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
 
     def stalled(self, state: str, before: datetime, limit: int) -> list[PendingUpload]:
         """Uploads left in ``state`` since before ``before`` (a sweep that failed midway)."""
-        query = {"state": state, "closed_at": {"$lt": before}}
-        docs = self.collection.find(query, hint="state_confirm_by").limit(limit)
+        docs = self.collection.find({"state": state, "closed_at": {"$lt": before}}).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
 
     def take_over(self, upload_id: str, state: str, before: datetime) -> bool:
@@ -429,34 +417,30 @@ class UploadRepository:
         result = self.collection.update_one(
             {"_id": upload_id, "state": state, "closed_at": {"$lt": before}},
             {"$set": {"closed_at": utcnow()}},
-            hint=BY_ID,
         )
         return result.modified_count == 1
 
     def settle(self, upload_id: str, from_state: str, to_state: str) -> None:
         """Move an upload from one closed state to the next."""
         self.collection.update_one(
-            {"_id": upload_id, "state": from_state}, {"$set": {"state": to_state}}, hint=BY_ID
+            {"_id": upload_id, "state": from_state}, {"$set": {"state": to_state}}
         )
 
     def hold_quota(self, upload_id: str) -> bool:
         """Mark the upload as holding a quota reservation; False if it already did."""
         result = self.collection.update_one(
-            {"_id": upload_id, "quota_held": {"$ne": True}},
-            {"$set": {"quota_held": True}},
-            hint=BY_ID,
+            {"_id": upload_id, "quota_held": {"$ne": True}}, {"$set": {"quota_held": True}}
         )
         return result.modified_count == 1
 
     def holds_quota(self, upload_id: str) -> bool:
         """Whether the upload holds a quota reservation."""
-        query = {"_id": upload_id, "quota_held": True}
-        return self.collection.count_documents(query, hint=BY_ID) == 1
+        return self.collection.count_documents({"_id": upload_id, "quota_held": True}) == 1
 
     def drop_quota(self, upload_id: str) -> bool:
         """Clear the upload's reservation mark; True only for the caller that cleared it."""
         result = self.collection.update_one(
-            {"_id": upload_id, "quota_held": True}, {"$set": {"quota_held": False}}, hint=BY_ID
+            {"_id": upload_id, "quota_held": True}, {"$set": {"quota_held": False}}
         )
         return result.modified_count == 1
 
@@ -496,9 +480,7 @@ class QuotaRepository:
         if max_bytes:
             condition["bytes"] = {"$lte": max_bytes - size}
         # One conditional update: the check and the increment cannot be split by a racer.
-        result = self.collection.update_one(
-            condition, {"$inc": {"images": 1, "bytes": size}}, hint=BY_ID
-        )
+        result = self.collection.update_one(condition, {"$inc": {"images": 1, "bytes": size}})
         return result.modified_count == 1
 
     def release(self, owner: str, size: int) -> None:

@@ -192,23 +192,25 @@ def _decode_cursor(sort: str, cursor: str) -> list[Any]:
     return values
 
 
-def _after(sort: str, values: list[Any]) -> dict[str, Any]:
-    """The keyset condition "strictly after this row in sort order".
+def _keyset_steps(sort: str, values: list[Any] | None) -> list[dict[str, Any]]:
+    """The conditions that, run in order, list everything strictly after the cursor's row.
 
-    The redundant range on the leading field gives any planner tight index bounds, so a deep
-    page starts where the previous one ended instead of scanning from the top.
+    For a sort on (a, b, c) after the row (x, y, z): first {a: x, b: y, c beyond z}, then
+    {a: x, b beyond y}, then {a beyond x}. Each is one contiguous range of the list index, so
+    every planner walks it from where the previous page ended (a single $or of the three is
+    what some MongoDB-compatible servers answer with a collection scan). No cursor: one step,
+    the whole listing.
     """
+    if values is None:
+        return [{}]
     fields = SORTS[sort]
-    alternatives = []
-    for i, (field, direction) in enumerate(fields):
-        condition = {f: v for (f, _), v in zip(fields[:i], values[:i], strict=True)}
-        condition[field] = {"$lt" if direction == DESCENDING else "$gt": values[i]}
-        alternatives.append(condition)
-    leading, direction = fields[0]
-    return {
-        leading: {"$lte" if direction == DESCENDING else "$gte": values[0]},
-        "$or": alternatives,
-    }
+    steps = []
+    for i in reversed(range(len(fields))):
+        step: dict[str, Any] = {f: v for (f, _), v in zip(fields[:i], values[:i], strict=True)}
+        field, direction = fields[i]
+        step[field] = {"$lt" if direction == DESCENDING else "$gt": values[i]}
+        steps.append(step)
+    return steps
 
 
 class ImageRepository:
@@ -266,18 +268,17 @@ class ImageRepository:
             query["owner"] = owner
         if kind is not None:
             query["kind"] = kind
-        conditions: list[dict[str, Any]] = []
         if q:
             pattern = {"$regex": re.escape(q), "$options": "i"}
-            conditions.append({"$or": [{"filename": pattern}, {"caption": pattern}]})
-        if cursor:
-            conditions.append(_after(sort, _decode_cursor(sort, cursor)))
-        if conditions:
-            query["$and"] = conditions
-        # The hint pins the index made for this shape; planners otherwise drift to a collection
-        # scan when the regex or the keyset $or is present.
-        index = _list_index_name(sort, by_owner=owner is not None, by_kind=kind is not None)
-        docs = list(self.collection.find(query).sort(SORTS[sort]).hint(index).limit(limit + 1))
+            query["$or"] = [{"filename": pattern}, {"caption": pattern}]
+        after = _decode_cursor(sort, cursor) if cursor else None
+        docs: list[dict[str, Any]] = []
+        for step in _keyset_steps(sort, after):
+            wanted = limit + 1 - len(docs)
+            if wanted <= 0:
+                break
+            found = self.collection.find({**query, **step}).sort(SORTS[sort]).limit(wanted)
+            docs.extend(found)
         next_cursor = encode_cursor(sort, docs[limit - 1]) if len(docs) > limit else None
         return Page([_image_from_doc(doc) for doc in docs[:limit]], next_cursor)
 

@@ -12,7 +12,7 @@ import requests
 from flask.testing import FlaskClient
 
 import broker.auth as broker_auth
-from tests.api.conftest import Uploader
+from tests.api.conftest import Uploader, upload_with
 from tests.helpers import auth, make_token
 
 
@@ -175,19 +175,7 @@ class TestCacheStable:
 
     def test_window_zero_signs_now_for_the_lifetime(self, make_app: Any, upload: Uploader) -> None:
         client = make_app(BROKER_SIGNED_URL_WINDOW="0").test_client()
-        from tests.api.conftest import put_to_bucket
-        from tests.helpers import md5_b64, png_bytes
-
-        data = png_bytes()
-        body = {
-            "filename": "a.png",
-            "filetype": "image/png",
-            "size": len(data),
-            "content_md5": md5_b64(data),
-        }
-        presigned = client.post("/images/presign-upload", json=body, headers=auth()).json
-        put_to_bucket(presigned, data)
-        image = client.post("/images", json={"key": presigned["key"]}, headers=auth()).json["image"]
+        image = upload_with(client).image
         signed = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
         assert query_of(signed["url"])["X-Amz-Expires"] == "300"
         assert 295 < lifetime(signed) <= 300
@@ -216,21 +204,9 @@ class TestListSigned:
         assert client.get("/images?sign=yes", headers=auth()).status_code == 400
 
 
-def test_boto3_signer_cannot_pin_time_so_it_signs_now(make_app: Any, upload: Uploader) -> None:
-    from tests.api.conftest import put_to_bucket
-    from tests.helpers import md5_b64, png_bytes
-
+def test_boto3_signer_cannot_pin_time_so_it_signs_now(make_app: Any) -> None:
     client = make_app(BROKER_SIGNER="boto3").test_client()
-    data = png_bytes()
-    body = {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
-    presigned = client.post("/images/presign-upload", json=body, headers=auth()).json
-    put_to_bucket(presigned, data)
-    image = client.post("/images", json={"key": presigned["key"]}, headers=auth()).json["image"]
+    image = upload_with(client).image
     signed = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
     query = query_of(signed["url"])
     signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

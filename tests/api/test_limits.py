@@ -164,3 +164,20 @@ class TestQuotas:
         result = app.test_cli_runner().invoke(args=["recount-quotas"])
         assert result.exit_code == 0, result.output
         assert quotas.usage("alice").images == 2
+
+
+def test_a_broken_counter_store_does_not_refuse_everyone(make_app: Any, monkeypatch: Any) -> None:
+    from broker.limits import limiter
+
+    client = make_app(BROKER_RATE_LIMIT_PRESIGN="1/minute").test_client()
+
+    def down(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionError("counter store unreachable")
+
+    monkeypatch.setattr(limiter.limiter, "hit", down)
+    body = presign_body(png_bytes())
+    statuses = [
+        client.post("/images/presign-upload", json=body, headers=auth()).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [201, 201, 201]

@@ -16,23 +16,13 @@ from flask import Flask
 from marshmallow import Schema
 
 from broker import schemas
+from broker.errors import BrokerError
 
 API_VERSION = "1.0.0"
 
-_ERRORS = {
-    400: "validation_error",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_type",
-    422: "upload_invalid",
-    429: "rate_limited",
-    500: "internal_error",
-    503: "unavailable",
-}
+# Each status's contract code, from the error classes themselves.
+_ERROR_CLASSES: tuple[type[BrokerError], ...] = (BrokerError, *BrokerError.__subclasses__())
+_ERRORS = {error.status: error.code for error in _ERROR_CLASSES}
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,13 @@ from tests.helpers import auth
 
 
 def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
-    """Record images straight in MongoDB (listing needs no bytes), one second apart."""
+    """Record images straight in MongoDB (listing needs no bytes), one second apart.
+
+    ``at=`` records them all at that one instant instead.
+    """
     repo = app.extensions["broker"].db.images
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    start = fields.get("at", datetime(2026, 1, 1, tzinfo=UTC))
+    step = timedelta(0) if "at" in fields else timedelta(seconds=1)
     ids = []
     for i in range(count):
         from bson import ObjectId
@@ -37,7 +41,7 @@ def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
             is_primary=False,
             caption=fields.get("caption"),
             usage_count=fields.get("usage", i % 3),
-            created_at=start + timedelta(seconds=i),
+            created_at=start + step * i,
             updated_at=start,
         )
         repo.insert(image)
@@ -178,32 +182,7 @@ class TestList:
     def test_rows_sharing_a_timestamp_page_exactly_once(
         self, app: Flask, client: FlaskClient
     ) -> None:
-        repo = app.extensions["broker"].db.images
-        moment = datetime(2026, 5, 1, tzinfo=UTC)
-        from bson import ObjectId
-
-        ids = []
-        for i in range(7):
-            image = Image(
-                id=str(ObjectId()),
-                key=f"alice/tie-{i}.png",
-                owner="alice",
-                filename="t.png",
-                content_type="image/png",
-                size=1,
-                width=1,
-                height=1,
-                content_md5=None,
-                etag=None,
-                kind="gallery",
-                is_primary=False,
-                caption=None,
-                usage_count=1,
-                created_at=moment,
-                updated_at=moment,
-            )
-            repo.insert(image)
-            ids.append(image.id)
+        ids = seed(app, "alice", 7, at=datetime(2026, 5, 1, tzinfo=UTC), usage=1)
         for sort in ("newest", "oldest", "most_used"):
             listed = list_all(client, auth(), limit=2, sort=sort)
             assert sorted(listed) == sorted(ids) and len(listed) == len(set(listed)), sort

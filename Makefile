@@ -29,6 +29,17 @@ test: $(VENV)/.dev-installed
 	tests/browser/install-chromium.sh
 	$(PY) -m pytest
 
+# The JavaScript tooling, exactly as package-lock.json pins it; installed again only when it changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## eslint (eslint.config.js) over every JavaScript file: the browser module and the admin UI.
+.PHONY: lint-js
+lint-js: node_modules/.installed
+	node_modules/.bin/eslint --max-warnings 0 .
+lint: lint-js
+
 ## ruff (lint + format check) and mypy on broker/.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check $(RUFF_CONFIG) broker tests bench wsgi.py
@@ -49,4 +60,4 @@ soak: $(VENV)/.dev-installed
 	$(PY) bench/soak.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules

@@ -369,7 +369,7 @@ export class BrokerClient {
       throw new NetworkError("Network error: the image broker could not be reached.", { cause: error });
     }
     if (response.status === 204) return null;
-    let data = null;
+    let data;
     try {
       data = await response.json();
     } catch {

@@ -817,7 +817,7 @@ $("primary-btn").addEventListener("click", async () => {
 $("copy-url").addEventListener("click", async () => {
   const input = $("url-output");
   if (!input.value) return;
-  let copied = false;
+  let copied;
   try {
     await navigator.clipboard.writeText(input.value);
     copied = true;

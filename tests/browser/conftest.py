@@ -62,7 +62,7 @@ LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 START_TIMEOUT_S = 60
 BUCKET = "images"  # the demo's (BROKER_S3_BUCKET's default)
-TOKEN_KEY = "broker.admin.token"  # where admin.js keeps the token (sessionStorage)
+TOKEN_KEY = "broker.admin.token"  # where the admin UI (session.js) keeps the token (sessionStorage)
 
 # Variables that would point the demo at other services or another identity: it must start
 # its own embedded MongoDB and S3, with a secret the tests know.

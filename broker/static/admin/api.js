@@ -1,0 +1,35 @@
+// The admin UI's API client: the browser module (../broker.js, the same instance any page gets
+// at /static/broker.js) signed in with this tab's token, and the choices the UI makes about it:
+// what the grid signs, what the details dialog signs, how a file is sent. Views import the API
+// from here only, so those choices live in one place.
+
+import { BrokerError, configure, defaultClient, invalidate, signedUrl, signedUrls, upload } from "../broker.js";
+import { storedToken } from "./session.js";
+
+export { checkFile, deleteImage, getConfig, listImages, patchImage } from "../broker.js";
+
+configure({ getToken: storedToken });
+
+/** Whether the broker refused the token (the page signs out). */
+export const isAuthError = (error) => error instanceof BrokerError && error.status === 401;
+
+/** Forget cached signed URLs and /config (another identity is about to be used). */
+export const clearCache = () => defaultClient.clearCache();
+
+/** Signed URLs for grid thumbnails, `{id: {url, expires_at}}`: one batch call for those not cached. */
+export const thumbnailUrls = (ids) => signedUrls(ids);
+
+/** A fresh signed URL for a thumbnail whose URL failed to load (expired or refused). */
+export async function refreshThumbnailUrl(id) {
+  invalidate(id);
+  return (await thumbnailUrls([id]))[id];
+}
+
+/** The signed URL the details dialog shows, copies and opens: `{url, expires_at}`. */
+export const detailsUrl = (id) => signedUrl(id);
+
+/**
+ * Send one file: check, hash, presign, PUT to the bucket, confirm; resolves with the image.
+ * Options: kind, caption, config, onProgress({phase, percent}) as broker.js's upload() takes them.
+ */
+export const sendFile = (file, options) => upload(file, options);

@@ -1,0 +1,165 @@
+// The library: the filters, the grid of tiles a page at a time, the counts and the empty state.
+// It owns the list of images shown; the details dialog tells it what changed.
+
+import { listImages, thumbnailUrls } from "./api.js";
+import { openDetails } from "./details.js";
+import { $, debounce, h, setAlert, show } from "./dom.js";
+import { report } from "./feedback.js";
+import { plural } from "./format.js";
+import { kindOptions } from "./image-view.js";
+import { session } from "./session.js";
+import { createTile, updateTile } from "./tile.js";
+
+const PAGE_SIZE = 24;
+const SEARCH_DEBOUNCE_MS = 250;
+
+let images = []; // the images shown, in order
+const tiles = new Map(); // id → {item, img, button}
+let nextCursor = null;
+let loadSeq = 0; // answers to an older load than the latest are dropped
+
+/** Wire the filters and "Load more". */
+export function initLibrary() {
+  const reload = () => loadLibrary({ reset: true });
+  $("search").addEventListener("input", debounce(reload, SEARCH_DEBOUNCE_MS));
+  $("filter-owner").addEventListener("input", debounce(reload, SEARCH_DEBOUNCE_MS));
+  $("filter-kind").addEventListener("change", reload);
+  $("sort").addEventListener("change", reload);
+  $("filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    reload();
+  });
+  $("load-more").addEventListener("click", () => loadLibrary());
+  $("clear-filters").addEventListener("click", () => {
+    $("search").value = "";
+    $("filter-kind").value = "";
+    $("filter-owner").value = "";
+    reload();
+    $("search").focus();
+  });
+}
+
+/** Offer the broker's kinds as filters (from GET /config); admins may filter by owner. */
+export function configureLibrary(config) {
+  $("filter-kind").replaceChildren(h("option", { value: "", text: "All kinds" }), ...kindOptions(config.kinds || []));
+  $("filter-kind").value = "";
+  show($("owner-field"), session.isAdmin);
+}
+
+/** Forget every image shown (signing out); a load under way is dropped when it answers. */
+export function resetLibrary() {
+  images = [];
+  tiles.clear();
+  nextCursor = null;
+  loadSeq += 1;
+  $("grid").replaceChildren();
+}
+
+/** Load the first page (`reset`) or the next one, with the filters as they are now. */
+export async function loadLibrary({ reset = false } = {}) {
+  const seq = ++loadSeq;
+  const current = filters();
+  const more = $("load-more");
+  more.disabled = true;
+  $("library").setAttribute("aria-busy", "true");
+  try {
+    const page = await listImages({
+      ...current,
+      limit: PAGE_SIZE,
+      cursor: reset ? undefined : nextCursor || undefined,
+    });
+    // One batch call for the page's thumbnails (cached URLs are not asked for again).
+    const urls = page.images.length ? await thumbnailUrls(page.images.map((image) => image.id)) : {};
+    if (seq !== loadSeq) return;
+    setAlert($("library-error"), "");
+    if (reset) {
+      images = [];
+      tiles.clear();
+      $("grid").replaceChildren();
+    }
+    const fresh = [];
+    for (const image of page.images) {
+      if (tiles.has(image.id)) continue;
+      images.push(image);
+      const tile = createTile(image, urls[image.id], { onOpen: openImage });
+      tiles.set(image.id, tile);
+      fresh.push(tile.item);
+    }
+    $("grid").append(...fresh);
+    nextCursor = page.next_cursor;
+    renderCounts(current);
+  } catch (error) {
+    if (seq === loadSeq) report(error, $("library-error"));
+  } finally {
+    if (seq === loadSeq) {
+      more.disabled = false;
+      $("library").removeAttribute("aria-busy");
+    }
+  }
+}
+
+/** The list query the filters describe. */
+function filters() {
+  return {
+    q: $("search").value.trim(),
+    kind: $("filter-kind").value,
+    sort: $("sort").value,
+    owner: session.isAdmin ? $("filter-owner").value.trim() : "",
+  };
+}
+
+function renderCounts(current = filters()) {
+  const count = images.length;
+  const filtered = Boolean(current.q || current.kind || current.owner);
+  $("library-count").textContent = count
+    ? `${plural(count, "image")} shown${nextCursor ? " · more available" : ""}`
+    : "";
+  show($("load-more"), Boolean(nextCursor));
+  show($("empty"), count === 0);
+  show($("grid"), count > 0);
+  if (!count) {
+    $("empty-title").textContent = filtered ? "No images match" : "No images yet";
+    $("empty-text").textContent = filtered
+      ? "Try another search, or clear the filters."
+      : "Drop images into the upload area above to add the first one.";
+    show($("clear-filters"), filtered);
+  }
+}
+
+function openImage(id, button) {
+  const image = images.find((candidate) => candidate.id === id);
+  if (image) openDetails(image, { opener: button, onChanged: imageChanged, onDeleted: imageDeleted });
+}
+
+/** Show an edited image (its tile, and the one its becoming primary un-marked). */
+function imageChanged(updated) {
+  const before = images.find((image) => image.id === updated.id);
+  if (updated.is_primary && !before?.is_primary) {
+    // At most one primary per owner and kind: the API un-marked the previous one.
+    for (const other of images) {
+      if (other.id !== updated.id && other.owner === updated.owner && other.kind === updated.kind && other.is_primary) {
+        showImage({ ...other, is_primary: false });
+      }
+    }
+  }
+  showImage(updated);
+}
+
+/** Drop a deleted image; the tile that takes its place (for focus), if any. */
+function imageDeleted(image) {
+  const index = images.findIndex((candidate) => candidate.id === image.id);
+  const neighbour = images[index + 1] || images[index - 1];
+  const tile = tiles.get(image.id);
+  images = images.filter((candidate) => candidate.id !== image.id);
+  tiles.delete(image.id);
+  if (tile) tile.item.remove();
+  renderCounts();
+  return neighbour ? tiles.get(neighbour.id)?.button : null;
+}
+
+function showImage(image) {
+  const index = images.findIndex((candidate) => candidate.id === image.id);
+  if (index >= 0) images[index] = image;
+  const tile = tiles.get(image.id);
+  if (tile) updateTile(tile, image);
+}

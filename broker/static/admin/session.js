@@ -1,0 +1,48 @@
+// Who is signed in. The token lives in sessionStorage (this tab only) and is sent only in
+// Authorization headers; a token passed in the URL fragment (#token=…) is moved to sessionStorage
+// and removed from the address bar before the page asks the broker anything.
+
+import { decodeTokenClaims } from "../broker.js";
+
+const TOKEN_KEY = "broker.admin.token";
+
+/** What the signed-in page knows about its user and the broker; set by `startSession`. */
+export const session = {
+  claims: {}, // decoded WITHOUT verification: for display only (the broker checks the token)
+  isAdmin: false,
+  config: null, // GET /config: allowed types, size limit, kinds
+};
+
+/** The stored token, or null. */
+export const storedToken = () => sessionStorage.getItem(TOKEN_KEY);
+
+/** Keep a token for this tab. */
+export function storeToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+/** Forget the token. */
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** Move a `#token=…` from the address bar to sessionStorage; true when there was one. */
+export function takeTokenFromFragment() {
+  if (!location.hash || location.hash.length < 2) return false;
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has("token")) return false;
+  const token = (params.get("token") || "").trim();
+  if (token) storeToken(token);
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return Boolean(token);
+}
+
+/** Start the session: the stored token's claims, and the broker's /config. */
+export function startSession(config) {
+  session.claims = decodeTokenClaims(storedToken()) || {};
+  const roles = Array.isArray(session.claims.roles) ? session.claims.roles : [];
+  session.isAdmin = roles.includes("admin");
+  session.config = config;
+}

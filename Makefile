@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
 	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
-.PHONY: run test lint format bench soak clean
+.PHONY: run test lint format bench soak clean vendor
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,17 @@ $(VENV)/.demo-installed: requirements.txt requirements-demo.txt | $(PY)
 $(VENV)/.dev-installed: requirements.txt requirements-demo.txt requirements-dev.txt | $(PY)
 	$(PIP) -r requirements-dev.txt
 	touch $@ $(VENV)/.demo-installed
+
+# JavaScript tooling (eslint, esbuild, Uppy's packages) exactly as package-lock.json pins it,
+# installed once per change of the lock: npm ci writes node_modules/.package-lock.json itself.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Rebuild the committed browser bundles in broker/static/vendor/ from the pinned npm packages
+## (tools/vendor-uppy.mjs: Uppy core, Dashboard and AWS S3 as one ES module, and their styles).
+vendor: node_modules/.package-lock.json
+	node tools/vendor-uppy.mjs
 
 ## Start the broker with embedded MongoDB and S3; prints the admin URL and a dev token.
 run: $(VENV)/.demo-installed

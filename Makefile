@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
 	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
-.PHONY: run test lint format bench soak clean
+.PHONY: run test lint format bench soak clean vendor
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,17 @@ $(VENV)/.dev-installed: requirements.txt requirements-demo.txt requirements-dev.
 	$(PIP) -r requirements-dev.txt
 	touch $@ $(VENV)/.demo-installed
 
+# JavaScript tooling (eslint, esbuild, Uppy's packages) exactly as package-lock.json pins it,
+# installed once per change of the lock: npm ci writes node_modules/.package-lock.json itself.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Rebuild the committed browser bundles in broker/static/vendor/ from the pinned npm packages
+## (tools/vendor-uppy.mjs: Uppy core, Dashboard and AWS S3 as one ES module, and their styles).
+vendor: node_modules/.package-lock.json
+	node tools/vendor-uppy.mjs
+
 ## Start the broker with embedded MongoDB and S3; prints the admin URL and a dev token.
 run: $(VENV)/.demo-installed
 	$(PY) -m broker.demo
@@ -29,14 +40,9 @@ test: $(VENV)/.dev-installed
 	tests/browser/install-chromium.sh
 	$(PY) -m pytest
 
-# The JavaScript tooling, exactly as package-lock.json pins it; installed again only when it changes.
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	touch $@
-
 ## eslint (eslint.config.js) over every JavaScript file: the browser module and the admin UI.
 .PHONY: lint-js
-lint-js: node_modules/.installed
+lint-js: node_modules/.package-lock.json
 	node_modules/.bin/eslint --max-warnings 0 .
 lint: lint-js
 

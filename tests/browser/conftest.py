@@ -205,6 +205,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
         BROKER_DEMO_DIR=str(state),
         # The demo would generate a secret; a known one lets the tests mint other users' tokens.
         BROKER_JWT_SECRET=JWT_SECRET,
+        BROKER_DEMO_SEED="0",  # every test starts from an empty library
         PYTHONUNBUFFERED="1",
     )
     log_path = state / "broker.log"

@@ -17,7 +17,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,11 +28,9 @@ import pytest
 import requests
 
 from broker.devservers import free_port
+from tests.helpers import start_demo
 
-REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90
-# Variables that would point the demo at other services: it must start its own.
-_FOREIGN_ENV = re.compile(r"^(BROKER_|MONGODB_URI$|AWS_)")
 _TOKEN_LINE = re.compile(r"^ {4}(\w+) +(?:roles: [\w, ]+|user) +(eyJ\S+)$")
 
 
@@ -173,13 +170,6 @@ def _wait_until_serving(run: DemoRun) -> None:
         time.sleep(0.1)
 
 
-def _from_a_terminal() -> None:
-    # A shell starting a background job makes it ignore SIGINT, and the demo (rightly) keeps
-    # ignoring it then; these tests start it as from an interactive terminal instead.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-
-
 @pytest.fixture
 def launch_demo(tmp_path: Path) -> Iterator[Callable[..., DemoRun]]:
     """Start ``python -m broker.demo`` (settings as keyword arguments); nothing is waited for."""
@@ -189,22 +179,8 @@ def launch_demo(tmp_path: Path) -> Iterator[Callable[..., DemoRun]]:
         state = tmp_path / f"demo-{len(runs)}"
         state.mkdir()
         port = free_port()
-        env = {name: value for name, value in os.environ.items() if not _FOREIGN_ENV.match(name)}
-        env.update(BROKER_PORT=str(port), BROKER_DEMO_DIR=str(state), PYTHONUNBUFFERED="1")
-        env.update(settings)
         log_path = state / "demo.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "broker.demo"],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                start_new_session=True,  # its own process group: cleaned up as one, never more
-                preexec_fn=_from_a_terminal,
-            )
+        process = start_demo(port, state, log_path, **settings)
         run = DemoRun(process=process, port=port, log_path=log_path)
         runs.append(run)
         return run

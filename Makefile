@@ -34,8 +34,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-## Rebuild the committed browser bundles in broker/static/vendor/ from the pinned npm packages.
-## tools/vendor-uppy.mjs: Uppy core, Dashboard and AWS S3 as one ES module, and their styles.
+## Rebuild the committed browser bundles in broker/static/vendor/ from the pinned npm packages
+## (tools/vendor-uppy.mjs: Uppy core, Dashboard and AWS S3 as one ES module, and their styles).
 vendor: node_modules/.package-lock.json
 	node tools/vendor-uppy.mjs
 
@@ -75,6 +75,6 @@ bench: $(VENV)/.dev-installed
 soak: $(VENV)/.dev-installed
 	$(PY) bench/soak.py
 
-## Remove the virtualenv, the demo's state (var/) and the tool caches.
+## Remove the virtualenv, node_modules, the demo's state (var/) and the tool caches.
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules

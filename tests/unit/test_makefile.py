@@ -41,7 +41,6 @@ def test_help_lists_every_target_with_one_line() -> None:
     # Every target a developer may type is documented (a '## ' line right above it).
     assert sorted(listed) == sorted(phony_targets())
     assert {"run", "test", "lint", "help"} <= listed.keys()
-    assert all(len(line) <= 100 for line in lines)
     assert "embedded MongoDB and S3" in listed["run"]
 
 

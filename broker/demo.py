@@ -48,7 +48,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TOKEN_TTL = timedelta(hours=12)
 # The banner waits this long at most for the sample library, so it is printed after the
 # seeding's log lines (and stays on screen) without ever holding it up for long.
-SEED_WAIT_S = 5.0
+SEED_WAIT_S = 3.0
 # Who gets a token: the name (the token's sub) and its roles.
 IDENTITIES: dict[str, list[str]] = {
     "admin": ["admin"],

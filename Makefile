@@ -6,7 +6,16 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
 	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
-.PHONY: run test lint format bench soak clean vendor
+.PHONY: help run test lint format bench soak clean vendor
+# `make` alone only prints the targets: nothing is installed or started without asking.
+.DEFAULT_GOAL := help
+
+## Show this list (each target's first `## ` line).
+help:
+	@echo "Targets (make <target>):"
+	@awk '/^## / { if (!doc) doc = substr($$0, 4); next } /^\.PHONY:/ { next } \
+	     /^[A-Za-z0-9_-]+:/ && doc { sub(/:.*/, ""); printf "  %-8s %s\n", $$0, doc } \
+	     { doc = "" }' $(firstword $(MAKEFILE_LIST))
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +39,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 vendor: node_modules/.package-lock.json
 	node tools/vendor-uppy.mjs
 
-## Start the broker with embedded MongoDB and S3; prints the admin URL and a dev token.
+## Start the demo: broker, embedded MongoDB and S3, sample images, tokens (Ctrl-C stops).
 run: $(VENV)/.demo-installed
 	$(PY) -m broker.demo
 
@@ -52,12 +61,13 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) broker tests bench wsgi.py
 	$(VENV)/bin/mypy
 
+## Rewrite the code in place the way ruff format and ruff check --fix want it.
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests bench wsgi.py
 	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests bench wsgi.py
 
-## One run of every benchmark (starts MongoDB, Ceph RGW, gunicorn; installs wrk if missing);
-## writes bench/results/latest.json and latest.md.
+## One run of every benchmark; writes bench/results/latest.json and latest.md.
+## Starts MongoDB, Ceph RGW and gunicorn; installs wrk if missing.
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py
 
@@ -65,5 +75,6 @@ bench: $(VENV)/.dev-installed
 soak: $(VENV)/.dev-installed
 	$(PY) bench/soak.py
 
+## Remove the virtualenv, node_modules, the demo's state (var/) and the tool caches.
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -156,8 +157,14 @@ def _reason(error: Exception) -> str:
     return "invalid token"
 
 
-def create_token(user: str, *, admin: bool = False, ttl: timedelta = timedelta(hours=1)) -> str:
+def create_token(
+    user: str,
+    *,
+    admin: bool = False,
+    roles: Sequence[str] = (),
+    ttl: timedelta = timedelta(hours=1),
+) -> str:
     """Issue a token for ``user`` (development and operations; needs the signing key)."""
-    claims: dict[str, Any] = {"roles": [ADMIN_ROLE] if admin else []}
+    claims: dict[str, Any] = {"roles": [ADMIN_ROLE, *roles] if admin else list(roles)}
     token: str = create_access_token(identity=user, additional_claims=claims, expires_delta=ttl)
     return token

@@ -29,6 +29,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """End a child process: SIGTERM, then SIGKILL if it is still there after ``timeout`` s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class MongoServer:
     """A ``secantusdb`` server process on loopback, its data under ``data_dir``."""
@@ -99,14 +111,8 @@ class MongoServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def kill(self) -> None:
         """Kill the server abruptly (to test recovery from a crashed database)."""
@@ -141,5 +147,9 @@ class S3Server:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving and free the port."""
         self._server.stop()
+        # moto's stop() ends the serving loop but leaves the listening socket open.
+        listener = getattr(self._server, "_server", None)
+        if listener is not None:
+            listener.server_close()

@@ -18,6 +18,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -55,6 +56,74 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One readable line per record, carrying what the JSON lines carry.
+
+    A request reads ``10:42:07.118 GET /images/65f… 200 3.1 ms user=alice rid=…`` (time, method,
+    path, status, duration, user, request id); any other line reads ``10:42:07.311 WARNING
+    broker.service: message key=value rid=…``. Values that could break the line (spaces,
+    control characters, quotes) are quoted and escaped, so one record is always one line
+    (tracebacks follow on their own lines).
+    """
+
+    _STANDARD = JsonFormatter._STANDARD
+    # The access line shows these in fixed places; ``route`` is the path's rule, left to JSON.
+    _ACCESS = ("method", "path", "status", "duration_ms", "user", "route", "request_id")
+    # Characters a path keeps as they are; everything else is percent-encoded as on the wire.
+    _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """Local wall-clock time with milliseconds (the JSON lines keep the full UTC stamp)."""
+        clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+        return f"{clock}.{int(record.msecs):03d}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as one line."""
+        stamp = self.formatTime(record)
+        if all(hasattr(record, name) for name in ("method", "path", "status", "duration_ms")):
+            fields = record.__dict__
+            head = (
+                f"{stamp} {_escape(str(fields['method']))} "
+                f"{quote(str(fields['path']), safe=self._PATH_SAFE)} {fields['status']} "
+                f"{float(fields['duration_ms']):.1f} ms user={_value(fields.get('user'))}"
+            )
+            skip = self._STANDARD.union(self._ACCESS)
+        else:
+            head = f"{stamp} {record.levelname} {record.name}: {_escape(record.getMessage())}"
+            skip = self._STANDARD | {"request_id"}
+        extras = [
+            f"{key}={_value(value)}"
+            for key, value in record.__dict__.items()
+            if key not in skip and not key.startswith("_")
+        ]
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            extras.append(f"rid={_value(request_id)}")
+        line = " ".join([head, *extras])
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+def _escape(text: str) -> str:
+    # A newline (or U+2028, or an escape sequence) in a path or message must not forge a line.
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _value(value: object) -> str:
+    """A ``key=value`` value: bare when it is one plain word, else a quoted JSON string."""
+    if value is None:
+        return "-"
+    text = str(value)
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    return _escape(json.dumps(text, ensure_ascii=False))
+
+
 class RequestIdFilter(logging.Filter):
     """Stamp the current request's id on every record logged while handling it."""
 
@@ -76,12 +145,7 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._broker_handler = True  # type: ignore[attr-defined]
     handler.addFilter(RequestIdFilter())
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     root.addHandler(handler)
     root.propagate = False
 

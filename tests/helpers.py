@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import re
+import signal
 import struct
+import subprocess
+import sys
 import zlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -78,3 +84,41 @@ def jpeg_bytes(width: int = 8, height: int = 6) -> bytes:
 def md5_b64(data: bytes) -> str:
     """Content-MD5 of the bytes."""
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+# ---- the demo ---------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# Variables that would point the demo at other services or another identity: it must start
+# its own embedded MongoDB and S3.
+_FOREIGN_ENV = re.compile(r"^(BROKER_|MONGODB_URI$|AWS_)")
+
+
+def start_demo(port: int, state: Path, log_path: Path, **settings: str) -> subprocess.Popen[str]:
+    """``python -m broker.demo`` as ``make run`` starts it, from a clean environment.
+
+    It runs in its own session, so it and what it starts form one process group to clean up
+    (never more); stdout is a text pipe (the banner), stderr goes to ``log_path``.
+    """
+    env = {name: value for name, value in os.environ.items() if not _FOREIGN_ENV.match(name)}
+    env.update(BROKER_PORT=str(port), BROKER_DEMO_DIR=str(state), PYTHONUNBUFFERED="1")
+    env.update(settings)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "broker.demo"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_as_from_a_terminal,
+        )
+
+
+def _as_from_a_terminal() -> None:
+    # A shell starting a background job makes it ignore SIGINT, and the demo (rightly) keeps
+    # ignoring it then; tests start it as from an interactive terminal instead.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)

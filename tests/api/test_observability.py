@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from broker.observability import JsonFormatter
+from broker.observability import JsonFormatter, TextFormatter
 from tests.api.conftest import Uploader
 from tests.helpers import auth
 
@@ -55,13 +56,20 @@ class TestAccessLog:
         assert line.user == "alice"  # type: ignore[attr-defined]
         assert line.route == "/images/<image_id>/signed-url"  # type: ignore[attr-defined]
         assert line.status == 200 and line.duration_ms >= 0  # type: ignore[attr-defined]
-        rendered = JsonFormatter().format(line)
-        entry = json.loads(rendered)
-        assert entry["path"] == f"/images/{image['id']}/signed-url"
+        as_json = JsonFormatter().format(line)
+        assert json.loads(as_json)["path"] == f"/images/{image['id']}/signed-url"
+        # BROKER_LOG_FORMAT=text: the same request as one line of exactly this shape.
+        as_text = TextFormatter().format(line)
+        assert re.fullmatch(
+            rf"\d\d:\d\d:\d\d\.\d{{3}} GET /images/{image['id']}/signed-url 200 \d+\.\d ms"
+            r" user=alice rid=trace-1",
+            as_text,
+        ), as_text
         # Neither the token, nor the signed URL's signature, nor the query string.
         token = token_header["Authorization"].split()[1]
-        assert token not in rendered and "X-Amz-Signature" not in rendered
-        assert "expires_in" not in rendered and response.json["url"] not in rendered
+        for rendered in (as_json, as_text):
+            assert token not in rendered and "X-Amz-Signature" not in rendered
+            assert "expires_in" not in rendered and response.json["url"] not in rendered
 
     def test_json_formatter_renders_extras_and_exceptions(self) -> None:
         try:

@@ -20,7 +20,6 @@ import re
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -43,7 +42,7 @@ from playwright.sync_api import (
 )
 
 from broker.devservers import free_port
-from tests.helpers import JWT_SECRET, make_token
+from tests.helpers import JWT_SECRET, make_token, start_demo
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -63,10 +62,6 @@ PHONE = {"width": 390, "height": 844}
 START_TIMEOUT_S = 60
 BUCKET = "images"  # the demo's (BROKER_S3_BUCKET's default)
 TOKEN_KEY = "broker.admin.token"  # where the admin UI (session.js) keeps the token (sessionStorage)
-
-# Variables that would point the demo at other services or another identity: it must start
-# its own embedded MongoDB and S3, with a secret the tests know.
-_FOREIGN_ENV = re.compile(r"^(BROKER_|MONGODB_URI$|AWS_)")
 
 
 @dataclass
@@ -199,26 +194,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
     """``make run``'s broker (embedded MongoDB and S3) on a free port, for the whole session."""
     state = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if not _FOREIGN_ENV.match(name)}
-    env.update(
-        BROKER_PORT=str(port),
-        BROKER_DEMO_DIR=str(state),
+    log_path = state / "broker.log"
+    process = start_demo(
+        port,
+        state,
+        log_path,
         # The demo would generate a secret; a known one lets the tests mint other users' tokens.
         BROKER_JWT_SECRET=JWT_SECRET,
-        PYTHONUNBUFFERED="1",
+        BROKER_DEMO_SEED="0",  # every test starts from an empty library
     )
-    log_path = state / "broker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "broker.demo"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,  # its own process group: stopped as one, never more
-        )
     try:
         found = _read_announcement(process, log_path)
         admin_url = found["admin_url"]

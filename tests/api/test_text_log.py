@@ -1,0 +1,54 @@
+"""Lines logged during a request, in the text format (``BROKER_LOG_FORMAT=text``).
+
+The access line itself is tested with the JSON one in ``test_observability.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from broker.observability import RequestIdFilter, TextFormatter
+from tests.api.conftest import put_to_bucket
+from tests.helpers import auth, md5_b64
+
+
+def test_other_lines_of_a_request_keep_its_request_id(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = b"not an image at all, whatever the upload said"
+    presigned = client.post(
+        "/images/presign-upload",
+        json={
+            "filename": "lying.png",
+            "filetype": "image/png",
+            "size": len(data),
+            "content_md5": md5_b64(data),
+        },
+        headers=auth(),
+    )
+    grant: dict[str, Any] = presigned.get_json()
+    assert put_to_bucket(grant, data).status_code == 200
+    caplog.clear()
+    # As on the broker's own handler: records get the request id while the request runs.
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="broker"):
+        confirmed = client.post(  # not a PNG: confirm rejects it, and says so in the log
+            "/images",
+            json={"key": grant["key"]},
+            headers={**auth(), "X-Request-ID": "trace-2"},
+        )
+    assert confirmed.status_code == 422
+    lines = [TextFormatter().format(r) for r in caplog.records if r.name.startswith("broker")]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3} INFO broker\.service: upload \S+ rejected: .* rid=trace-2",
+        lines[0],
+    ), lines[0]
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3} POST /images 422 \d+\.\d ms user=alice rid=trace-2", lines[1]
+    ), lines[1]

@@ -100,6 +100,7 @@ class SourceInfo:
     height: int
     pages: int
     orientation: int
+    has_profile: bool = False
 
     @property
     def upright_size(self) -> tuple[int, int]:
@@ -151,6 +152,7 @@ def probe(source: Source) -> SourceInfo:
         pages = int(head.get("n-pages")) if "n-pages" in fields else 1
         orientation = int(head.get("orientation")) if "orientation" in fields else 1
         width, height = int(head.width), int(head.height)
+        has_profile = "icc-profile-data" in fields
     except pyvips.Error as exc:
         if "not in a known format" in str(exc):
             raise RenderError(
@@ -159,7 +161,7 @@ def probe(source: Source) -> SourceInfo:
         raise _decode_error(exc, source) from None
     if fmt is None:
         raise RenderError("unsupported_format", f"{loader} images are not accepted")
-    return SourceInfo(fmt, width, height, max(pages, 1), orientation)
+    return SourceInfo(fmt, width, height, max(pages, 1), orientation, has_profile)
 
 
 def self_test(settings: VariantSettings) -> None:
@@ -223,7 +225,7 @@ def _render(
         if base is not None and _can_derive(base, _output_size(spec, upright)):
             image = _resize(base, spec, target)
         else:
-            image = _thumbnail(source, spec, target, upright, animated)
+            image = _thumbnail(source, spec, target, info, animated)
             if not animated and not spec.cover and base is None and len(order) > 1:
                 base = image = image.copy_memory()
         made[spec.name] = _encode(spec.name, image, settings, animated)
@@ -265,18 +267,16 @@ def _can_derive(base: Any, output: tuple[int, int]) -> bool:
 
 
 def _thumbnail(
-    source: Source,
-    spec: VariantSpec,
-    target: tuple[int, int],
-    upright: tuple[int, int],
-    animated: bool,
+    source: Source, spec: VariantSpec, target: tuple[int, int], info: SourceInfo, animated: bool
 ) -> Any:
     """Shrink-on-load from the original: upright, sRGB, fit in (or cropped to) ``target``."""
+    profile = info.has_profile
     if spec.cover and animated:
         # thumbnail's crop treats the frames as one tall image (one frame comes out, cut across
         # frame boundaries): scale to cover the box, then crop every frame alike.
-        return _crop_frames(_load_thumbnail(source, _cover_box(target, upright), animated), target)
-    return _load_thumbnail(source, target, animated, crop=spec.cover)
+        box = _cover_box(target, info.upright_size)
+        return _crop_frames(_load_thumbnail(source, box, animated, profile), target)
+    return _load_thumbnail(source, target, animated, profile, crop=spec.cover)
 
 
 def _cover_box(target: tuple[int, int], upright: tuple[int, int]) -> tuple[int, int]:
@@ -303,18 +303,22 @@ def _crop_frames(image: Any, target: tuple[int, int]) -> Any:
 
 
 def _load_thumbnail(
-    source: Source, box: tuple[int, int], animated: bool, *, crop: bool = False
+    source: Source, box: tuple[int, int], animated: bool, profile: bool, *, crop: bool = False
 ) -> Any:
     """libvips' thumbnail from bytes or a file: shrink-on-load, upright, sRGB."""
     options: dict[str, Any] = {
         "height": box[1],
         "size": "down",
-        "output_profile": "srgb",
         # thumbnail_buffer and thumbnail_source accept fail_on but never hand it to the loader
         # (libvips 8.18, libvips#5195): a truncated original would give a partial picture. The
         # loader's own option string does reach it.
         "option_string": "fail_on=error,n=-1" if animated else "fail_on=error",
     }
+    if profile:
+        # Through the embedded profile to sRGB: without this a P3 photo keeps its P3 numbers
+        # and loses the profile that explains them. Only then: the transform doubles the cost,
+        # and pixels without a profile are sRGB already (CMYK is converted either way).
+        options["output_profile"] = "srgb"
     if crop:
         options["crop"] = "centre"
     if isinstance(source, bytes):

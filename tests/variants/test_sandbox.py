@@ -121,12 +121,13 @@ def _hanging_source(tmp_path: Path) -> Iterator[Path]:
 
 
 def _wait_for_reader(fifo: Path) -> int:
-    """Block until the child has the FIFO open (opening the write end then succeeds)."""
-    while True:
+    """Wait until the child has the FIFO open (opening the write end then succeeds)."""
+    for _ in range(12000):  # a bound, not a timing assertion: two minutes of 10 ms naps
         try:
             return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError:
             threading.Event().wait(0.01)
+    raise AssertionError("the render child never opened the source")
 
 
 def test_a_hang_is_killed_at_the_time_limit(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ environment and ``BROKER_MAX_PIXELS``):
     address-space ceiling (``RLIMIT_AS``) of the render process in MiB; default 1024, which
     decodes any image of ``BROKER_MAX_PIXELS`` (40 Mpx) the broker accepts.
 ``BROKER_VARIANT_THREADS``
-    libvips threads per render; default 1 (run one worker per core instead: the same
-    throughput, a third of the memory per image, and no thread contention).
+    libvips threads per render; default 1: one worker process per core makes the most images
+    per CPU-second (``bench/bench_variants.py``); more threads shorten one image, not the queue.
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ def gif_bomb(width: int, height: int) -> bytes:
     return screen + frame + b"\x3b"
 
 
-def interlaced_png(width: int, height: int) -> bytes:
-    """A black RGB Adam7 PNG: libpng must hold it whole to decode it (it cannot stream)."""
+def interlaced_png(width: int, height: int, *, deep: bool = False) -> bytes:
+    """A black Adam7 PNG, RGB 8-bit or RGBA 16-bit (``deep``): libpng must hold it whole."""
     passes = (
         (0, 0, 8, 8),
         (4, 0, 8, 8),
@@ -176,6 +176,7 @@ def interlaced_png(width: int, height: int) -> bytes:
         (1, 0, 2, 2),
         (0, 1, 1, 2),
     )
+    pixel_bytes = 8 if deep else 3
     deflate = zlib.compressobj(9)
     body = []
     for x0, y0, dx, dy in passes:
@@ -183,11 +184,12 @@ def interlaced_png(width: int, height: int) -> bytes:
         rows = (height - y0 + dy - 1) // dy if height > y0 else 0
         if cols == 0 or rows == 0:
             continue
-        row = b"\x00" * (1 + 3 * cols)
+        row = b"\x00" * (1 + pixel_bytes * cols)
         for _ in range(rows):
             body.append(deflate.compress(row))
     body.append(deflate.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
+    depth, colour = (16, 6) if deep else (8, 2)
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 1)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)

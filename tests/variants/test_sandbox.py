@@ -95,21 +95,19 @@ def test_bombs_fail_from_the_header_with_bounded_memory(
 
 
 def test_the_memory_ceiling_holds_and_the_next_image_renders() -> None:
-    # Adam7 PNGs cannot be streamed: 8000x8000 RGB needs 183 MiB at once. Under the pixel limit
-    # here, so only the 256 MiB ceiling stands in its way.
-    chosen = settings(max_pixels=100_000_000, BROKER_VARIANT_MEMORY_MB="256")
+    # Adam7 PNGs cannot be streamed: an 8000x8000 16-bit RGBA one needs 488 MiB at once. Under
+    # the pixel limit here, so only the 320 MiB ceiling stands in its way.
+    chosen = settings(max_pixels=100_000_000, BROKER_VARIANT_MEMORY_MB="320")
     with RenderSandbox(chosen) as box:
-        error = _failure(box, craft.interlaced_png(8000, 8000))
+        error = _failure(box, craft.interlaced_png(8000, 8000, deep=True))
         assert error.code in ("memory_limit", "crashed")
         assert error.permanent
         assert len(box.render(craft.plain(10, 10))) == 2
-        # With room to breathe, the same image renders: the ceiling was the only obstacle.
-        roomy = settings(max_pixels=100_000_000, BROKER_VARIANT_MEMORY_MB="1024")
+    # The default ceiling decodes an 8-bit one of the same size (183 MiB held at once).
+    roomy = settings(max_pixels=100_000_000)
     with RenderSandbox(roomy) as box:
-        assert [(v.width, v.height) for v in box.render(craft.interlaced_png(2000, 2000))] == [
-            (320, 320),
-            (1280, 1280),
-        ]
+        variants = box.render(craft.interlaced_png(8000, 8000))
+        assert [(v.width, v.height) for v in variants] == [(320, 320), (1280, 1280)]
 
 
 @contextlib.contextmanager

@@ -291,14 +291,15 @@ def _crop_frames(image: Any, target: tuple[int, int]) -> Any:
     """The centre ``target`` of every frame of an animation, frames kept in order."""
     fields = set(image.get_fields())
     page = int(image.get("page-height")) if "page-height" in fields else int(image.height)
-    left = (int(image.width) - target[0]) // 2
-    top = (page - target[1]) // 2
+    # A pixel lost to rounding in the scale must not make the crop fall outside the frame.
+    width, height = min(target[0], int(image.width)), min(target[1], page)
+    left, top = (int(image.width) - width) // 2, (page - height) // 2
     frames = [
-        image.crop(left, index * page + top, target[0], target[1])
+        image.crop(left, index * page + top, width, height)
         for index in range(int(image.height) // page)
     ]
     cropped = pyvips.Image.arrayjoin(frames, across=1).copy()
-    cropped.set_type(pyvips.GValue.gint_type, "page-height", target[1])
+    cropped.set_type(pyvips.GValue.gint_type, "page-height", height)
     return cropped
 
 

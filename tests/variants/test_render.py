@@ -215,6 +215,21 @@ def test_animation_stays_animated_in_webp(fmt: str) -> None:
         assert_no_metadata(variant)
 
 
+@pytest.mark.parametrize("box", [(50, 37), (37, 50), (7, 7), (333, 101), (400, 400)])
+def test_animated_cover_is_the_box_in_every_frame(box: tuple[int, int]) -> None:
+    original = craft.animated("gif", 333, 101, frames=4)
+    spec = f"c:{box[0]}x{box[1]}:cover"
+    (cover,) = render_variants(original, settings(BROKER_VARIANTS=spec))
+    # A box larger than the frame is cropped to its ratio, not enlarged: 400x400 -> 101x101.
+    expected = box if box != (400, 400) else (101, 101)
+    assert (cover.width, cover.height, cover.frames) == (*expected, 4)
+    image = decode(cover)
+    for index in range(4):
+        middle = index * cover.height + cover.height // 2
+        colour = craft.FRAME_COLOURS[index % 3]
+        assert close(colour_at(image, cover.width // 2, middle)[:3], colour, tolerance=20)
+
+
 @pytest.mark.parametrize(("fmt", "out"), [("gif", "jpeg"), ("webp", "avif"), ("gif", "avif")])
 def test_animation_is_its_first_frame_in_jpeg_and_avif(fmt: str, out: str) -> None:
     chosen = settings(

@@ -25,8 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from broker.config import Settings
-from broker.errors import Unauthorized, error_response
+from broker.errors import Unauthorized
 from broker.metrics import LATENCY, REQUESTS
+from broker.views.errors import error_response
 
 log = logging.getLogger("broker.access")
 

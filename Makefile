@@ -3,8 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
-RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
-	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
 .PHONY: help run test lint format bench soak clean vendor
 # `make` alone only prints the targets: nothing is installed or started without asking.
@@ -57,14 +55,14 @@ lint: lint-js
 
 ## ruff (lint + format check) and mypy on broker/.
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check $(RUFF_CONFIG) broker tests bench wsgi.py
-	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) broker tests bench wsgi.py
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
 ## Rewrite the code in place the way ruff format and ruff check --fix want it.
 format: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests bench wsgi.py
-	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests bench wsgi.py
+	$(VENV)/bin/ruff check --fix
+	$(VENV)/bin/ruff format
 
 ## One run of every benchmark; writes bench/results/latest.json and latest.md.
 ## Starts MongoDB, Ceph RGW and gunicorn; installs wrk if missing.

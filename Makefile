@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help run test lint format bench soak clean vendor
+.PHONY: help run test lint format settings-table bench soak clean vendor
 # `make` alone only prints the targets: nothing is installed or started without asking.
 .DEFAULT_GOAL := help
 
@@ -63,6 +63,11 @@ lint: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix
 	$(VENV)/bin/ruff format
+
+## Rewrite the README's configuration tables from the declarations in broker/settings.py.
+settings-table: $(VENV)/.demo-installed
+	$(PY) -c 'import sys; from broker.settings import main; sys.exit(main(sys.argv[1:]))' \
+		--readme README.md
 
 ## One run of every benchmark; writes bench/results/latest.json and latest.md.
 ## Starts MongoDB, Ceph RGW and gunicorn; installs wrk if missing.

@@ -27,10 +27,10 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from broker.config import Settings
 from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, field_error, utcnow
 from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
+from broker.settings import Settings
 
 EXTENSION_KEY = "broker.mongo"
 DEFAULT_DB_NAME = "broker"

@@ -22,8 +22,8 @@ from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
-from broker.config import Settings
 from broker.errors import RateLimited
+from broker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

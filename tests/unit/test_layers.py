@@ -50,7 +50,7 @@ def frameworks_loaded_by(module: str) -> set[str]:
     return {name.partition(".")[0] for name in result.stdout.split()} & FRAMEWORKS
 
 
-@pytest.mark.parametrize("module", ["broker.domain", "broker.errors"])
+@pytest.mark.parametrize("module", ["broker.domain", "broker.errors", "broker.settings"])
 def test_the_rules_import_no_framework(module: str) -> None:
     assert frameworks_loaded_by(module) == set()
 

@@ -41,8 +41,9 @@ vendor: node_modules/.package-lock.json
 run: $(VENV)/.demo-installed
 	$(PY) -m broker.demo
 
-## Install what the tests need (Python packages, Ceph RGW) and run them all.
-test: $(VENV)/.dev-installed
+## Lint and type-check first (a change that breaks either does not land), then install what the
+## tests need (Ceph RGW, Chromium) and run them all.
+test: $(VENV)/.dev-installed lint
 	tests/rgw/rgw.sh install
 	tests/browser/install-chromium.sh
 	$(PY) -m pytest
@@ -53,7 +54,8 @@ lint-js: node_modules/.package-lock.json
 	node_modules/.bin/eslint --max-warnings 0 .
 lint: lint-js
 
-## ruff (lint + format check) and mypy on broker/.
+## ruff (lint + format check) and mypy (broker/, tests/, bench/), as configured in
+## pyproject.toml and setup.cfg.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help run test lint format settings-table bench soak clean vendor
+.PHONY: help run test lint format settings-table lock bench soak clean vendor
 # `make` alone only prints the targets: nothing is installed or started without asking.
 .DEFAULT_GOAL := help
 
@@ -70,6 +70,19 @@ format: $(VENV)/.dev-installed
 settings-table: $(VENV)/.demo-installed
 	$(PY) -c 'import sys; from broker.settings import main; sys.exit(main(sys.argv[1:]))' \
 		--readme README.md
+
+# pip-compile as `make lock` runs it; the files name no index or find-links of this machine.
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet \
+	--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+## Recompile requirements*.txt, every transitive dependency pinned (LOCK_ARGS=--upgrade: newest).
+## requirements.txt comes from setup.cfg's install_requires, requirements-demo.txt and
+## requirements-dev.txt from their .in files (which take the runtime lock as it is). Pins are
+## kept unless LOCK_ARGS says otherwise, e.g. LOCK_ARGS="--upgrade-package boto3".
+lock: $(VENV)/.dev-installed
+	$(PIP_COMPILE) --output-file requirements.txt setup.cfg
+	$(PIP_COMPILE) --output-file requirements-demo.txt requirements-demo.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 ## One run of every benchmark; writes bench/results/latest.json and latest.md.
 ## Starts MongoDB, Ceph RGW and gunicorn; installs wrk if missing.

@@ -11,7 +11,8 @@ started. ``set -a; eval "$(tests/rgw/rgw.sh start)"; set +a`` sets exactly
 these, to share one gateway between several pytest runs.
 
 ``rgw_bucket`` (function scope) creates a fresh, private, uniquely named bucket
-and deletes it with everything in it afterwards.
+and deletes it with everything in it afterwards; ``s3`` (module scope) is a plain
+boto3 client of the gateway.
 
 Only tests that ask for these fixtures start anything; such modules carry
 ``pytestmark = pytest.mark.s3``.
@@ -169,6 +170,14 @@ def _empty_and_delete_bucket(s3: Any, bucket: str) -> None:
         if doomed:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
     s3.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture(scope="module")
+def s3(rgw: S3Endpoint) -> Iterator[Any]:
+    """A plain boto3 S3 client of the gateway, to look at buckets behind the broker's back."""
+    client = rgw.client()
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import struct
 import time
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
@@ -48,14 +48,6 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def s3(rgw: S3Endpoint) -> Iterator[Any]:
-    """A plain boto3 client, to look at the bucket behind the broker's back."""
-    client = rgw.client()
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def signer() -> str:
     """The broker's signer; tests parametrize it over both with ``both_signers``."""

@@ -13,7 +13,6 @@ import calendar
 import hashlib
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -34,13 +33,6 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # ---------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def s3(rgw: S3Endpoint) -> Iterator[Any]:
-    client = rgw.client()
-    yield client
-    client.close()
-
-
 def b64_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 

@@ -234,6 +234,7 @@ class Settings:
     jwt_issuer: str | None = setting(
         "BROKER_JWT_ISSUER", "", "when set, tokens must carry this `iss`"
     )
+    # A week: longer-lived bearer tokens are credentials nobody can take back in time.
     jwt_max_ttl: int = setting(
         "BROKER_JWT_MAX_TTL",
         "604800",
@@ -319,6 +320,8 @@ class Settings:
     kinds: tuple[str, ...] = setting(
         "BROKER_KINDS", "profile,gallery,cover", "allowed image kinds", at_least_one("kind")
     )
+    # Without a checksum the bucket cannot tell the declared bytes from others of the same
+    # length; off only for legacy clients.
     require_checksum: bool = setting(
         "BROKER_REQUIRE_CHECKSUM",
         "true",

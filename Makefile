@@ -41,8 +41,8 @@ vendor: node_modules/.package-lock.json
 run: $(VENV)/.demo-installed
 	$(PY) -m broker.demo
 
-## Lint and type-check first (a change that breaks either does not land), then install what the
-## tests need (Ceph RGW, Chromium) and run them all.
+## Lint and type-check first (what breaks either does not land), then run every test.
+## Installs what the tests need first (the virtualenv, Ceph RGW, Chromium).
 test: $(VENV)/.dev-installed lint
 	tests/rgw/rgw.sh install
 	tests/browser/install-chromium.sh
@@ -54,8 +54,8 @@ lint-js: node_modules/.package-lock.json
 	node_modules/.bin/eslint --max-warnings 0 .
 lint: lint-js
 
-## ruff (lint + format check) and mypy (broker/, tests/, bench/), as configured in
-## pyproject.toml and setup.cfg.
+## ruff (lint + format check) and mypy over broker/, tests/ and bench/; make test runs it first.
+## Configured in pyproject.toml (ruff) and setup.cfg (mypy), which editors read too.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check

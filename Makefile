@@ -3,10 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
-RUFF_CONFIG := --config "line-length = 100" --config "target-version = 'py311'" \
-	--config "lint.select = ['E', 'F', 'W', 'I', 'B', 'UP', 'SIM', 'RUF']"
 
-.PHONY: help run test lint format bench soak clean vendor
+.PHONY: help run test lint format settings-table lock bench soak clean vendor
 # `make` alone only prints the targets: nothing is installed or started without asking.
 .DEFAULT_GOAL := help
 
@@ -43,8 +41,9 @@ vendor: node_modules/.package-lock.json
 run: $(VENV)/.demo-installed
 	$(PY) -m broker.demo
 
-## Install what the tests need (Python packages, Ceph RGW) and run them all.
-test: $(VENV)/.dev-installed
+## Lint and type-check first (what breaks either does not land), then run every test.
+## Installs what the tests need first (the virtualenv, Ceph RGW, Chromium).
+test: $(VENV)/.dev-installed lint
 	tests/rgw/rgw.sh install
 	tests/browser/install-chromium.sh
 	$(PY) -m pytest
@@ -55,16 +54,35 @@ lint-js: node_modules/.package-lock.json
 	node_modules/.bin/eslint --max-warnings 0 .
 lint: lint-js
 
-## ruff (lint + format check) and mypy on broker/.
+## ruff (lint + format check) and mypy over broker/, tests/ and bench/; make test runs it first.
+## Configured in pyproject.toml (ruff) and setup.cfg (mypy), which editors read too.
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check $(RUFF_CONFIG) broker tests bench wsgi.py
-	$(VENV)/bin/ruff format --check $(RUFF_CONFIG) broker tests bench wsgi.py
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
 ## Rewrite the code in place the way ruff format and ruff check --fix want it.
 format: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check --fix $(RUFF_CONFIG) broker tests bench wsgi.py
-	$(VENV)/bin/ruff format $(RUFF_CONFIG) broker tests bench wsgi.py
+	$(VENV)/bin/ruff check --fix
+	$(VENV)/bin/ruff format
+
+## Rewrite the README's configuration tables from the declarations in broker/settings.py.
+settings-table: $(VENV)/.demo-installed
+	$(PY) -c 'import sys; from broker.settings import main; sys.exit(main(sys.argv[1:]))' \
+		--readme README.md
+
+# pip-compile as `make lock` runs it; the files name no index or find-links of this machine.
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet \
+	--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+## Recompile requirements*.txt, every transitive dependency pinned (LOCK_ARGS=--upgrade: newest).
+## requirements.txt comes from setup.cfg's install_requires, requirements-demo.txt and
+## requirements-dev.txt from their .in files (which take the runtime lock as it is). Pins are
+## kept unless LOCK_ARGS says otherwise, e.g. LOCK_ARGS="--upgrade-package boto3".
+lock: $(VENV)/.dev-installed
+	$(PIP_COMPILE) --output-file requirements.txt setup.cfg
+	$(PIP_COMPILE) --output-file requirements-demo.txt requirements-demo.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 ## One run of every benchmark; writes bench/results/latest.json and latest.md.
 ## Starts MongoDB, Ceph RGW and gunicorn; installs wrk if missing.

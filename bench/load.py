@@ -201,12 +201,12 @@ def run_wrk(
     latency = raw["latency_us"]
     errors = raw["errors"]
     assert isinstance(latency, dict) and isinstance(errors, dict)
-    requests = int(str(raw["requests"]))
+    answered = int(str(raw["requests"]))
     elapsed = int(str(raw["duration_us"])) / 1e6
     return LoadResult(
-        requests=requests,
+        requests=answered,
         seconds=elapsed,
-        requests_per_s=requests / elapsed if elapsed else 0.0,
+        requests_per_s=answered / elapsed if elapsed else 0.0,
         p50_ms=round(latency["p50"] / 1000, 3),
         p90_ms=round(latency["p90"] / 1000, 3),
         p99_ms=round(latency["p99"] / 1000, 3),

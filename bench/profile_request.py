@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
 from bench.services import BUCKET, JWT_SECRET, REPO, Dataset, S3Endpoint, make_token
@@ -114,6 +115,10 @@ def profile_calls(request: Request, count: int, warmup: int = 50) -> dict[str, A
     }
 
 
+def _discard(data: bytes) -> None:
+    """The WSGI ``write`` callable: the profiled app returns its body instead."""
+
+
 def _client_requests(
     mongo_uri: str, s3: S3Endpoint, signer: str, requests: list[tuple[str, str, str, Any]]
 ) -> Request:
@@ -140,7 +145,7 @@ def _client_requests(
         builder = EnvironBuilder(
             path=path,
             method=method,
-            headers={"Authorization": f"Bearer {make_token(user)}"},
+            headers=Headers({"Authorization": f"Bearer {make_token(user)}"}),
             data=data,
             content_type="application/json" if body is not None else None,
         )
@@ -148,8 +153,11 @@ def _client_requests(
     turn = itertools.cycle(prepared)
     statuses: list[str] = []
 
-    def start_response(status: str, headers: object, exc_info: object = None) -> None:
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
         statuses.append(status)
+        return _discard
 
     def send() -> object:
         environ, data = next(turn)

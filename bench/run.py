@@ -48,7 +48,6 @@ from bench.services import (
     Gunicorn,
     S3Endpoint,
     broker_env,
-    free_port,
     image_documents,
     make_token,
     mongo_server,
@@ -58,7 +57,7 @@ from bench.services import (
 )
 from broker import create_app
 from broker.db import encode_cursor
-from broker.devservers import MongoServer
+from broker.devservers import MongoServer, free_port
 
 WORK_DIR = REPO / "var" / "bench"
 RESULTS_DIR = REPO / "bench" / "results"

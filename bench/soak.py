@@ -109,9 +109,9 @@ class Mix:
     def session(self) -> requests.Session:
         """A keep-alive session per thread, never routed through a proxy."""
         if not hasattr(self.local, "session"):
-            session = requests.Session()
-            session.trust_env = False
-            self.local.session = session
+            fresh = requests.Session()
+            fresh.trust_env = False
+            self.local.session = fresh
         session: requests.Session = self.local.session
         return session
 
@@ -124,7 +124,7 @@ class Mix:
         if op == "upload":
             data = png(rng.randint(8, 64), rng.randint(8, 64))
             md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-            body = {
+            body: dict[str, Any] = {
                 "filename": "soak.png",
                 "filetype": "image/png",
                 "size": len(data),

@@ -11,14 +11,14 @@ from flask import Flask
 from flask_cors import CORS
 
 from broker.auth import init_auth
-from broker.config import Settings, load_settings
 from broker.db import Mongo
-from broker.errors import register_error_handlers
 from broker.limits import init_limits
 from broker.lookup_cache import LookupCache, SignedUrlMemo
 from broker.observability import init_observability
 from broker.service import Broker, policy_from_settings
+from broker.settings import Settings, load_settings
 from broker.storage import S3
+from broker.views.errors import register_error_handlers
 
 mongo = Mongo()
 s3 = S3()

@@ -20,9 +20,9 @@ from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
-from broker.config import Settings
 from broker.domain import Principal
 from broker.errors import Unauthorized
+from broker.settings import Settings
 
 jwt = JWTManager()
 

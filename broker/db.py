@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -22,13 +25,18 @@ from flask import Flask, current_app
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from broker.config import Settings
 from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, field_error, utcnow
+from broker.errors import Unavailable
+from broker.metrics import DEPENDENCY_ERRORS
+from broker.settings import Settings
 
 EXTENSION_KEY = "broker.mongo"
 DEFAULT_DB_NAME = "broker"
+
+log = logging.getLogger(__name__)
+_Repository = TypeVar("_Repository")
 
 # Pending-upload records are kept this long after their confirm deadline before MongoDB's TTL
 # monitor removes them, so the sweeper has a long window to delete any object they left behind.
@@ -213,6 +221,31 @@ def _keyset_steps(sort: str, values: list[Any] | None) -> list[dict[str, Any]]:
     return steps
 
 
+@contextmanager
+def _unavailable_on(errors: type[PyMongoError]) -> Iterator[None]:
+    """Turn ``errors`` into Unavailable, as storage.py does for S3: callers see one taxonomy."""
+    try:
+        yield
+    except errors as e:
+        # The detail (host, port, replica set) goes to the log only, never to the client.
+        log.warning("MongoDB unavailable: %s", e)
+        DEPENDENCY_ERRORS.labels("mongodb").inc()
+        raise Unavailable("the database is unavailable, retry later") from e
+
+
+def _reports_unavailable(cls: type[_Repository]) -> type[_Repository]:
+    """Make every public method of ``cls`` raise Unavailable when MongoDB cannot be reached.
+
+    Other driver errors (a duplicate key, a refused operation) stay what they are: they are
+    either handled by the repository or a bug.
+    """
+    for name, member in list(vars(cls).items()):
+        if inspect.isfunction(member) and not name.startswith("_"):
+            setattr(cls, name, _unavailable_on(ConnectionFailure)(member))
+    return cls
+
+
+@_reports_unavailable
 class ImageRepository:
     """Reads and writes confirmed images."""
 
@@ -372,6 +405,7 @@ def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
     )
 
 
+@_reports_unavailable
 class UploadRepository:
     """Pending uploads: presigned, awaiting confirm."""
 
@@ -459,6 +493,7 @@ class Usage:
     bytes: int
 
 
+@_reports_unavailable
 class QuotaRepository:
     """Per-owner usage counters, reserved atomically so concurrent confirms cannot overshoot."""
 
@@ -507,6 +542,7 @@ class QuotaRepository:
         return owners
 
 
+@_reports_unavailable
 @dataclass(frozen=True)
 class Repositories:
     """The MongoDB client and the repositories built on it."""
@@ -518,8 +554,9 @@ class Repositories:
     quotas: QuotaRepository
 
     def ping(self) -> None:
-        """Raise pymongo's ConnectionFailure unless the server answers."""
-        self.client.admin.command("ping")
+        """Raise Unavailable unless the server answers (any refusal, auth included, counts)."""
+        with _unavailable_on(PyMongoError):
+            self.client.admin.command("ping")
 
     def ensure_indexes(self) -> list[str]:
         """Create every index (idempotent); return their names."""

@@ -4,9 +4,9 @@ Presign, confirm and signed-URL issuance are limited per caller (the token's ``s
 moving window so bursts at a window edge cannot double the rate. Flask-Limiter owns the
 storage: in memory for one process, or MongoDB / Redis (``BROKER_RATE_LIMIT_STORAGE_URI``) when
 several processes or hosts must share the counters. The check itself goes straight to its
-rate-limiting strategy with limits parsed once: Flask-Limiter's per-request resolution of
-scopes and exemptions cost about a third of a signed-URL request, and these views need none of
-it. A breach answers 429 ``rate_limited`` with ``Retry-After``.
+rate-limiting strategy with limits parsed once: these views need none of Flask-Limiter's
+per-request resolution of scopes and exemptions. A breach answers 429 ``rate_limited`` with
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
-from broker.config import Settings
 from broker.errors import RateLimited
+from broker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

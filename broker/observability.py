@@ -24,9 +24,10 @@ from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from broker.config import Settings
-from broker.errors import Unauthorized, error_response
+from broker.errors import Unauthorized
 from broker.metrics import LATENCY, REQUESTS
+from broker.settings import Settings
+from broker.views.errors import error_response
 
 log = logging.getLogger("broker.access")
 

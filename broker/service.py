@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from broker import domain, metrics
-from broker.config import Settings
 from broker.db import Page, Repositories
 from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
 from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
 from broker.lookup_cache import LookupCache, SignedUrlMemo
+from broker.settings import Settings
 from broker.storage import Bucket, SignedRequest, StorageNotFound
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, current_app
 
-from broker.config import Settings
 from broker.domain import ObjectHead
 from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
+from broker.settings import Settings
 from broker.signing import Credentials, SigV4Presigner
 
 log = logging.getLogger(__name__)

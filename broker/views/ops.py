@@ -6,13 +6,12 @@ import json
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify
-from pymongo.errors import PyMongoError
 
 from broker import schemas
-from broker.errors import BrokerError, Unavailable, error_response
-from broker.metrics import DEPENDENCY_ERRORS
+from broker.errors import Unavailable
 from broker.openapi import openapi_document
 from broker.service import Broker
+from broker.views.errors import error_response
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
@@ -29,17 +28,13 @@ def readyz() -> Response:
     """200 when MongoDB and S3 both answer, else 503 with what failed."""
     broker: Broker = current_app.extensions["broker"]
     checks = {"mongodb": "ok", "s3": "ok"}
-    try:
-        broker.db.ping()
-    except PyMongoError as e:
-        log.warning("readiness: MongoDB unavailable: %s", e)
-        DEPENDENCY_ERRORS.labels("mongodb").inc()
-        checks["mongodb"] = "unavailable"
-    try:
-        broker.bucket.ping()
-    except BrokerError as e:
-        log.warning("readiness: S3 unavailable: %s", e)
-        checks["s3"] = "unavailable"
+    # Both gateways report an unreachable dependency as Unavailable (and count it in metrics).
+    for name, ping in (("mongodb", broker.db.ping), ("s3", broker.bucket.ping)):
+        try:
+            ping()
+        except Unavailable as e:
+            log.warning("readiness: %s unavailable: %s", name, e.message)
+            checks[name] = "unavailable"
     if all(value == "ok" for value in checks.values()):
         return jsonify(schemas.status_response.dump({"status": "ok", "checks": checks}))
     # Not ready is an error like any other (the envelope), plus the per-dependency checks.

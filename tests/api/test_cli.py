@@ -245,7 +245,8 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
         # The sweeper wins the upload and deletes the object between HEAD and the ranged GET.
         broker.db.uploads.claim(broker.db.uploads.for_owner(key, "alice").id, "expiring")
         broker.bucket.delete(key)
-        return real_read(key, length)
+        prefix: bytes = real_read(key, length)
+        return prefix
 
     monkeypatch.setattr(broker.bucket, "read_prefix", sweeper_strikes)
     response = client.post("/images", json={"key": presigned["key"]}, headers=auth())

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from flask.testing import FlaskClient
+from flask_jwt_extended import decode_token
 
 import broker.auth as broker_auth
 from tests.api.conftest import Uploader, upload_with
@@ -126,7 +127,14 @@ class TestBatch:
         assert sorted(response.json["urls"]) == sorted(ids)
 
     def test_limits(self, client: FlaskClient) -> None:
-        for body in ({"ids": []}, {"ids": ["x"] * 101}, {"ids": "x"}, {}, {"ids": [1]}):
+        bodies: list[dict[str, Any]] = [
+            {"ids": []},
+            {"ids": ["x"] * 101},
+            {"ids": "x"},
+            {},
+            {"ids": [1]},
+        ]
+        for body in bodies:
             response = client.post("/images/signed-urls", json=body, headers=auth())
             assert response.status_code == 400, body
         ok = client.post("/images/signed-urls", json={"ids": ["x"] * 100}, headers=auth())
@@ -242,7 +250,7 @@ def test_verified_tokens_are_remembered_until_they_expire(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[str] = []
-    real = broker_auth.decode_token
+    real = decode_token  # what broker.auth calls
 
     def counting(token: str) -> Any:
         decoded.append(token)

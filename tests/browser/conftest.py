@@ -38,6 +38,7 @@ from playwright.sync_api import (
     Dialog,
     Page,
     Request,
+    ViewportSize,
     sync_playwright,
 )
 
@@ -57,8 +58,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 START_TIMEOUT_S = 60
 BUCKET = "images"  # the demo's (BROKER_S3_BUCKET's default)
 TOKEN_KEY = "broker.admin.token"  # where the admin UI (session.js) keeps the token (sessionStorage)

@@ -10,10 +10,11 @@ import base64
 import hashlib
 import json
 import re
+from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Route, expect
+from playwright.sync_api import FilePayload, Route, expect
 
 from tests.browser.conftest import (
     PHONE,
@@ -87,7 +88,7 @@ def test_upload_browse_edit_delete(ui: UI, demo: DemoBroker) -> None:
     lake = canvas_jpeg(page, 320, 240)
     assert lake[:3] == b"\xff\xd8\xff"
     page.set_input_files(
-        "#file-input", [{"name": "sunset-beach.png", "mimeType": "image/png", "buffer": sunset}]
+        "#file-input", [FilePayload(name="sunset-beach.png", mimeType="image/png", buffer=sunset)]
     )
     drop_files(
         page, "#dropzone", [{"name": "mountain-lake.jpg", "mimeType": "image/jpeg", "buffer": lake}]
@@ -219,11 +220,11 @@ def test_a_hostile_filename_renders_as_text(ui: UI) -> None:
     page.set_input_files(
         "#file-input",
         [
-            {
-                "name": XSS_NAME,
-                "mimeType": "image/png",
-                "buffer": gradient_png(64, 48, (0, 0, 0), (9, 9, 9)),
-            }
+            FilePayload(
+                name=XSS_NAME,
+                mimeType="image/png",
+                buffer=gradient_png(64, 48, (0, 0, 0), (9, 9, 9)),
+            )
         ],
     )
     expect(page.locator("#queue .queue-name")).to_have_text(XSS_NAME)
@@ -350,9 +351,9 @@ def test_browser_module_upload_errors_and_retries(ui: UI, demo: DemoBroker) -> N
     max_bytes = demo.api("GET", "/config").json()["max_upload_bytes"]
     png = gradient_png(32, 24, (0, 128, 255), (0, 0, 64))
 
-    def attempt(name: str, type_: str, data: bytes | int, **options: object) -> dict:
+    def attempt(name: str, type_: str, data: bytes | int, **options: object) -> dict[str, Any]:
         payload = data if isinstance(data, int) else _b64(data)
-        outcome: dict = page.evaluate(_UPLOAD_OUTCOME, [name, type_, payload, options])
+        outcome: dict[str, Any] = page.evaluate(_UPLOAD_OUTCOME, [name, type_, payload, options])
         return outcome
 
     def presigns() -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Route, expect
+from playwright.sync_api import FilePayload, Route, expect
 
 from tests.browser.conftest import REPO, UI, DemoBroker, gradient_png
 
@@ -88,7 +88,7 @@ def test_dashboard_uploads_under_the_admin_csp(ui: UI, demo: DemoBroker) -> None
 
     png = gradient_png(96, 64, (30, 64, 175), (191, 219, 254))
     page.locator(".uppy-Dashboard-input").first.set_input_files(
-        files=[{"name": "lake.png", "mimeType": "image/png", "buffer": png}]
+        files=[FilePayload(name="lake.png", mimeType="image/png", buffer=png)]
     )
     # The thumbnail (a blob: URL, img-src allows blob:) renders.
     thumbnail = page.locator(".uppy-Dashboard-Item-previewImg")

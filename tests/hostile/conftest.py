@@ -58,7 +58,9 @@ def config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **NO_RATE_LIMITS}
 
 
-def assert_envelope(response: Any, status: int | None = None, code: str | None = None) -> dict:
+def assert_envelope(
+    response: Any, status: int | None = None, code: str | None = None
+) -> dict[str, Any]:
     """The response is the contract's error envelope (with the status and code when given)."""
     if status is not None:
         assert response.status_code == status, (response.status_code, response.get_data()[:500])

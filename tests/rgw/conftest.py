@@ -11,7 +11,8 @@ started. ``set -a; eval "$(tests/rgw/rgw.sh start)"; set +a`` sets exactly
 these, to share one gateway between several pytest runs.
 
 ``rgw_bucket`` (function scope) creates a fresh, private, uniquely named bucket
-and deletes it with everything in it afterwards.
+and deletes it with everything in it afterwards; ``s3`` (module scope) is a plain
+boto3 client of the gateway.
 
 Only tests that ask for these fixtures start anything; such modules carry
 ``pytestmark = pytest.mark.s3``.
@@ -28,6 +29,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -55,7 +57,7 @@ class S3Endpoint:
     def is_rgw16(self) -> bool:
         return self.server.startswith("ceph-rgw-16.")
 
-    def client(self, **config: object):
+    def client(self, **config: object) -> Any:
         """A plain boto3 S3 client: SigV4, path-style addressing."""
         return boto3.client(
             "s3",
@@ -75,7 +77,8 @@ class S3Endpoint:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _parse_env(text: str) -> dict[str, str]:
@@ -83,7 +86,9 @@ def _parse_env(text: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def _run_script(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def _run_script(
+    command: str, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(RGW_SCRIPT), command],
         env=env,
@@ -153,7 +158,7 @@ def rgw() -> Iterator[S3Endpoint]:
             pytest.fail(f"tests/rgw/rgw.sh stop failed:\n{stopped.stderr[-3000:]}", pytrace=False)
 
 
-def _empty_and_delete_bucket(s3, bucket: str) -> None:
+def _empty_and_delete_bucket(s3: Any, bucket: str) -> None:
     for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
         for upload in page.get("Uploads", []):
             s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
@@ -167,12 +172,20 @@ def _empty_and_delete_bucket(s3, bucket: str) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
+@pytest.fixture(scope="module")
+def s3(rgw: S3Endpoint) -> Iterator[Any]:
+    """A plain boto3 S3 client of the gateway, to look at buckets behind the broker's back."""
+    client = rgw.client()
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def rgw_bucket(rgw: S3Endpoint) -> Iterator[str]:
     """Name of a new private bucket; it and its objects are removed afterwards."""
     s3 = rgw.client()
     bucket = f"broker-test-{uuid.uuid4().hex[:16]}"
-    create: dict = {"Bucket": bucket}
+    create: dict[str, Any] = {"Bucket": bucket}
     if rgw.region != "us-east-1":
         create["CreateBucketConfiguration"] = {"LocationConstraint": rgw.region}
     s3.create_bucket(**create)

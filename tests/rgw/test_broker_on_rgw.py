@@ -18,9 +18,9 @@ import struct
 import time
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import pytest
@@ -28,9 +28,13 @@ import requests
 from botocore.exceptions import EndpointConnectionError
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
-from broker.cli import apply_bucket_cors
+from broker.bucket_policy import apply_bucket_cors
 from tests.helpers import auth, md5_b64, png_bytes
+
+if TYPE_CHECKING:
+    from tests.rgw.conftest import S3Endpoint
 
 pytestmark = pytest.mark.s3
 
@@ -44,14 +48,6 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def s3(rgw) -> Iterator[Any]:
-    """A plain boto3 client, to look at the bucket behind the broker's back."""
-    client = rgw.client()
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def signer() -> str:
     """The broker's signer; tests parametrize it over both with ``both_signers``."""
@@ -59,7 +55,9 @@ def signer() -> str:
 
 
 @pytest.fixture
-def make_rgw_app(make_app, rgw, rgw_bucket) -> Callable[..., Flask]:
+def make_rgw_app(
+    make_app: Callable[..., Flask], rgw: S3Endpoint, rgw_bucket: str
+) -> Callable[..., Flask]:
     """Build broker apps pointed at the gateway and this test's fresh bucket."""
 
     def build(**overrides: Any) -> Flask:
@@ -76,13 +74,13 @@ def make_rgw_app(make_app, rgw, rgw_bucket) -> Callable[..., Flask]:
 
 
 @pytest.fixture
-def rgw_app(make_rgw_app, signer) -> Flask:
+def rgw_app(make_rgw_app: Callable[..., Flask], signer: str) -> Flask:
     """A broker app on the gateway, signing with ``signer``."""
     return make_rgw_app(BROKER_SIGNER=signer)
 
 
 @pytest.fixture
-def api(rgw_app) -> FlaskClient:
+def api(rgw_app: Flask) -> FlaskClient:
     return rgw_app.test_client()
 
 
@@ -109,7 +107,8 @@ def presign(
         body["content_md5"] = md5_b64(data)
     resp = client.post("/images/presign-upload", json=body, headers=auth(sub))
     assert resp.status_code == 201, resp.json
-    return resp.json
+    grant: dict[str, Any] = resp.json
+    return grant
 
 
 def put(
@@ -126,7 +125,7 @@ def put(
     return requests.put(url or grant["url"], data=data, headers=headers, timeout=HTTP_TIMEOUT)
 
 
-def confirm(client: FlaskClient, key: str, sub: str = "alice", **extra: Any):
+def confirm(client: FlaskClient, key: str, sub: str = "alice", **extra: Any) -> TestResponse:
     return client.post("/images", json={"key": key, **extra}, headers=auth(sub))
 
 
@@ -138,13 +137,15 @@ def upload(client: FlaskClient, data: bytes | None = None, **presign_args: Any) 
     assert resp.status_code == 200, resp.text
     confirmed = confirm(client, grant["key"], presign_args.get("sub", "alice"))
     assert confirmed.status_code == 201, confirmed.json
-    return confirmed.json["image"]
+    image: dict[str, Any] = confirmed.json["image"]
+    return image
 
 
 def signed_get(client: FlaskClient, image_id: str, sub: str = "alice", **query: Any) -> str:
     resp = client.get(f"/images/{image_id}/signed-url", query_string=query, headers=auth(sub))
     assert resp.status_code == 200, resp.json
-    return resp.json["url"]
+    url: str = resp.json["url"]
+    return url
 
 
 def params(url: str) -> dict[str, str]:
@@ -215,7 +216,7 @@ def s3_error(resp: requests.Response) -> tuple[int, str | None]:
     return resp.status_code, code
 
 
-def exists(s3, bucket: str, key: str) -> bool:
+def exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:
@@ -225,17 +226,19 @@ def exists(s3, bucket: str, key: str) -> bool:
 
 
 def images_recorded(app: Flask) -> int:
-    return app.extensions["broker"].db.images.collection.count_documents({})
+    count: int = app.extensions["broker"].db.images.collection.count_documents({})
+    return count
 
 
-def api_error(resp) -> tuple[int, str]:
+def api_error(resp: TestResponse) -> tuple[int, str]:
     return resp.status_code, resp.json["error"]["code"]
 
 
 def run_cli(app: Flask, *args: str) -> dict[str, Any]:
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.output)
+    report: dict[str, Any] = json.loads(result.output)
+    return report
 
 
 def sweep(app: Flask) -> tuple[int, int]:
@@ -264,7 +267,9 @@ def png_claiming(width: int, height: int) -> bytes:
 
 # ---------------------------------------------------------------- 1. presigned PUT
 @both_signers
-def test_presigned_put_pins_signature_type_length_md5_and_key(api, rgw_app, s3, rgw_bucket):
+def test_presigned_put_pins_signature_type_length_md5_and_key(
+    api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes(5, 4)
     grant = presign(api, data)
     key, url = grant["key"], grant["url"]
@@ -327,7 +332,9 @@ def test_presigned_put_pins_signature_type_length_md5_and_key(api, rgw_app, s3, 
 
 
 @both_signers
-def test_presigned_put_without_md5_still_pins_type_and_length(api, s3, rgw_bucket):
+def test_presigned_put_without_md5_still_pins_type_and_length(
+    api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes()
     grant = presign(api, data, with_md5=False)
     assert_grant_signs(grant, "content-type", "content-length")
@@ -340,7 +347,9 @@ def test_presigned_put_without_md5_still_pins_type_and_length(api, s3, rgw_bucke
 
 
 @both_signers
-def test_presigned_put_signs_the_sha256_checksum(api, s3, rgw_bucket):
+def test_presigned_put_signs_the_sha256_checksum(
+    api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     # RGW 16 does not enforce x-amz-checksum-sha256 (test_rgw_enforces.py shows it accepts a
     # wrong one), so the bucket cannot prove the broker's part here: what we can prove is that
     # the broker signs it and hands it to the client, so that a provider that enforces it will.
@@ -358,7 +367,9 @@ def test_presigned_put_signs_the_sha256_checksum(api, s3, rgw_bucket):
 
 
 @both_signers
-def test_expired_put_and_get_urls_are_refused(make_rgw_app, signer, s3, rgw_bucket):
+def test_expired_put_and_get_urls_are_refused(
+    make_rgw_app: Callable[..., Flask], signer: str, s3: Any, rgw_bucket: str
+) -> None:
     # no signing window: a GET URL asked for 1 s is signed now for 1 s
     app = make_rgw_app(BROKER_SIGNER=signer, BROKER_SIGNED_URL_WINDOW="0")
     short = make_rgw_app(BROKER_SIGNER=signer, BROKER_UPLOAD_EXPIRES="1")
@@ -387,7 +398,9 @@ def test_expired_put_and_get_urls_are_refused(make_rgw_app, signer, s3, rgw_buck
 
 # ---------------------------------------------------------------- 2. signed GET
 @both_signers
-def test_signed_get_serves_the_bytes_with_pinned_type_and_disposition(api, rgw, rgw_bucket):
+def test_signed_get_serves_the_bytes_with_pinned_type_and_disposition(
+    api: FlaskClient, rgw: S3Endpoint, rgw_bucket: str
+) -> None:
     data = png_bytes(6, 2)
     image = upload(api, data, filename="holiday photo.png")
     url = signed_get(api, image["id"])
@@ -418,7 +431,9 @@ def test_signed_get_serves_the_bytes_with_pinned_type_and_disposition(api, rgw, 
 
 
 @both_signers
-def test_signed_get_lives_as_asked_never_past_the_cap_and_expires_as_announced(api):
+def test_signed_get_lives_as_asked_never_past_the_cap_and_expires_as_announced(
+    api: FlaskClient,
+) -> None:
     # Whatever the signing window (URLs signed at the start of a window, for caching), a URL
     # lives at least as long as asked, never longer than the cap (BROKER_DOWNLOAD_MAX_EXPIRES,
     # 1 hour by default), and stops working exactly when the API's expires_at says.
@@ -441,7 +456,9 @@ def test_signed_get_lives_as_asked_never_past_the_cap_and_expires_as_announced(a
 
 
 @both_signers
-def test_signed_get_refuses_altered_response_overrides_and_other_keys(api, s3, rgw_bucket):
+def test_signed_get_refuses_altered_response_overrides_and_other_keys(
+    api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     victim = upload(api, png_bytes(), sub="bob")
     image = upload(api, png_bytes(3, 3), filename="mine.png")
     url = signed_get(api, image["id"])
@@ -475,7 +492,9 @@ def test_signed_get_refuses_altered_response_overrides_and_other_keys(api, s3, r
     assert s3.head_object(Bucket=rgw_bucket, Key=image["key"])["ContentLength"] == image["size"]
 
 
-def test_private_bucket_refuses_unsigned_requests(api, rgw, s3, rgw_bucket):
+def test_private_bucket_refuses_unsigned_requests(
+    api: FlaskClient, rgw: S3Endpoint, s3: Any, rgw_bucket: str
+) -> None:
     image = upload(api)
     base = f"{rgw.endpoint_url}/{rgw_bucket}"
     assert s3_error(requests.get(f"{base}/{image['key']}", timeout=HTTP_TIMEOUT)) == (
@@ -512,8 +531,8 @@ def harden(app: Flask) -> None:
 # the URL signs one or the bucket ignores public ACLs.
 @both_signers
 def test_a_hardened_bucket_takes_the_grant_but_no_smuggled_public_acl(
-    api, rgw_app, rgw, s3, rgw_bucket
-):
+    api: FlaskClient, rgw_app: Flask, rgw: S3Endpoint, s3: Any, rgw_bucket: str
+) -> None:
     harden(rgw_app)
     data = png_bytes()
     grant = presign(api, data)
@@ -528,7 +547,9 @@ def test_a_hardened_bucket_takes_the_grant_but_no_smuggled_public_acl(
 
 
 @both_signers
-def test_a_smuggled_acl_grant_cannot_publish_or_wedge_the_upload(api, rgw_app, rgw, s3, rgw_bucket):
+def test_a_smuggled_acl_grant_cannot_publish_or_wedge_the_upload(
+    api: FlaskClient, rgw_app: Flask, rgw: S3Endpoint, s3: Any, rgw_bucket: str
+) -> None:
     # x-amz-grant-read replaces the whole object ACL: on a hardened RGW 16 bucket the public
     # grant is ignored, but the owner's own grant is gone too, so the broker's HEAD gets 403.
     harden(rgw_app)
@@ -552,7 +573,9 @@ def test_a_smuggled_acl_grant_cannot_publish_or_wedge_the_upload(api, rgw_app, r
 
 
 @both_signers
-def test_the_pending_tag_is_signed_and_flipped_on_confirm(api, s3, rgw_bucket):
+def test_the_pending_tag_is_signed_and_flipped_on_confirm(
+    api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     # the lifecycle rule that expires never-confirmed objects relies on this tag
     data = png_bytes()
     grant = presign(api, data)
@@ -620,7 +643,9 @@ def _assert_safe_disposition(resp: requests.Response, disposition: str, display:
 
 @both_signers
 @pytest.mark.parametrize(("filename", "display"), NASTY_FILENAMES)
-def test_signed_get_of_a_nasty_filename_is_safe_to_render(api, filename, display):
+def test_signed_get_of_a_nasty_filename_is_safe_to_render(
+    api: FlaskClient, filename: str, display: str
+) -> None:
     data = png_bytes()
     image = upload(api, data, filename=filename)
     assert image["filename"] == display
@@ -635,7 +660,9 @@ def test_signed_get_of_a_nasty_filename_is_safe_to_render(api, filename, display
 
 
 # ---------------------------------------------------------------- 4. CORS
-def preflight(url: str, origin: str, method: str = "PUT", headers: str = "content-type"):
+def preflight(
+    url: str, origin: str, method: str = "PUT", headers: str = "content-type"
+) -> requests.Response:
     return requests.options(
         url,
         headers={
@@ -653,8 +680,8 @@ def header_set(value: str | None) -> set[str]:
 
 @both_signers
 def test_bucket_cors_applied_by_the_broker_lets_allowed_origins_upload(
-    make_rgw_app, signer, s3, rgw_bucket
-):
+    make_rgw_app: Callable[..., Flask], signer: str, s3: Any, rgw_bucket: str
+) -> None:
     app = make_rgw_app(BROKER_SIGNER=signer, BROKER_CORS_ORIGINS=",".join(ALLOWED_ORIGINS))
     api = app.test_client()
     applied = run_cli(app, "apply-cors")
@@ -708,7 +735,9 @@ def test_bucket_cors_applied_by_the_broker_lets_allowed_origins_upload(
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-def test_apply_bucket_cors_function_uses_the_configured_origins(make_rgw_app, s3, rgw_bucket):
+def test_apply_bucket_cors_function_uses_the_configured_origins(
+    make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
+) -> None:
     app = make_rgw_app(BROKER_CORS_ORIGINS="https://app.example")
     rules = apply_bucket_cors(app.extensions["broker"])
     assert [rule["AllowedOrigins"] for rule in rules] == [["https://app.example"]]
@@ -744,8 +773,14 @@ NOT_WHAT_WAS_DECLARED = [
 
 @pytest.mark.parametrize(("data", "filetype", "settings", "words"), NOT_WHAT_WAS_DECLARED)
 def test_confirm_rejects_an_object_that_is_not_what_was_declared(
-    make_rgw_app, s3, rgw_bucket, data, filetype, settings, words
-):
+    make_rgw_app: Callable[..., Flask],
+    s3: Any,
+    rgw_bucket: str,
+    data: bytes,
+    filetype: str,
+    settings: dict[str, str],
+    words: list[str],
+) -> None:
     app = make_rgw_app(**settings)
     api = app.test_client()
     grant = presign(api, data, filetype=filetype)
@@ -770,8 +805,8 @@ def test_confirm_rejects_an_object_that_is_not_what_was_declared(
 
 @both_signers
 def test_a_size_other_than_declared_cannot_be_put_and_confirm_records_nothing(
-    api, rgw_app, s3, rgw_bucket
-):
+    api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes()
     grant = presign(api, data, size=len(data) + 10, with_md5=False)
     for body in (data, data + b"\0" * 20):
@@ -790,7 +825,9 @@ def test_a_size_other_than_declared_cannot_be_put_and_confirm_records_nothing(
 
 
 # ---------------------------------------------------------------- 6. no orphans
-def test_sweep_deletes_an_upload_that_was_never_confirmed(rgw_app, api, s3, rgw_bucket):
+def test_sweep_deletes_an_upload_that_was_never_confirmed(
+    rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes()
     grant = presign(api, data)
     kept = presign(api, data)  # still within its deadline: the sweeper leaves it alone
@@ -812,7 +849,7 @@ def test_sweep_deletes_an_upload_that_was_never_confirmed(rgw_app, api, s3, rgw_
     assert images_recorded(rgw_app) == 1
 
 
-def _fail_delete_once(monkeypatch, app: Flask) -> list[str]:
+def _fail_delete_once(monkeypatch: pytest.MonkeyPatch, app: Flask) -> list[str]:
     """Make the app's next S3 DeleteObject fail as if the endpoint were unreachable."""
     client = app.extensions["broker"].bucket.client
     real = client.delete_object
@@ -828,7 +865,9 @@ def _fail_delete_once(monkeypatch, app: Flask) -> list[str]:
     return calls
 
 
-def _delete_fails_midway(monkeypatch, app, api, s3, bucket) -> dict[str, Any]:
+def _delete_fails_midway(
+    monkeypatch: pytest.MonkeyPatch, app: Flask, api: FlaskClient, s3: Any, bucket: str
+) -> dict[str, Any]:
     image = upload(api)
     before = requests.get(signed_get(api, image["id"]), timeout=HTTP_TIMEOUT)  # a reader had it
     assert before.status_code == 200
@@ -853,7 +892,9 @@ def _delete_fails_midway(monkeypatch, app, api, s3, bucket) -> dict[str, Any]:
     return image
 
 
-def test_sweep_interrupted_by_s3_leaves_no_orphan(monkeypatch, rgw_app, api, s3, rgw_bucket):
+def test_sweep_interrupted_by_s3_leaves_no_orphan(
+    monkeypatch: pytest.MonkeyPatch, rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes()
     grant = presign(api, data)
     assert put(grant, data).status_code == 200
@@ -878,7 +919,9 @@ def test_sweep_interrupted_by_s3_leaves_no_orphan(monkeypatch, rgw_app, api, s3,
     assert images_recorded(rgw_app) == 0
 
 
-def test_delete_interrupted_by_s3_is_finished_by_a_retry(monkeypatch, rgw_app, api, s3, rgw_bucket):
+def test_delete_interrupted_by_s3_is_finished_by_a_retry(
+    monkeypatch: pytest.MonkeyPatch, rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     image = _delete_fails_midway(monkeypatch, rgw_app, api, s3, rgw_bucket)
     retry = api.delete(f"/images/{image['id']}", headers=auth("alice"))
     assert retry.status_code == 204, retry.json
@@ -889,8 +932,8 @@ def test_delete_interrupted_by_s3_is_finished_by_a_retry(monkeypatch, rgw_app, a
 
 
 def test_delete_interrupted_by_s3_is_finished_by_the_sweeper(
-    monkeypatch, rgw_app, api, s3, rgw_bucket
-):
+    monkeypatch: pytest.MonkeyPatch, rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     image = _delete_fails_midway(monkeypatch, rgw_app, api, s3, rgw_bucket)
     # a fresh tombstone belongs to the request that made it: the sweeper leaves it alone
     assert sweep(rgw_app) == (0, 0)
@@ -908,7 +951,9 @@ def test_delete_interrupted_by_s3_is_finished_by_the_sweeper(
 
 
 # ---------------------------------------------------------------- 7. confirm vs the sweeper
-def test_confirm_after_the_sweeper_expired_the_upload_is_409(rgw_app, api, s3, rgw_bucket):
+def test_confirm_after_the_sweeper_expired_the_upload_is_409(
+    rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes()
     grant = presign(api, data)
     assert put(grant, data).status_code == 200
@@ -921,7 +966,9 @@ def test_confirm_after_the_sweeper_expired_the_upload_is_409(rgw_app, api, s3, r
     assert not exists(s3, rgw_bucket, grant["key"])
 
 
-def test_confirm_after_the_deadline_is_409_and_the_sweeper_cleans_up(rgw_app, api, s3, rgw_bucket):
+def test_confirm_after_the_deadline_is_409_and_the_sweeper_cleans_up(
+    rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes()
     grant = presign(api, data)
     assert put(grant, data).status_code == 200
@@ -937,8 +984,13 @@ def test_confirm_after_the_deadline_is_409_and_the_sweeper_cleans_up(rgw_app, ap
 
 @pytest.mark.parametrize("when", ["after-head", "after-read"])
 def test_sweeper_expiring_the_upload_while_confirm_verifies(
-    monkeypatch, rgw_app, api, s3, rgw_bucket, when
-):
+    monkeypatch: pytest.MonkeyPatch,
+    rgw_app: Flask,
+    api: FlaskClient,
+    s3: Any,
+    rgw_bucket: str,
+    when: str,
+) -> None:
     """The deadline passes and the sweeper runs while confirm is checking the object: exactly
     one of them wins, and nothing outlives the other (no record without its object)."""
     data = png_bytes()
@@ -947,7 +999,7 @@ def test_sweeper_expiring_the_upload_while_confirm_verifies(
     bucket = rgw_app.extensions["broker"].bucket
     step = {"after-head": "head", "after-read": "read_prefix"}[when]
     real = getattr(bucket, step)
-    swept: list[dict[str, Any]] = []
+    swept: list[tuple[int, int]] = []
 
     def then_sweep(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)

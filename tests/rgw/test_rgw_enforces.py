@@ -13,12 +13,16 @@ import calendar
 import hashlib
 import time
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import boto3
 import pytest
 import requests
 from botocore.config import Config
+
+if TYPE_CHECKING:
+    from tests.rgw.conftest import S3Endpoint
 
 pytestmark = pytest.mark.s3
 
@@ -29,13 +33,6 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # ---------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def s3(rgw):
-    client = rgw.client()
-    yield client
-    client.close()
-
-
 def b64_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
@@ -59,10 +56,11 @@ def signed_headers(url: str) -> list[str]:
     return query(url)["X-Amz-SignedHeaders"].split(";")
 
 
-def presign_put(s3, bucket: str, key: str, expires: int = 60, **params) -> str:
-    return s3.generate_presigned_url(
+def presign_put(s3: Any, bucket: str, key: str, expires: int = 60, **params: Any) -> str:
+    url: str = s3.generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": key, **params}, ExpiresIn=expires
     )
+    return url
 
 
 def error_code(resp: requests.Response) -> str | None:
@@ -76,7 +74,7 @@ def assert_refused(resp: requests.Response, status: int, code: str) -> None:
     assert (resp.status_code, error_code(resp)) == (status, code), resp.text[:300]
 
 
-def object_exists(s3, bucket: str, key: str) -> bool:
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:
@@ -86,7 +84,7 @@ def object_exists(s3, bucket: str, key: str) -> bool:
 
 
 # ---------------------------------------------------------------- what botocore signs
-def test_botocore_signs_exactly_the_headers_given_as_params():
+def test_botocore_signs_exactly_the_headers_given_as_params() -> None:
     # No network: signing only. This is what decides what the bucket can check.
     client = boto3.client(
         "s3",
@@ -137,7 +135,7 @@ def test_botocore_signs_exactly_the_headers_given_as_params():
 
 
 # ---------------------------------------------------------------- (a) content type
-def test_put_with_signed_content_type(s3, rgw_bucket):
+def test_put_with_signed_content_type(s3: Any, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "u/a.png", ContentType="image/png")
 
     wrong = requests.put(
@@ -157,7 +155,7 @@ def test_put_with_signed_content_type(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- (b) tampering
-def test_tampered_signature_is_refused(s3, rgw_bucket):
+def test_tampered_signature_is_refused(s3: Any, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "u/b.png", ContentType="image/png")
     sig = query(url)["X-Amz-Signature"]
     forged = with_query(url, **{"X-Amz-Signature": sig[:-1] + ("0" if sig[-1] != "0" else "1")})
@@ -176,7 +174,7 @@ def test_tampered_signature_is_refused(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- (c) expiry
-def test_expired_url_is_refused(s3, rgw_bucket):
+def test_expired_url_is_refused(s3: Any, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "u/c.png", expires=1, ContentType="image/png")
     signed_at = calendar.timegm(time.strptime(query(url)["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
     # X-Amz-Date has 1 s resolution: wait until signed_at + 1 s is surely past
@@ -187,7 +185,7 @@ def test_expired_url_is_refused(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- (d) other key
-def test_signature_does_not_carry_over_to_another_key(s3, rgw_bucket):
+def test_signature_does_not_carry_over_to_another_key(s3: Any, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "alice/d.png", ContentType="image/png")
     parts = urlsplit(url)
     other = urlunsplit(parts._replace(path=parts.path.replace("alice/d.png", "bob/d.png")))
@@ -204,7 +202,9 @@ def test_signature_does_not_carry_over_to_another_key(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- (e) private bucket
-def test_private_bucket_refuses_unsigned_requests(s3, rgw, rgw_bucket):
+def test_private_bucket_refuses_unsigned_requests(
+    s3: Any, rgw: S3Endpoint, rgw_bucket: str
+) -> None:
     s3.put_object(Bucket=rgw_bucket, Key="u/e.png", Body=PNG, ContentType="image/png")
     base = f"{rgw.endpoint_url}/{rgw_bucket}"
 
@@ -221,7 +221,7 @@ def test_private_bucket_refuses_unsigned_requests(s3, rgw, rgw_bucket):
 
 
 # ---------------------------------------------------------------- (f) signed GET
-def test_presigned_get_returns_bytes_and_signed_response_headers(s3, rgw_bucket):
+def test_presigned_get_returns_bytes_and_signed_response_headers(s3: Any, rgw_bucket: str) -> None:
     s3.put_object(
         Bucket=rgw_bucket, Key="u/f.png", Body=PNG, ContentType="application/octet-stream"
     )
@@ -257,7 +257,7 @@ def test_presigned_get_returns_bytes_and_signed_response_headers(s3, rgw_bucket)
 
 
 # ---------------------------------------------------------------- (g) Content-MD5
-def test_signed_content_md5_refuses_other_bytes(s3, rgw_bucket):
+def test_signed_content_md5_refuses_other_bytes(s3: Any, rgw_bucket: str) -> None:
     md5 = b64_md5(PNG)
     url = presign_put(
         s3, rgw_bucket, "u/g.png", ContentType="image/png", ContentLength=len(PNG), ContentMD5=md5
@@ -285,7 +285,7 @@ def test_signed_content_md5_refuses_other_bytes(s3, rgw_bucket):
     assert ok.headers["ETag"].strip('"') == hashlib.md5(PNG).hexdigest()
 
 
-def test_content_md5_is_checked_even_when_not_signed(s3, rgw_bucket):
+def test_content_md5_is_checked_even_when_not_signed(s3: Any, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "u/g2.png", ContentType="image/png")
     resp = requests.put(
         url,
@@ -298,7 +298,7 @@ def test_content_md5_is_checked_even_when_not_signed(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- (h) Content-Length
-def test_signed_content_length_refuses_other_sizes(s3, rgw_bucket):
+def test_signed_content_length_refuses_other_sizes(s3: Any, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "u/h.png", ContentType="image/png", ContentLength=len(PNG))
     headers = {"Content-Type": "image/png"}
     for body in (PNG[:-1], PNG + b"\0", PNG * 3, b""):
@@ -311,7 +311,7 @@ def test_signed_content_length_refuses_other_sizes(s3, rgw_bucket):
     assert s3.head_object(Bucket=rgw_bucket, Key="u/h.png")["ContentLength"] == len(PNG)
 
 
-def test_unsigned_content_length_lets_any_size_through(s3, rgw_bucket):
+def test_unsigned_content_length_lets_any_size_through(s3: Any, rgw_bucket: str) -> None:
     # why the broker must pass ContentLength when it signs
     url = presign_put(s3, rgw_bucket, "u/h2.png", ContentType="image/png")
     big = PNG * 64
@@ -321,7 +321,7 @@ def test_unsigned_content_length_lets_any_size_through(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- tagging
-def test_signed_tagging_header_sets_tags_and_cannot_be_changed(s3, rgw_bucket):
+def test_signed_tagging_header_sets_tags_and_cannot_be_changed(s3: Any, rgw_bucket: str) -> None:
     tags = "state=pending&owner=alice"
     url = presign_put(s3, rgw_bucket, "u/t.png", ContentType="image/png", Tagging=tags)
     assert "x-amz-tagging" in signed_headers(url)
@@ -344,7 +344,7 @@ def test_signed_tagging_header_sets_tags_and_cannot_be_changed(s3, rgw_bucket):
 
 
 # ---------------------------------------------------------------- ACLs
-def test_signed_private_acl_blocks_public_read(s3, rgw, rgw_bucket):
+def test_signed_private_acl_blocks_public_read(s3: Any, rgw: S3Endpoint, rgw_bucket: str) -> None:
     url = presign_put(s3, rgw_bucket, "u/acl.png", ContentType="image/png", ACL="private")
     assert "x-amz-acl" in signed_headers(url)
     headers = {"Content-Type": "image/png", "x-amz-acl": "private"}
@@ -370,7 +370,7 @@ def test_signed_private_acl_blocks_public_read(s3, rgw, rgw_bucket):
     assert_refused(anonymous, 403, "AccessDenied")
 
 
-def test_public_access_block_refuses_public_acls(s3, rgw, rgw_bucket):
+def test_public_access_block_refuses_public_acls(s3: Any, rgw: S3Endpoint, rgw_bucket: str) -> None:
     s3.put_public_access_block(
         Bucket=rgw_bucket,
         PublicAccessBlockConfiguration={
@@ -389,7 +389,7 @@ def test_public_access_block_refuses_public_acls(s3, rgw, rgw_bucket):
     assert not object_exists(s3, rgw_bucket, "u/pab.png")
 
 
-def test_rgw16_applies_unsigned_x_amz_headers(s3, rgw, rgw_bucket):
+def test_rgw16_applies_unsigned_x_amz_headers(s3: Any, rgw: S3Endpoint, rgw_bucket: str) -> None:
     """RGW 16 ignores x-amz-* headers that are not in X-Amz-SignedHeaders when
     checking the signature, but still applies them: a holder of a presigned PUT
     can make the object public, retag it or add metadata. (AWS refuses unsigned
@@ -421,7 +421,7 @@ def test_rgw16_applies_unsigned_x_amz_headers(s3, rgw, rgw_bucket):
 
 
 # ---------------------------------------------------------------- checksums
-def test_rgw16_ignores_x_amz_checksum_sha256(s3, rgw, rgw_bucket):
+def test_rgw16_ignores_x_amz_checksum_sha256(s3: Any, rgw: S3Endpoint, rgw_bucket: str) -> None:
     """RGW 16 accepts a signed x-amz-checksum-sha256 that does not match the
     bytes and stores nothing of it: on this server only Content-MD5 protects
     the bytes."""
@@ -443,7 +443,7 @@ def test_rgw16_ignores_x_amz_checksum_sha256(s3, rgw, rgw_bucket):
 
 # ---------------------------------------------------------------- CORS
 @pytest.fixture
-def cors_bucket(s3, rgw_bucket):
+def cors_bucket(s3: Any, rgw_bucket: str) -> str:
     s3.put_bucket_cors(
         Bucket=rgw_bucket,
         CORSConfiguration={
@@ -461,7 +461,13 @@ def cors_bucket(s3, rgw_bucket):
     return rgw_bucket
 
 
-def preflight(rgw, bucket, origin=ORIGIN, method="PUT", headers="content-type,content-md5"):
+def preflight(
+    rgw: S3Endpoint,
+    bucket: str,
+    origin: str = ORIGIN,
+    method: str = "PUT",
+    headers: str = "content-type,content-md5",
+) -> requests.Response:
     return requests.options(
         f"{rgw.endpoint_url}/{bucket}/u/cors.png",
         headers={
@@ -473,7 +479,9 @@ def preflight(rgw, bucket, origin=ORIGIN, method="PUT", headers="content-type,co
     )
 
 
-def test_cors_preflight_allows_the_configured_origin(s3, rgw, cors_bucket):
+def test_cors_preflight_allows_the_configured_origin(
+    s3: Any, rgw: S3Endpoint, cors_bucket: str
+) -> None:
     rules = s3.get_bucket_cors(Bucket=cors_bucket)["CORSRules"]
     assert rules[0]["AllowedOrigins"] == [ORIGIN]
 
@@ -497,7 +505,7 @@ def test_cors_preflight_allows_the_configured_origin(s3, rgw, cors_bucket):
     assert put.headers["Access-Control-Expose-Headers"] == "ETag"
 
 
-def test_cors_preflight_refuses_what_is_not_configured(rgw, cors_bucket):
+def test_cors_preflight_refuses_what_is_not_configured(rgw: S3Endpoint, cors_bucket: str) -> None:
     for resp in (
         preflight(rgw, cors_bucket, origin="http://evil.example"),
         preflight(rgw, cors_bucket, method="DELETE"),
@@ -507,7 +515,7 @@ def test_cors_preflight_refuses_what_is_not_configured(rgw, cors_bucket):
         assert "Access-Control-Allow-Origin" not in resp.headers
 
 
-def test_cors_is_not_access_control(s3, cors_bucket):
+def test_cors_is_not_access_control(s3: Any, cors_bucket: str) -> None:
     # a signed PUT from another origin still succeeds (a browser would just
     # hide the response): the signature, not CORS, guards the bucket
     url = presign_put(s3, cors_bucket, "u/cors2.png", ContentType="image/png")
@@ -522,7 +530,7 @@ def test_cors_is_not_access_control(s3, cors_bucket):
 
 
 # ---------------------------------------------------------------- lifecycle
-def test_lifecycle_rules_with_prefix_tag_and_abort_multipart(s3, rgw_bucket):
+def test_lifecycle_rules_with_prefix_tag_and_abort_multipart(s3: Any, rgw_bucket: str) -> None:
     rules = [
         {
             "ID": "pending-prefix",
@@ -557,7 +565,7 @@ def test_lifecycle_rules_with_prefix_tag_and_abort_multipart(s3, rgw_bucket):
     assert all(r["Status"] == "Enabled" for r in got.values())
 
 
-def test_lifecycle_rule_with_prefix_and_tags(s3, rgw_bucket):
+def test_lifecycle_rule_with_prefix_and_tags(s3: Any, rgw_bucket: str) -> None:
     rule = {
         "ID": "pending-under-u",
         "Status": "Enabled",
@@ -577,7 +585,7 @@ def test_lifecycle_rule_with_prefix_and_tags(s3, rgw_bucket):
     assert tags == [{"Key": "state", "Value": "pending"}]
 
 
-def test_unique_bucket_per_test(s3, rgw_bucket):
+def test_unique_bucket_per_test(s3: Any, rgw_bucket: str) -> None:
     assert rgw_bucket.startswith("broker-test-")
     assert s3.list_objects_v2(Bucket=rgw_bucket)["KeyCount"] == 0
     acl = s3.get_bucket_acl(Bucket=rgw_bucket)

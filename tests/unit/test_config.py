@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broker.config import ConfigError, load_settings, setting_names
+from broker.settings import (
+    ConfigError,
+    Settings,
+    declarations,
+    load_settings,
+    readme_with_tables,
+    setting_names,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 PRODUCTION = {
     "MONGODB_URI": "mongodb://db.internal:27017/broker",
@@ -65,6 +76,17 @@ def test_public_key_switches_to_rs256() -> None:
         ({"BROKER_DOWNLOAD_EXPIRES": "7200"}, "BROKER_DOWNLOAD_EXPIRES"),
         ({"BROKER_S3_ENDPOINT_URL": "minio:9000"}, "BROKER_S3_ENDPOINT_URL"),
         ({"BROKER_KINDS": " , "}, "BROKER_KINDS"),
+        ({"BROKER_S3_OBJECT_ACL": "public-read"}, "BROKER_S3_OBJECT_ACL"),
+        ({"BROKER_S3_TAGGING": "maybe"}, "BROKER_S3_TAGGING"),
+        ({"BROKER_LOG_LEVEL": "verbose"}, "BROKER_LOG_LEVEL"),
+        ({"BROKER_LOG_FORMAT": "xml"}, "BROKER_LOG_FORMAT"),
+        ({"BROKER_CONFIRM_GRACE": "-1"}, "BROKER_CONFIRM_GRACE"),
+        ({"BROKER_LOOKUP_CACHE_TTL": "-1"}, "BROKER_LOOKUP_CACHE_TTL"),
+        ({"BROKER_QUOTA_MAX_BYTES": "-1"}, "BROKER_QUOTA_MAX_BYTES"),
+        ({"BROKER_RATE_LIMIT_SIGN": "lots"}, "BROKER_RATE_LIMIT_SIGN"),
+        ({"BROKER_DOWNLOAD_MAX_EXPIRES": "604801"}, "BROKER_DOWNLOAD_MAX_EXPIRES"),
+        ({"BROKER_JWT_MAX_TTL": "0"}, "BROKER_JWT_MAX_TTL"),
+        ({"BROKER_MIN_WIDTH": "30000"}, "minimum dimensions"),
     ],
 )
 def test_invalid_settings_are_refused_with_the_variable_named(
@@ -80,8 +102,26 @@ def test_demo_and_test_modes_run_without_a_secret() -> None:
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     missing = [name for name in setting_names() if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_the_readme_tables_are_the_declarations() -> None:
+    readme = README.read_text(encoding="utf-8")
+    # On failure: `make settings-table` rewrites the README's tables from broker/settings.py.
+    assert readme_with_tables(readme) == readme
+
+
+def test_a_changed_declaration_fails_the_readme_check() -> None:
+    readme = README.read_text(encoding="utf-8")
+    stale = readme.replace("| `BROKER_S3_BUCKET` | `images` |", "| `BROKER_S3_BUCKET` | `pics` |")
+    assert stale != readme
+    assert readme_with_tables(stale) == readme
+
+
+def test_every_field_is_declared_once_and_its_default_is_valid() -> None:
+    assert [name for name, _, _ in declarations()] == [f.name for f in fields(Settings)]
+    assert len(set(setting_names())) == len(setting_names())
+    defaults = {declared.env: declared.default for _, declared, _ in declarations()}
+    assert load_settings({**defaults, **PRODUCTION}) == load_settings(PRODUCTION)

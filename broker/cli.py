@@ -41,6 +41,11 @@ def register(app: Flask) -> None:
     )
     def create_token_command(user: str, admin: bool, ttl: int) -> None:
         """Print a signed JWT for USER (needs the secret, or the private key with RS256)."""
+        max_ttl = _broker().settings.jwt_max_ttl
+        if ttl > max_ttl:
+            raise click.ClickException(
+                f"--ttl {ttl} exceeds BROKER_JWT_MAX_TTL ({max_ttl}): the broker would refuse it"
+            )
         try:
             token = create_token(user, admin=admin, ttl=timedelta(seconds=ttl))
         except (RuntimeError, TypeError, ValueError) as e:

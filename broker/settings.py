@@ -238,7 +238,8 @@ class Settings:
     jwt_max_ttl: int = setting(
         "BROKER_JWT_MAX_TTL",
         "604800",
-        "tokens whose `exp - iat` exceeds this many seconds are refused (401)",
+        "tokens whose `exp - iat` exceeds this many seconds are refused (401); a token without"
+        " `iat` is judged by `exp - now`",
         positive,
     )
     s3_bucket: str = setting("BROKER_S3_BUCKET", "images", "bucket name")

@@ -270,6 +270,68 @@ def test_a_token_without_exp_is_401(flow: Flow) -> None:
     assert_envelope(response, 401, "unauthorized")
 
 
+# ---- kind and lifetime -------------------------------------------------------------------------
+
+WEEK = 7 * 24 * HOUR
+
+NOT_ACCESS_TOKENS = {
+    "flask-jwt-extended refresh": {"type": "refresh"},
+    "other type": {"type": "id"},
+    "type as list": {"type": ["access"]},
+    "keycloak refresh": {"typ": "Refresh"},
+    "keycloak offline": {"typ": "Offline"},
+}
+
+
+@pytest.mark.parametrize("extra", NOT_ACCESS_TOKENS.values(), ids=list(NOT_ACCESS_TOKENS))
+def test_refresh_and_other_non_access_tokens_are_401(flow: Flow, extra: dict[str, Any]) -> None:
+    token = hs_token(claims(**extra))
+    assert_unauthorized(flow, bearer(token), token)
+
+
+@pytest.mark.parametrize("extra", [{"type": "access"}, {"typ": "Bearer"}], ids=["type", "typ"])
+def test_tokens_that_say_they_are_access_tokens_work(flow: Flow, extra: dict[str, Any]) -> None:
+    response = flow.client.get("/images", headers=bearer(hs_token(claims(**extra))))
+    assert response.status_code == 200
+
+
+TOO_LONG_LIVED = {
+    "exp in year 9999": {"exp": 253402300799},
+    "issued for a week and a second": {"iat": NOW - 10, "exp": NOW - 10 + WEEK + 1},
+    "issued long ago, still valid": {"iat": NOW - 30 * 24 * HOUR, "exp": NOW + HOUR},
+    "no iat, a week and an hour left": {"iat": None, "exp": NOW + WEEK + HOUR},
+    "iat as numeric string": {"iat": str(NOW - 10), "exp": NOW + 2 * WEEK},
+    "exp as numeric string": {"exp": str(NOW + 2 * WEEK)},
+}
+
+
+@pytest.mark.parametrize("extra", TOO_LONG_LIVED.values(), ids=list(TOO_LONG_LIVED))
+def test_tokens_living_longer_than_the_maximum_are_401(flow: Flow, extra: dict[str, Any]) -> None:
+    payload = {**claims(), **extra}
+    payload = {name: value for name, value in payload.items() if value is not None}
+    token = hs_token(payload)
+    assert_unauthorized(flow, bearer(token), token)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"iat": NOW - 10, "exp": NOW - 10 + WEEK}, {"iat": None, "exp": NOW + WEEK - 60}],
+    ids=["exactly a week", "no iat, under a week left"],
+)
+def test_tokens_within_the_maximum_lifetime_work(flow: Flow, extra: dict[str, Any]) -> None:
+    payload = {name: value for name, value in {**claims(), **extra}.items() if value is not None}
+    response = flow.client.get("/images", headers=bearer(hs_token(payload)))
+    assert response.status_code == 200
+
+
+def test_the_maximum_lifetime_is_configurable(make_flow: Callable[..., Flow]) -> None:
+    flow = make_flow(BROKER_JWT_MAX_TTL="600")
+    hour = hs_token(claims())
+    assert_unauthorized(flow, bearer(hour), hour)
+    minutes = hs_token(claims(exp=NOW - 10 + 600))
+    assert flow.client.get("/images", headers=bearer(minutes)).status_code == 200
+
+
 # ---- subject and roles -------------------------------------------------------------------------
 
 BAD_SUBJECTS = {
@@ -283,6 +345,14 @@ BAD_SUBJECTS = {
     "list": ["alice"],
     "object": {"id": "alice"},
     "null": "__null__",
+    # Control, format (bidi, zero-width) and separator characters spoof names where a
+    # subject is shown (the admin UI, logs): refused.
+    "nul inside": "ali\x00ce",
+    "newline": "alice\nbob",
+    "rtl override": "\u202ealice",
+    "zero-width joiner": "ali\u200dce",
+    "line separator": "alice\u2028bob",
+    "delete": "alice\x7f",
 }
 
 
@@ -336,9 +406,6 @@ UNUSUAL_SUBJECTS = {
     "looks hashed": "u.0123456789abcdef0123456789abcdef",
     "email": "alice@example.test",
     "url": "https://idp.test/users/42",
-    "nul inside": "ali\x00ce",
-    "newline": "alice\nbob",
-    "rtl override": "\u202ealice",
     "emoji": "\U0001f600",
     "dots": "..",
     "leading space": " alice",

@@ -137,10 +137,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "/metrics",
         "get",
-        "Prometheus metrics (text exposition format)",
+        "Prometheus metrics (text exposition format); 404 without the metrics token",
         None,
         public=True,
-        errors=(401,),
+        errors=(404,),
     ),
 )
 

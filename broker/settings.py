@@ -450,7 +450,10 @@ class Settings:
         parse=_upper,
     )
     metrics_token: str | None = setting(
-        "BROKER_METRICS_TOKEN", "", "when set, `GET /metrics` needs `Authorization: Bearer <it>`"
+        "BROKER_METRICS_TOKEN",
+        "",
+        "when set, `GET /metrics` answers only `Authorization: Bearer <it>`; unset, only in demo"
+        " and test modes (404 otherwise)",
     )
 
     @property

@@ -144,6 +144,11 @@ class ObjectHead:
     size: int
     content_type: str | None
     etag: str | None
+    # Headers a PUT can store without the URL signing them (S3 keeps any Content-Encoding,
+    # Cache-Control, ... a client adds, and RGW 16 also applies unsigned x-amz-* headers).
+    # The broker signs none of them, so any value here was chosen by the uploader.
+    stored_headers: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 # Objects carry this tag so a bucket lifecycle rule can expire what was never confirmed, even if
@@ -317,6 +322,18 @@ def signing_window(now: datetime, window: int, lifetime: int, cap: int) -> tuple
     return start, window + lifetime
 
 
+def download_cache_control(valid_for: int) -> str:
+    """The Cache-Control a signed GET pins, whatever the stored object carries.
+
+    ``private``: the response is one viewer's grant, so no shared cache may serve it past the
+    URL's expiry or the image's deletion. ``max-age`` of the URL's own lifetime: the browser
+    keeps the bytes as long as the URL was granted for (one window's URL is reused, so pages
+    re-render from cache). ``immutable``: a key's bytes never change (write-once URLs, keys never
+    reused), so a reload need not revalidate.
+    """
+    return f"private, max-age={valid_for}, immutable"
+
+
 def md5_from_etag(etag: str | None) -> str | None:
     """The base64 MD5 a plain single-part ETag stands for, or None when it is not an MD5."""
     if not etag:
@@ -342,6 +359,15 @@ def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
     stored_md5 = md5_from_etag(head.etag)
     if pending.content_md5 and stored_md5 and stored_md5 != pending.content_md5:
         raise UploadInvalid("content_md5: the object's checksum differs from the declared one")
+    metadata = [f"x-amz-meta-{name[:64]}" for name in sorted(head.metadata)]
+    unsigned = sorted(head.stored_headers) + metadata
+    if unsigned:
+        # Served back on every GET (a Content-Encoding breaks display, a Cache-Control outlives
+        # the URL, a redirect sends readers elsewhere): only what the broker signed may shape it.
+        raise UploadInvalid(
+            "the object was stored with headers the upload URL did not sign: "
+            + ", ".join(unsigned[:10])
+        )
 
 
 # Magic numbers for every known type (offset, bytes). WebP is RIFF....WEBP.

@@ -431,6 +431,7 @@ def sign_download(
         expires_in=valid_for,
         content_type=target.content_type,
         disposition=domain.content_disposition(disposition, target.filename),
+        cache_control=domain.download_cache_control(valid_for),
         now=signed_at,
     )
     _GET_SIGNATURES.inc()

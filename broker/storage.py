@@ -135,6 +135,18 @@ def boto3_call(
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
+# Header a client can store on an object without the URL signing it -> the HEAD response
+# fields that carry it (botocore parses Expires; the raw value is in ExpiresString).
+_STORED_HEADERS: Final = {
+    "Content-Encoding": ("ContentEncoding",),
+    "Cache-Control": ("CacheControl",),
+    "Content-Disposition": ("ContentDisposition",),
+    "Content-Language": ("ContentLanguage",),
+    "Expires": ("ExpiresString", "Expires"),
+    "x-amz-website-redirect-location": ("WebsiteRedirectLocation",),
+}
+
+
 class Presigner(Protocol):
     """Anything that presigns an S3 request for a bucket and key."""
 
@@ -288,10 +300,15 @@ class Bucket:
         expires_in: int,
         content_type: str,
         disposition: str,
+        cache_control: str,
         now: datetime | None = None,
     ) -> str:
-        """A GET URL whose response headers are fixed by the signature (type, disposition)."""
-        query = {"response-content-type": content_type, "response-content-disposition": disposition}
+        """A GET URL whose response type, disposition and caching are fixed by the signature."""
+        query = {
+            "response-cache-control": cache_control,
+            "response-content-type": content_type,
+            "response-content-disposition": disposition,
+        }
         return self._sign("GET", key, expires_in=expires_in, query=query, now=now)
 
     def _sign(self, method: str, key: str, **kwargs: Any) -> str:
@@ -301,16 +318,23 @@ class Bucket:
             raise _unavailable(e, "sign") from e
 
     def head(self, key: str) -> ObjectHead | None:
-        """The object's size, type and ETag, or None when it does not exist."""
+        """The object's size, type, ETag and stored headers, or None when it does not exist."""
         try:
             with _translated("head"):
                 response = self.client.head_object(Bucket=self.name, Key=key)
         except StorageNotFound:
             return None
+        stored = {}
+        for header, fields in _STORED_HEADERS.items():
+            value = next((response[f] for f in fields if response.get(f) not in (None, "")), None)
+            if value is not None:
+                stored[header] = str(value)
         return ObjectHead(
             size=int(response["ContentLength"]),
             content_type=response.get("ContentType"),
             etag=response.get("ETag"),
+            stored_headers=stored,
+            metadata=dict(response.get("Metadata") or {}),
         )
 
     def read_prefix(self, key: str, length: int) -> bytes:

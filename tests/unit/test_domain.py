@@ -252,3 +252,27 @@ class TestSigningWindow:
     def test_window_zero_signs_now(self) -> None:
         now = self.at("2026-01-01T10:00:05.123")
         assert domain.signing_window(now, 0, 300, 3600) == (self.at("2026-01-01T10:00:05"), 300)
+
+
+class TestStoredHeaders:
+    def test_headers_the_broker_did_not_sign_are_refused_by_name(self) -> None:
+        head = ObjectHead(
+            100,
+            "image/png",
+            None,
+            stored_headers={"Content-Encoding": "gzip", "Cache-Control": "public"},
+            metadata={"note": "x", "b" * 200: "y"},
+        )
+        with pytest.raises(UploadInvalid) as refused:
+            domain.check_object_head(pending(), head)
+        message = refused.value.message
+        for name in ("Cache-Control", "Content-Encoding", "x-amz-meta-note"):
+            assert name in message
+        assert "b" * 65 not in message  # a hostile metadata name is cut short
+
+    def test_an_object_carrying_only_what_was_signed_passes(self) -> None:
+        domain.check_object_head(pending(), ObjectHead(100, "image/png", None, {}, {}))
+
+    def test_signed_gets_pin_a_private_cache_control_of_their_lifetime(self) -> None:
+        assert domain.download_cache_control(900) == "private, max-age=900, immutable"
+

@@ -139,6 +139,13 @@ def presign_upload(
     broker: Broker, principal: Principal, request: dict[str, Any]
 ) -> PresignedUpload:
     """Check the declaration, choose the key, record the pending upload, sign the PUT."""
+    if broker.settings.require_checksum and not (
+        request.get("content_md5") or request.get("checksum_sha256")
+    ):
+        # Without one the bucket cannot tell the declared bytes from any others of the length.
+        raise domain.field_error(
+            "content_md5", "required (the base64 MD5 of the bytes), or checksum_sha256"
+        )
     content_type = domain.normalise_type(request["filetype"])
     kind = request.get("kind") or client_config(broker)["default_kind"]
     domain.check_declared_upload(broker.policy, content_type, request["size"], kind)

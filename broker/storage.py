@@ -43,6 +43,7 @@ _PUT_OBJECT_HEADERS: Final = {
     "x-amz-checksum-sha256": ("ChecksumSHA256", False),
     "x-amz-tagging": ("Tagging", False),
     "x-amz-acl": ("ACL", False),
+    "if-none-match": ("IfNoneMatch", False),
 }
 _UPLOAD_PART_HEADERS: Final = {
     "content-length": ("ContentLength", True),
@@ -278,7 +279,13 @@ class Bucket:
         acl: str | None,
         expires_in: int,
     ) -> SignedRequest:
-        """A PUT URL whose signature pins type, length, checksums, tags and the object's ACL."""
+        """A write-once PUT URL whose signature pins type, length, checksums, tags and the ACL.
+
+        ``If-None-Match: *`` is signed too: the bucket refuses (412) a PUT under a key that
+        already holds an object, so no replay of the URL can replace or re-tag what confirm
+        verified. RGW 16 checks it when the write completes, so even two PUTs racing each
+        other store one object.
+        """
         signed = {"Content-Type": content_type, "Content-Length": str(size)}
         if content_md5:
             signed["Content-MD5"] = content_md5
@@ -288,6 +295,7 @@ class Bucket:
             signed["x-amz-tagging"] = tagging
         if acl:
             signed["x-amz-acl"] = acl
+        signed["If-None-Match"] = "*"
         url = self._sign("PUT", key, expires_in=expires_in, headers=signed)
         # Browsers refuse to set Content-Length themselves and always send the body's length.
         client_headers = {name: value for name, value in signed.items() if name != "Content-Length"}

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
 from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import JWT_SECRET, auth, png_bytes
+from tests.helpers import JWT_SECRET, auth, md5_b64, png_bytes
 
 
 def run(app: Flask, *args: str) -> Any:
@@ -63,7 +63,12 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
     data = png_bytes()
     presigned = client.post(
         "/images/presign-upload",
-        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+        json={
+            "filename": "a.png",
+            "filetype": "image/png",
+            "size": len(data),
+            "content_md5": md5_b64(data),
+        },
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
@@ -186,7 +191,12 @@ def _overdue_upload(app: Flask) -> dict[str, Any]:
     data = png_bytes()
     presigned: dict[str, Any] = client.post(
         "/images/presign-upload",
-        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+        json={
+            "filename": "a.png",
+            "filetype": "image/png",
+            "size": len(data),
+            "content_md5": md5_b64(data),
+        },
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
@@ -234,7 +244,12 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
     client = app.test_client()
     presigned = client.post(
         "/images/presign-upload",
-        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+        json={
+            "filename": "a.png",
+            "filetype": "image/png",
+            "size": len(data),
+            "content_md5": md5_b64(data),
+        },
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)

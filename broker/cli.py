@@ -17,6 +17,7 @@ from broker.bucket_policy import (
     PolicyError,
     apply_bucket_cors,
     apply_bucket_lifecycle,
+    setup_bucket,
 )
 from broker.service import Broker
 
@@ -61,14 +62,33 @@ def register(app: Flask) -> None:
         for name in _broker().db.ensure_indexes():
             click.echo(name)
 
-    @app.cli.command("apply-cors")
-    @click.option(
+    cors_file = click.option(
         "--file",
         "path",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=DEFAULT_CORS_FILE,
         show_default=True,
+        help="The bucket CORS template.",
     )
+
+    @app.cli.command("setup-bucket")
+    @cors_file
+    def setup_bucket_command(path: Path) -> None:
+        """Apply everything the bucket must hold: CORS, lifecycle, copy-refusing policy, no
+        public access (idempotent; prints what it changed)."""
+        try:
+            steps = setup_bucket(_broker(), path)
+        except PolicyError as e:
+            raise click.ClickException(str(e)) from e
+        for step in steps:
+            click.echo(f"{step.name}: {step.outcome}")
+        failed = [step.name for step in steps if step.outcome.startswith("failed")]
+        if failed:
+            raise click.ClickException(f"could not apply: {', '.join(failed)} (see the log)")
+
+    # The single-purpose commands setup-bucket runs, kept for scripts that call them.
+    @app.cli.command("apply-cors")
+    @cors_file
     def apply_cors_command(path: Path) -> None:
         """Apply the bucket CORS rules with the configured origins (BROKER_CORS_ORIGINS)."""
         try:

@@ -7,6 +7,7 @@ Every botocore failure is translated into the broker's own errors here (``raise 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -214,6 +215,19 @@ class Boto3Presigner:
         return url
 
 
+# Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not sign; with
+# IgnorePublicAcls a "public-read" smuggled into a presigned PUT grants nothing. BlockPublicAcls
+# stays off: RGW 16 then refuses every PutObject, even private ones, and ignoring public ACLs
+# already keeps every object private. BlockPublicPolicy refuses policies that *grant* public
+# access; the broker's own policy only denies, which it leaves alone.
+PUBLIC_ACCESS_BLOCK: Final = {
+    "BlockPublicAcls": False,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
 def _client_config(settings: Settings) -> botocore.config.Config:
     return botocore.config.Config(
         signature_version="s3v4",
@@ -412,20 +426,38 @@ class Bucket:
 
     def block_public_access(self) -> None:
         """Make public ACLs and policies ineffective on the bucket, whatever a PUT asks for."""
-        # Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not
-        # sign; with IgnorePublicAcls a "public-read" smuggled into a presigned PUT grants
-        # nothing. BlockPublicAcls stays off: RGW 16 then refuses every PutObject, even private
-        # ones, and ignoring public ACLs already keeps every object private.
         with _translated("put public access block"):
             self.client.put_public_access_block(
-                Bucket=self.name,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": False,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
+                Bucket=self.name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
             )
+
+    def get_public_access_block(self) -> dict[str, bool]:
+        """The bucket's public-access block (empty when none is set)."""
+        try:
+            with _translated("get public access block"):
+                response = self.client.get_public_access_block(Bucket=self.name)
+        except StorageNotFound:
+            return {}
+        block: dict[str, bool] = response.get("PublicAccessBlockConfiguration", {})
+        return block
+
+    def get_policy(self) -> dict[str, Any] | None:
+        """The bucket policy as a JSON object, or None when the bucket has none."""
+        try:
+            with _translated("get bucket policy"):
+                response = self.client.get_bucket_policy(Bucket=self.name)
+        except StorageNotFound:
+            return None
+        try:
+            policy: dict[str, Any] = json.loads(response["Policy"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return policy
+
+    def put_policy(self, policy: Mapping[str, Any]) -> None:
+        """Replace the bucket policy."""
+        with _translated("put bucket policy"):
+            self.client.put_bucket_policy(Bucket=self.name, Policy=json.dumps(policy))
 
     def get_cors(self) -> list[dict[str, Any]]:
         """The bucket's CORS rules (empty when none are set)."""

@@ -268,3 +268,37 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
     assert response.status_code == 409
     assert response.json["error"]["code"] == "conflict"
     assert broker.db.images.collection.count_documents({}) == 0
+
+
+def test_setup_bucket_applies_everything_idempotently(make_app: Any) -> None:
+    app = make_app(BROKER_CORS_ORIGINS="https://a.example")
+    first = run(app, "setup-bucket").output.splitlines()
+    assert first == [
+        "cors: applied",
+        "lifecycle: applied",
+        "copy-refusing policy: applied",
+        "public-access block: applied",
+    ]
+    again = run(app, "setup-bucket").output.splitlines()
+    assert again == [line.replace("applied", "already in place") for line in first]
+    bucket = app.extensions["broker"].bucket
+    (statement,) = bucket.get_policy()["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "s3:PutObject"
+    assert statement["Condition"] == {"StringLike": {"s3:x-amz-copy-source": "*"}}
+    assert bucket.get_cors()[0]["AllowedOrigins"] == ["https://a.example"]
+    assert bucket.get_public_access_block()["BlockPublicPolicy"] is True
+
+
+def test_setup_bucket_says_what_failed(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app()
+    client = app.extensions["broker"].bucket.client
+
+    def refused(**kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://s3.internal")
+
+    monkeypatch.setattr(client, "put_bucket_policy", refused)
+    result = app.test_cli_runner().invoke(args=["setup-bucket"])
+    assert result.exit_code != 0
+    assert "copy-refusing policy: failed" in result.output
+    assert "public-access block: applied" in result.output  # the others still ran
+    assert "s3.internal" not in result.output

@@ -110,14 +110,16 @@ def register(app: Flask) -> None:
 
     @app.cli.command("recount-quotas")
     def recount_quotas_command() -> None:
-        """Rebuild every user's quota usage from the recorded images (after a crash or restore)."""
+        """Rebuild every user's quota usage from the images and pending uploads (after a crash
+        or restore)."""
         broker = _broker()
-        owners = broker.db.quotas.recount(broker.db.images.collection)
+        owners = broker.db.quotas.recount(broker.db.images.collection, broker.db.uploads.collection)
         click.echo(f"{owners} owner(s) recounted")
 
     @app.cli.command("sweep")
     def sweep_command() -> None:
-        """Delete abandoned uploads and finish interrupted deletes (cron-safe, multi-host-safe)."""
+        """Delete abandoned uploads, clean the keys of ended ones, finish interrupted deletes
+        (cron-safe, multi-host-safe)."""
         report = service.sweep(_broker())
         click.echo(json.dumps(asdict(report)))
         if report.failed:

@@ -91,6 +91,9 @@ class PendingUpload:
     created_at: datetime
     expires_at: datetime
     confirm_by: datetime
+    # Whether the upload holds a reservation of its owner's quota (taken at presign). Records
+    # from before presign reserved hold none; confirm reserves for them.
+    quota_held: bool = False
 
 
 @dataclass
@@ -172,6 +175,10 @@ REJECTED = "rejected"
 EXPIRING = "expiring"
 EXPIRED = "expired"
 ABORTED = "aborted"
+# States in which an upload is over. Its PUT URL may still be replayed until it expires (after
+# a reject or a delete it can store an object again), so the sweeper cleans its key once the
+# URL is dead, unless a live image stands there.
+ENDED = (CONFIRMED, REJECTED, EXPIRED, ABORTED)
 
 
 def user_segment(sub: str) -> str:

@@ -77,6 +77,7 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
         "expired_uploads": 0,
         "finished_deletes": 0,
         "failed": 0,
+        "cleaned_uploads": 0,
     }
     assert broker.bucket.head(presigned["key"]) is not None
     broker.db.uploads.collection.update_one(
@@ -87,6 +88,7 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
         "expired_uploads": 1,
         "finished_deletes": 0,
         "failed": 0,
+        "cleaned_uploads": 0,
     }
     assert broker.bucket.head(presigned["key"]) is None
     confirm = client.post("/images", json={"key": presigned["key"]}, headers=auth())
@@ -104,6 +106,7 @@ def test_sweep_finishes_interrupted_deletes(app: Flask, upload: Uploader) -> Non
         "expired_uploads": 0,
         "finished_deletes": 1,
         "failed": 0,
+        "cleaned_uploads": 0,
     }
     assert broker.bucket.head(image["key"]) is None
     assert broker.db.images.collection.count_documents({}) == 0
@@ -302,3 +305,43 @@ def test_setup_bucket_says_what_failed(make_app: Any, monkeypatch: pytest.Monkey
     assert "copy-refusing policy: failed" in result.output
     assert "public-access block: applied" in result.output  # the others still ran
     assert "s3.internal" not in result.output
+
+
+def test_sweep_cleans_the_keys_of_ended_uploads_once_their_urls_died(
+    app: Flask, upload: Uploader
+) -> None:
+    client = app.test_client()
+    broker = app.extensions["broker"]
+    live = upload().image
+    deleted = upload(data=png_bytes(5, 5))
+    assert client.delete(f"/images/{deleted.image['id']}", headers=auth()).status_code == 204
+    html = b"<html><script>alert(1)</script></html>"
+    rejected = client.post(
+        "/images/presign-upload",
+        json={
+            "filename": "a.png",
+            "filetype": "image/png",
+            "size": len(html),
+            "content_md5": md5_b64(html),
+        },
+        headers=auth(),
+    ).json
+    put_to_bucket(rejected, html)
+    assert client.post("/images", json={"key": rejected["key"]}, headers=auth()).status_code == 422
+    # The URLs still live: a replay stores an object nobody verified or recorded.
+    put_to_bucket(deleted.presign, deleted.data)
+    put_to_bucket(rejected, html)
+    assert broker.bucket.head(deleted.image["key"]) is not None
+    assert broker.bucket.head(rejected["key"]) is not None
+
+    uploads = broker.db.uploads.collection
+    assert json.loads(run(app, "sweep").output)["cleaned_uploads"] == 0  # URLs alive
+    uploads.update_many({}, {"$set": {"sweep_after": datetime.now(UTC) - timedelta(seconds=1)}})
+    assert json.loads(run(app, "sweep").output)["cleaned_uploads"] == 3
+    assert broker.bucket.head(deleted.image["key"]) is None
+    assert broker.bucket.head(rejected["key"]) is None
+    assert broker.bucket.head(live["key"]) is not None  # a live image is never touched
+    # Cleaned once: the records may now be purged, and the next sweep has nothing to do.
+    assert uploads.count_documents({"sweep_after": {"$exists": True}}) == 0
+    assert uploads.count_documents({"purge_at": {"$exists": True}}) == 3
+    assert json.loads(run(app, "sweep").output)["cleaned_uploads"] == 0

@@ -120,7 +120,9 @@ def register(app: Flask) -> None:
     def sweep_command() -> None:
         """Delete abandoned uploads, clean the keys of ended ones, finish interrupted deletes
         (cron-safe, multi-host-safe)."""
-        report = service.sweep(_broker())
+        broker = _broker()
+        broker.db.indexes.ensure()
+        report = service.sweep(broker)
         click.echo(json.dumps(asdict(report)))
         if report.failed:
             # Cron sees the failure; the items stay claimed and a later sweep retries them.

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -589,6 +590,49 @@ class QuotaRepository:
 
 
 @_reports_unavailable
+class IndexBootstrap:
+    """Creates the indexes once per process, on first use, so no deployment depends on an
+    operator running ``flask ensure-indexes`` before the first request.
+
+    Creating an index that exists is a no-op, and MongoDB lets several clients create the same
+    one at once, so every worker of every instance may do this as it starts serving. Requests
+    wait for the one attempt in flight (the unique indexes must exist before two confirms of one
+    key can race). If MongoDB is unreachable the attempt fails like any query (503) and the next
+    request retries; any other refusal (an index of the same name with other options) is logged
+    and serving goes on: ``flask ensure-indexes`` then shows the error to fix.
+    """
+
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
+        self._database = database
+        self._done = False
+        self._lock = threading.Lock()
+
+    @property
+    def done(self) -> bool:
+        """Whether the indexes were created (or creating them was given up on)."""
+        return self._done
+
+    def mark_done(self) -> None:
+        """Record that the indexes exist (created by ``ensure_indexes``)."""
+        self._done = True
+
+    def ensure(self) -> None:
+        """Create the indexes unless done; raise Unavailable if MongoDB cannot be reached."""
+        if self._done:
+            return
+        with self._lock:
+            if self._done:
+                return
+            try:
+                create_indexes(self._database)
+            except ConnectionFailure:
+                raise
+            except PyMongoError as e:
+                log.error("cannot create the MongoDB indexes (run flask ensure-indexes): %s", e)
+            self._done = True
+
+
+@_reports_unavailable
 @dataclass(frozen=True)
 class Repositories:
     """The MongoDB client and the repositories built on it."""
@@ -598,6 +642,7 @@ class Repositories:
     images: ImageRepository
     uploads: UploadRepository
     quotas: QuotaRepository
+    indexes: IndexBootstrap
 
     def ping(self) -> None:
         """Raise Unavailable unless the server answers (any refusal, auth included, counts)."""
@@ -606,10 +651,17 @@ class Repositories:
 
     def ensure_indexes(self) -> list[str]:
         """Create every index (idempotent); return their names."""
-        names = []
-        for collection, keys, options in _index_specs():
-            names.append(self.database[collection].create_index(keys, **options))
+        names = create_indexes(self.database)
+        self.indexes.mark_done()
         return names
+
+
+def create_indexes(database: Database[dict[str, Any]]) -> list[str]:
+    """Create every index the queries rely on (idempotent); return their names."""
+    names = []
+    for collection, keys, options in _index_specs():
+        names.append(database[collection].create_index(keys, **options))
+    return names
 
 
 def connect(settings: Settings) -> Repositories:
@@ -635,6 +687,7 @@ def connect(settings: Settings) -> Repositories:
         images=ImageRepository(database["images"]),
         uploads=UploadRepository(database["uploads"]),
         quotas=QuotaRepository(database["quotas"]),
+        indexes=IndexBootstrap(database),
     )
 
 

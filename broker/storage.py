@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -381,10 +383,32 @@ class Bucket:
             return
 
     def tag(self, key: str, tags: Mapping[str, str]) -> None:
-        """Replace the object's tags."""
+        """Replace the object's tags, riding out another writer tagging it at the same moment.
+
+        RGW answers 409 OperationAborted to simultaneous tagging of one object (concurrent
+        confirms of one key all tag it), which botocore does not retry. Such a refusal is
+        retried a few times with a short jittered backoff, and is success at once when the
+        object already carries exactly these tags (the other writer set them).
+        """
         tag_set = [{"Key": name, "Value": value} for name, value in tags.items()]
-        with _translated("tag"):
-            self.client.put_object_tagging(Bucket=self.name, Key=key, Tagging={"TagSet": tag_set})
+        for attempt in range(TAG_ATTEMPTS):
+            try:
+                with _translated("tag", transient=_TAG_CONFLICTS):
+                    self.client.put_object_tagging(
+                        Bucket=self.name, Key=key, Tagging={"TagSet": tag_set}
+                    )
+                return
+            except _Transient:
+                if self._tags(key) == dict(tags):
+                    return
+                if attempt + 1 == TAG_ATTEMPTS:
+                    raise _unavailable(RuntimeError("tagging kept conflicting"), "tag") from None
+                time.sleep(TAG_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
+
+    def _tags(self, key: str) -> dict[str, str]:
+        with _translated("get tags"):
+            response = self.client.get_object_tagging(Bucket=self.name, Key=key)
+        return {tag["Key"]: tag["Value"] for tag in response.get("TagSet", [])}
 
     def ping(self) -> None:
         """Raise Unavailable unless the bucket answers."""
@@ -491,9 +515,20 @@ def _unavailable(error: Exception, operation: str) -> Unavailable:
     return Unavailable("the storage is unavailable, retry later")
 
 
+# Tagging refused because another request tags the same object (RGW: 409 OperationAborted;
+# AWS documents ConcurrentModification and OperationAborted), or throttled.
+_TAG_CONFLICTS: Final = frozenset({"OperationAborted", "ConcurrentModification", "SlowDown"})
+TAG_ATTEMPTS = 6
+TAG_BACKOFF_SECONDS = 0.05
+
+
+class _Transient(Exception):
+    """S3 refused a call because of a concurrent one; the caller may retry it."""
+
+
 @contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """Turn botocore failures into StorageNotFound or Unavailable."""
+def _translated(operation: str, transient: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Turn botocore failures into StorageNotFound, Unavailable, or _Transient (codes given)."""
     try:
         yield
     except ClientError as e:
@@ -501,6 +536,9 @@ def _translated(operation: str) -> Iterator[None]:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _NOT_FOUND_CODES or status == 404:
             raise StorageNotFound(operation) from e
+        if code in transient:
+            log.info("S3 %s refused for now (%s), retrying", operation, code)
+            raise _Transient(code) from e
         raise _unavailable(e, operation) from e
     except BotoCoreError as e:
         raise _unavailable(e, operation) from e

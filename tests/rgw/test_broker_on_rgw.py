@@ -47,43 +47,6 @@ OTHER_ORIGIN = "http://evil.example"
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
-# ---------------------------------------------------------------- fixtures
-@pytest.fixture
-def signer() -> str:
-    """The broker's signer; tests parametrize it over both with ``both_signers``."""
-    return "fast"
-
-
-@pytest.fixture
-def make_rgw_app(
-    make_app: Callable[..., Flask], rgw: S3Endpoint, rgw_bucket: str
-) -> Callable[..., Flask]:
-    """Build broker apps pointed at the gateway and this test's fresh bucket."""
-
-    def build(**overrides: Any) -> Flask:
-        return make_app(
-            BROKER_S3_ENDPOINT_URL=rgw.endpoint_url,
-            BROKER_S3_REGION=rgw.region,
-            BROKER_S3_BUCKET=rgw_bucket,
-            AWS_ACCESS_KEY_ID=rgw.access_key,
-            AWS_SECRET_ACCESS_KEY=rgw.secret_key,
-            **overrides,
-        )
-
-    return build
-
-
-@pytest.fixture
-def rgw_app(make_rgw_app: Callable[..., Flask], signer: str) -> Flask:
-    """A broker app on the gateway, signing with ``signer``."""
-    return make_rgw_app(BROKER_SIGNER=signer)
-
-
-@pytest.fixture
-def api(rgw_app: Flask) -> FlaskClient:
-    return rgw_app.test_client()
-
-
 # ---------------------------------------------------------------- helpers
 def presign(
     client: FlaskClient,

@@ -286,13 +286,13 @@ class Settings:
     pending_object_days: int = setting(
         "BROKER_PENDING_OBJECT_DAYS",
         "2",
-        "`apply-lifecycle`: the bucket expires objects still tagged pending after this many days",
+        "`setup-bucket`: the bucket expires objects still tagged pending after this many days",
         positive,
     )
     multipart_abort_days: int = setting(
         "BROKER_MULTIPART_ABORT_DAYS",
         "1",
-        "`apply-lifecycle`: the bucket aborts unfinished multipart uploads after this many days",
+        "`setup-bucket`: the bucket aborts unfinished multipart uploads after this many days",
         positive,
     )
     # Unset: boto3's usual chain (profile, container or instance role) finds credentials.
@@ -326,7 +326,8 @@ class Settings:
     require_checksum: bool = setting(
         "BROKER_REQUIRE_CHECKSUM",
         "true",
-        "presign needs `content_md5` or `checksum_sha256`; `false` relaxes this for legacy clients",
+        "presign needs `content_md5` or `checksum_sha256`; `false` relaxes this for legacy clients"
+        " (every PUT URL still writes once, confirm still checks the object)",
     )
     upload_expires: int = setting(
         "BROKER_UPLOAD_EXPIRES",

@@ -150,12 +150,21 @@ APPLIED = "applied"
 IN_PLACE = "already in place"
 
 
-def setup_bucket(broker: Broker, cors_path: Path = DEFAULT_CORS_FILE) -> list[SetupStep]:
+class SetupRefused(Exception):
+    """The bucket cannot hold an item as intended; the message says why."""
+
+
+def setup_bucket(
+    broker: Broker, cors_path: Path = DEFAULT_CORS_FILE, *, copy_policy: bool = True
+) -> list[SetupStep]:
     """Apply CORS, lifecycle rules, the copy-refusing policy and the public-access block.
 
     Idempotent: each item is read first and written only when it differs. The policy goes in
     before the public-access block, so a provider whose BlockPublicPolicy judged a Deny
     statement public could not stop it (RGW 16 and AWS do not; the order costs nothing).
+    After the policy a plain PUT is probed: a store that ignores the statement's condition
+    (moto does) would refuse every upload, so there the policy is taken back and reported.
+    ``copy_policy=False`` leaves the policy out (stores without bucket policies).
     """
     bucket = broker.bucket
     settings = broker.settings
@@ -167,6 +176,12 @@ def setup_bucket(broker: Broker, cors_path: Path = DEFAULT_CORS_FILE) -> list[Se
         if _has_copy_refusal(current, bucket.name):
             return False
         bucket.put_policy(bucket_policy_with_copy_refusal(current, bucket.name))
+        if not bucket.takes_a_plain_put():
+            bucket.put_policy(current)
+            raise SetupRefused(
+                "the storage applies the Deny to every PUT (it ignores the condition), which "
+                "would refuse all uploads: left out"
+            )
         return True
 
     def apply_block() -> bool:
@@ -185,7 +200,7 @@ def setup_bucket(broker: Broker, cors_path: Path = DEFAULT_CORS_FILE) -> list[Se
     steps: list[tuple[str, Callable[[], bool]]] = [
         ("cors", apply_cors),
         ("lifecycle", apply_lifecycle),
-        ("copy-refusing policy", apply_policy),
+        *([("copy-refusing policy", apply_policy)] if copy_policy else []),
         ("public-access block", apply_block),
     ]
     done = []
@@ -194,6 +209,8 @@ def setup_bucket(broker: Broker, cors_path: Path = DEFAULT_CORS_FILE) -> list[Se
             outcome = APPLIED if step() else IN_PLACE
         except Unavailable as e:
             outcome = f"failed: {e.message}"
+        except SetupRefused as e:
+            outcome = f"failed: {e}"
         done.append(SetupStep(name, outcome))
     return done
 

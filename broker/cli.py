@@ -73,11 +73,16 @@ def register(app: Flask) -> None:
 
     @app.cli.command("setup-bucket")
     @cors_file
-    def setup_bucket_command(path: Path) -> None:
+    @click.option(
+        "--without-copy-policy",
+        is_flag=True,
+        help="Leave out the bucket policy (stores without bucket policies, e.g. Cloudflare R2).",
+    )
+    def setup_bucket_command(path: Path, without_copy_policy: bool) -> None:
         """Apply everything the bucket must hold: CORS, lifecycle, copy-refusing policy, no
         public access (idempotent; prints what it changed)."""
         try:
-            steps = setup_bucket(_broker(), path)
+            steps = setup_bucket(_broker(), path, copy_policy=not without_copy_policy)
         except PolicyError as e:
             raise click.ClickException(str(e)) from e
         for step in steps:

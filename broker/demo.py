@@ -182,7 +182,9 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
     broker.db.ensure_indexes()
     if s3 is not None:
         broker.bucket.ensure_bucket()
-        setup_bucket(broker)
+        # moto applies a policy's Deny whatever its condition: the copy-refusing one would
+        # refuse every upload.
+        setup_bucket(broker, copy_policy=False)
     with app.app_context():
         tokens = {
             name: create_token(name, roles=roles, ttl=TOKEN_TTL)

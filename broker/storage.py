@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -478,10 +479,24 @@ class Bucket:
             return None
         return policy
 
-    def put_policy(self, policy: Mapping[str, Any]) -> None:
-        """Replace the bucket policy."""
+    def put_policy(self, policy: Mapping[str, Any] | None) -> None:
+        """Replace the bucket policy (None: remove it)."""
         with _translated("put bucket policy"):
-            self.client.put_bucket_policy(Bucket=self.name, Policy=json.dumps(policy))
+            if policy is None:
+                self.client.delete_bucket_policy(Bucket=self.name)
+            else:
+                self.client.put_bucket_policy(Bucket=self.name, Policy=json.dumps(policy))
+
+    def takes_a_plain_put(self) -> bool:
+        """Whether the bucket stores a plain PutObject (a probe object, deleted at once)."""
+        probe = f"broker-setup-probe/{uuid.uuid4().hex}"
+        try:
+            with _translated("probe put"):
+                self.client.put_object(Bucket=self.name, Key=probe, Body=b"")
+        except Unavailable:
+            return False
+        self.delete(probe)
+        return True
 
     def get_cors(self) -> list[dict[str, Any]]:
         """The bucket's CORS rules (empty when none are set)."""

@@ -275,21 +275,34 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
 
 def test_setup_bucket_applies_everything_idempotently(make_app: Any) -> None:
     app = make_app(BROKER_CORS_ORIGINS="https://a.example")
-    first = run(app, "setup-bucket").output.splitlines()
-    assert first == [
-        "cors: applied",
-        "lifecycle: applied",
-        "copy-refusing policy: applied",
-        "public-access block: applied",
-    ]
-    again = run(app, "setup-bucket").output.splitlines()
+    first = run(app, "setup-bucket", "--without-copy-policy").output.splitlines()
+    assert first == ["cors: applied", "lifecycle: applied", "public-access block: applied"]
+    again = run(app, "setup-bucket", "--without-copy-policy").output.splitlines()
     assert again == [line.replace("applied", "already in place") for line in first]
     bucket = app.extensions["broker"].bucket
-    (statement,) = bucket.get_policy()["Statement"]
-    assert statement["Effect"] == "Deny" and statement["Action"] == "s3:PutObject"
-    assert statement["Condition"] == {"StringLike": {"s3:x-amz-copy-source": "*"}}
+    assert bucket.get_policy() is None
     assert bucket.get_cors()[0]["AllowedOrigins"] == ["https://a.example"]
     assert bucket.get_public_access_block()["BlockPublicPolicy"] is True
+
+
+def test_setup_bucket_takes_back_a_policy_the_store_applies_to_every_put(
+    make_app: Any, upload: Uploader
+) -> None:
+    # moto evaluates a bucket policy without its conditions: the copy-refusing Deny would
+    # refuse every upload. setup-bucket probes a plain PUT, removes the statement, says so.
+    app = make_app()
+    result = app.test_cli_runner().invoke(args=["setup-bucket"])
+    assert result.exit_code != 0
+    refused = "copy-refusing policy: failed: the storage applies the Deny to every PUT"
+    assert refused in result.output
+    assert "public-access block: applied" in result.output
+    bucket = app.extensions["broker"].bucket
+    assert bucket.get_policy() is None
+    assert upload().image["key"]  # uploads still work
+    assert (
+        bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="broker-setup-probe")["KeyCount"]
+        == 0
+    )
 
 
 def test_setup_bucket_says_what_failed(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:

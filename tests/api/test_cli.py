@@ -17,6 +17,16 @@ from tests.api.conftest import Uploader, put_to_bucket
 from tests.helpers import JWT_SECRET, auth, md5_b64, png_bytes
 
 
+def presign_body(data: bytes) -> dict[str, Any]:
+    """The presign declaration of ``data`` as a PNG."""
+    return {
+        "filename": "a.png",
+        "filetype": "image/png",
+        "size": len(data),
+        "content_md5": md5_b64(data),
+    }
+
+
 def run(app: Flask, *args: str) -> Any:
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, result.output
@@ -63,12 +73,7 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
     data = png_bytes()
     presigned = client.post(
         "/images/presign-upload",
-        json={
-            "filename": "a.png",
-            "filetype": "image/png",
-            "size": len(data),
-            "content_md5": md5_b64(data),
-        },
+        json=presign_body(data),
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
@@ -194,12 +199,7 @@ def _overdue_upload(app: Flask) -> dict[str, Any]:
     data = png_bytes()
     presigned: dict[str, Any] = client.post(
         "/images/presign-upload",
-        json={
-            "filename": "a.png",
-            "filetype": "image/png",
-            "size": len(data),
-            "content_md5": md5_b64(data),
-        },
+        json=presign_body(data),
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
@@ -247,12 +247,7 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
     client = app.test_client()
     presigned = client.post(
         "/images/presign-upload",
-        json={
-            "filename": "a.png",
-            "filetype": "image/png",
-            "size": len(data),
-            "content_md5": md5_b64(data),
-        },
+        json=presign_body(data),
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
@@ -331,12 +326,7 @@ def test_sweep_cleans_the_keys_of_ended_uploads_once_their_urls_died(
     html = b"<html><script>alert(1)</script></html>"
     rejected = client.post(
         "/images/presign-upload",
-        json={
-            "filename": "a.png",
-            "filetype": "image/png",
-            "size": len(html),
-            "content_md5": md5_b64(html),
-        },
+        json=presign_body(html),
         headers=auth(),
     ).json
     put_to_bucket(rejected, html)

@@ -161,6 +161,12 @@ PENDING_TAG = "pending"
 CONFIRMED_TAG = "confirmed"
 
 
+# The Cache-Control every PUT URL signs, so the object stores a value the broker chose: a
+# browser with its cache disabled (developer tools open, Playwright) adds "Cache-Control:
+# no-cache" to every request unless the page set one. Signed GETs pin their own anyway.
+STORED_CACHE_CONTROL = "private"
+
+
 def pending_tagging() -> str:
     """The ``x-amz-tagging`` value a fresh upload is stored with."""
     return f"{STATE_TAG}={PENDING_TAG}"
@@ -366,8 +372,10 @@ def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
     stored_md5 = md5_from_etag(head.etag)
     if pending.content_md5 and stored_md5 and stored_md5 != pending.content_md5:
         raise UploadInvalid("content_md5: the object's checksum differs from the declared one")
+    signed = {"Cache-Control": STORED_CACHE_CONTROL}
+    stored = [name for name, value in head.stored_headers.items() if signed.get(name) != value]
     metadata = [f"x-amz-meta-{name[:64]}" for name in sorted(head.metadata)]
-    unsigned = sorted(head.stored_headers) + metadata
+    unsigned = sorted(stored) + metadata
     if unsigned:
         # Served back on every GET (a Content-Encoding breaks display, a Cache-Control outlives
         # the URL, a redirect sends readers elsewhere): only what the broker signed may shape it.

@@ -193,6 +193,7 @@ def presign_upload(
         checksum_sha256=pending.checksum_sha256,
         tagging=domain.pending_tagging() if broker.settings.s3_tagging else None,
         acl=broker.settings.s3_object_acl or None,
+        cache_control=domain.STORED_CACHE_CONTROL,
         expires_in=broker.settings.upload_expires,
     )
     # Hold the quota and record only after signing succeeded, so a failure leaves nothing.

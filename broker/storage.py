@@ -294,16 +294,21 @@ class Bucket:
         checksum_sha256: str | None,
         tagging: str | None,
         acl: str | None,
+        cache_control: str,
         expires_in: int,
     ) -> SignedRequest:
-        """A write-once PUT URL whose signature pins type, length, checksums, tags and the ACL.
+        """A write-once PUT URL pinning type, length, checksums, caching, tags and the ACL.
 
         ``If-None-Match: *`` is signed too: the bucket refuses (412) a PUT under a key that
         already holds an object, so no replay of the URL can replace or re-tag what confirm
         verified. RGW 16 checks it when the write completes, so even two PUTs racing each
         other store one object.
         """
-        signed = {"Content-Type": content_type, "Content-Length": str(size)}
+        signed = {
+            "Content-Type": content_type,
+            "Content-Length": str(size),
+            "Cache-Control": cache_control,
+        }
         if content_md5:
             signed["Content-MD5"] = content_md5
         if checksum_sha256:

@@ -45,6 +45,7 @@ class TestPresign:
         assert body["method"] == "PUT"
         assert body["headers"] == {
             "Content-Type": "image/png",
+            "Cache-Control": "private",
             "Content-MD5": md5_b64(b"x"),
             "x-amz-acl": "bucket-owner-full-control",
             "x-amz-tagging": "broker-state=pending",
@@ -58,7 +59,7 @@ class TestPresign:
     def test_url_signs_type_length_md5_and_write_once(self, client: FlaskClient) -> None:
         url = presign(client, content_md5=md5_b64(b"x")).json["url"]
         signed = (
-            "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match"
+            "cache-control%3Bcontent-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match"
             "%3Bx-amz-acl%3Bx-amz-tagging"
         )
         assert f"X-Amz-SignedHeaders={signed}&" in url
@@ -83,7 +84,10 @@ class TestPresign:
         client = make_app(BROKER_REQUIRE_CHECKSUM="false").test_client()
         body = {"filename": "a.png", "filetype": "image/png", "size": 100}
         url = client.post("/images/presign-upload", json=body, headers=auth()).json["url"]
-        signed = "content-length%3Bcontent-type%3Bhost%3Bif-none-match%3Bx-amz-acl%3Bx-amz-tagging"
+        signed = (
+            "cache-control%3Bcontent-length%3Bcontent-type%3Bhost%3Bif-none-match"
+            "%3Bx-amz-acl%3Bx-amz-tagging"
+        )
         assert f"X-Amz-SignedHeaders={signed}&" in url
 
     def test_tagging_can_be_turned_off(self, make_app: Any) -> None:
@@ -91,8 +95,8 @@ class TestPresign:
             make_app(BROKER_S3_TAGGING="false", BROKER_S3_OBJECT_ACL="").test_client()
         ).json
         assert "x-amz-tagging" not in body["headers"] and "x-amz-acl" not in body["headers"]
-        signed = "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match"
-        assert f"X-Amz-SignedHeaders={signed}&" in body["url"]
+        signed = "cache-control%3Bcontent-length%3Bcontent-md5%3Bcontent-type%3Bhost"
+        assert f"X-Amz-SignedHeaders={signed}%3Bif-none-match&" in body["url"]
 
     def test_filename_never_shapes_the_key(self, client: FlaskClient) -> None:
         body = presign(client, filename="../../evil.php.png", filetype="image/jpeg").json

@@ -273,6 +273,13 @@ class TestStoredHeaders:
 
     def test_an_object_carrying_only_what_was_signed_passes(self) -> None:
         domain.check_object_head(pending(), ObjectHead(100, "image/png", None, {}, {}))
+        # every PUT URL signs the Cache-Control it stores; any other value was not signed
+        signed = {"Cache-Control": domain.STORED_CACHE_CONTROL}
+        domain.check_object_head(pending(), ObjectHead(100, "image/png", None, signed, {}))
+        with pytest.raises(UploadInvalid, match="Cache-Control"):
+            domain.check_object_head(
+                pending(), ObjectHead(100, "image/png", None, {"Cache-Control": "no-cache"}, {})
+            )
 
     def test_signed_gets_pin_a_private_cache_control_of_their_lifetime(self) -> None:
         assert domain.download_cache_control(900) == "private, max-age=900, immutable"

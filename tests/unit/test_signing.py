@@ -411,6 +411,7 @@ def test_matches_botocore_for_the_brokers_own_put_and_get(reference: Reference) 
         headers={
             "Content-Type": "image/png",
             "Content-Length": "1234",
+            "Cache-Control": "private",
             "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg==",
             "x-amz-tagging": "broker-state=pending",
             "x-amz-acl": "bucket-owner-full-control",

@@ -170,7 +170,8 @@ class TestQuotas:
 
         def presign(_: int) -> int:
             client = app.test_client()
-            return client.post("/images/presign-upload", json=body, headers=auth()).status_code
+            response = client.post("/images/presign-upload", json=body, headers=auth())
+            return int(response.status_code)
 
         with ThreadPoolExecutor(max_workers=6) as pool:
             statuses = sorted(pool.map(presign, range(6)))

@@ -476,7 +476,7 @@ def test_browser_module_confirms_when_its_put_retry_finds_the_object_stored(
 
     bucket = demo.s3_endpoint + "/**"
     page.route(bucket, answer_lost_once)
-    outcome: dict = page.evaluate(
+    outcome: dict[str, Any] = page.evaluate(
         _UPLOAD_OUTCOME, ["lost-answer.png", "image/png", _b64(png), {"backoff": 20}]
     )
     page.unroute(bucket)

@@ -32,9 +32,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_refresh_token
 
-from broker.devservers import free_port
+from broker.devservers import MongoServer, free_port
 from tests.api.test_wsgi import gunicorn
 from tests.helpers import JWT_SECRET, auth, make_token, md5_b64, png_bytes
+from tests.rgw.conftest import S3Endpoint
 from tests.rgw.test_broker_on_rgw import (
     HTTP_TIMEOUT,
     api_error,
@@ -103,7 +104,9 @@ ALL_APPLIED = {
 ALL_IN_PLACE = dict.fromkeys(ALL_APPLIED, "already in place")
 
 
-def test_setup_bucket_applies_everything_once_and_says_so(make_rgw_app, s3, rgw_bucket):
+def test_setup_bucket_applies_everything_once_and_says_so(
+    make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
+) -> None:
     app = make_rgw_app(BROKER_CORS_ORIGINS="https://app.example")
     assert setup_bucket(app) == ALL_APPLIED
     assert setup_bucket(app) == ALL_IN_PLACE  # idempotent: nothing rewritten
@@ -139,7 +142,9 @@ def test_setup_bucket_applies_everything_once_and_says_so(make_rgw_app, s3, rgw_
 
 
 @both_signers
-def test_the_broker_works_on_a_bucket_set_up_to_refuse_copies(make_rgw_app, signer, s3, rgw_bucket):
+def test_the_broker_works_on_a_bucket_set_up_to_refuse_copies(
+    make_rgw_app: Callable[..., Flask], signer: str, s3: Any, rgw_bucket: str
+) -> None:
     # The Deny covers every principal, the broker's own credentials included: none of the
     # broker's calls (presigned PUT, HEAD, ranged GET, tagging, signed GET, delete) is a copy.
     app = make_rgw_app(BROKER_SIGNER=signer)
@@ -155,7 +160,7 @@ def test_the_broker_works_on_a_bucket_set_up_to_refuse_copies(make_rgw_app, sign
 
 
 @pytest.fixture
-def other_bucket(rgw, s3) -> Iterator[str]:
+def other_bucket(rgw: S3Endpoint, s3: Any) -> Iterator[str]:
     """Another bucket the broker's credentials can read, holding a private object."""
     name = f"broker-other-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
@@ -167,8 +172,8 @@ def other_bucket(rgw, s3) -> Iterator[str]:
 
 @both_signers
 def test_an_upload_url_cannot_copy_another_users_object(
-    make_rgw_app, signer, s3, rgw_bucket, other_bucket
-):
+    make_rgw_app: Callable[..., Flask], signer: str, s3: Any, rgw_bucket: str, other_bucket: str
+) -> None:
     app = make_rgw_app(BROKER_SIGNER=signer)
     setup_bucket(app)
     api = app.test_client()
@@ -182,8 +187,8 @@ def test_an_upload_url_cannot_copy_another_users_object(
         f"{rgw_bucket}/{alice['key']}",
         f"/{other_bucket}/secret.png",
     ):
-        resp = put(grant, junk, **{COPY_SOURCE: source})
-        assert s3_error(resp) == (403, "AccessDenied"), (source, resp.text)
+        copied = put(grant, junk, **{COPY_SOURCE: source})
+        assert s3_error(copied) == (403, "AccessDenied"), (source, copied.text)
         assert not exists(s3, rgw_bucket, grant["key"])
 
     # Bob's confirm finds nothing to record, let alone Alice's bytes.
@@ -195,8 +200,8 @@ def test_an_upload_url_cannot_copy_another_users_object(
 
 
 def test_without_the_bucket_policy_confirm_still_refuses_a_copied_object(
-    rgw, api, rgw_app, s3, rgw_bucket
-):
+    rgw: S3Endpoint, api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str
+) -> None:
     # A bucket nobody ran setup-bucket on: RGW 16 performs the copy, and the required checksum
     # is what stops confirm from recording someone else's bytes.
     alice_bytes = png_bytes(6, 6)
@@ -211,9 +216,9 @@ def test_without_the_bucket_policy_confirm_still_refuses_a_copied_object(
 
     junk = same_length_junk(alice_bytes, b"\x89PNG junk")
     grant = presign(api, junk, sub="bob")
-    resp = put(grant, junk, **{COPY_SOURCE: f"/{rgw_bucket}/{alice['key']}"})
+    copied = put(grant, junk, **{COPY_SOURCE: f"/{rgw_bucket}/{alice['key']}"})
     if rgw.is_rgw16:
-        assert resp.status_code == 200, resp.text  # the quirk this defends against
+        assert copied.status_code == 200, copied.text  # the quirk this defends against
         assert object_bytes(s3, rgw_bucket, grant["key"]) == alice_bytes
     resp = confirm(api, grant["key"], "bob")
     assert api_error(resp) == (422, "upload_invalid")
@@ -224,7 +229,9 @@ def test_without_the_bucket_policy_confirm_still_refuses_a_copied_object(
 
 
 # ================================================================ 2. checksum, write-once
-def test_presign_without_a_checksum_is_400_naming_content_md5(api, rgw_app):
+def test_presign_without_a_checksum_is_400_naming_content_md5(
+    api: FlaskClient, rgw_app: Flask
+) -> None:
     body = {"filename": "a.png", "filetype": "image/png", "size": 100}
     resp = api.post("/images/presign-upload", json=body, headers=auth())
     assert api_error(resp) == (400, "validation_error")
@@ -233,7 +240,7 @@ def test_presign_without_a_checksum_is_400_naming_content_md5(api, rgw_app):
 
 
 @both_signers
-def test_a_put_url_writes_once(api, s3, rgw_bucket):
+def test_a_put_url_writes_once(api: FlaskClient, s3: Any, rgw_bucket: str) -> None:
     data = png_bytes(8, 8)
     grant = presign(api, data)
     assert grant["headers"]["If-None-Match"] == "*"
@@ -260,8 +267,8 @@ SVG = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"
 
 @both_signers
 def test_without_the_checksum_rule_write_once_still_refuses_an_overwrite(
-    make_rgw_app, signer, s3, rgw_bucket
-):
+    make_rgw_app: Callable[..., Flask], signer: str, s3: Any, rgw_bucket: str
+) -> None:
     api = make_rgw_app(BROKER_SIGNER=signer, BROKER_REQUIRE_CHECKSUM="false").test_client()
     data = png_bytes(40, 40)
     bomb = png_claiming(100_000, 100_000)
@@ -278,7 +285,9 @@ def test_without_the_checksum_rule_write_once_still_refuses_an_overwrite(
     assert tags_of(s3, rgw_bucket, grant["key"]) == {"broker-state": "confirmed"}
 
 
-def test_two_racing_puts_of_one_url_store_one_object(make_rgw_app, s3, rgw_bucket):
+def test_two_racing_puts_of_one_url_store_one_object(
+    make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
+) -> None:
     # RGW checks If-None-Match when the write completes: a PUT that started first but finishes
     # second loses, so no slow PUT can land on top of what was confirmed in between.
     api = make_rgw_app(BROKER_REQUIRE_CHECKSUM="false").test_client()
@@ -318,7 +327,9 @@ def padded_png(size: int) -> bytes:
     return data
 
 
-def test_pending_bytes_count_against_the_byte_quota_from_presign(make_rgw_app, s3, rgw_bucket):
+def test_pending_bytes_count_against_the_byte_quota_from_presign(
+    make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
+) -> None:
     app = make_rgw_app(BROKER_QUOTA_MAX_BYTES="1000000", BROKER_QUOTA_MAX_IMAGES="0")
     api = app.test_client()
     data = padded_png(KB900)
@@ -347,9 +358,10 @@ def test_pending_bytes_count_against_the_byte_quota_from_presign(make_rgw_app, s
 
 
 @pytest.fixture
-def short_lived(make_rgw_app) -> Flask:
+def short_lived(make_rgw_app: Callable[..., Flask]) -> Flask:
     """An app whose PUT URLs live 5 s and whose confirm grace is 0: URLs die while we watch."""
-    return make_rgw_app(BROKER_UPLOAD_EXPIRES="5", BROKER_CONFIRM_GRACE="0")
+    app: Flask = make_rgw_app(BROKER_UPLOAD_EXPIRES="5", BROKER_CONFIRM_GRACE="0")
+    return app
 
 
 def end_by_reject(app: Flask, api: FlaskClient) -> tuple[dict[str, Any], bytes]:
@@ -388,8 +400,8 @@ ENDINGS = {"rejected": end_by_reject, "deleted": end_by_delete, "quota": end_by_
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
 def test_a_re_put_after_the_upload_ended_is_swept_once_the_url_died(
-    short_lived, s3, rgw_bucket, ending
-):
+    short_lived: Flask, s3: Any, rgw_bucket: str, ending: str
+) -> None:
     api = short_lived.test_client()
     live = upload(api, png_bytes(3, 3))  # a confirmed image next to it: never touched
     grant, data = ENDINGS[ending](short_lived, api)
@@ -432,20 +444,20 @@ UNSIGNED_HEADERS = {
 
 @pytest.mark.parametrize("header", list(UNSIGNED_HEADERS))
 def test_confirm_refuses_an_object_stored_with_headers_nobody_signed(
-    api, rgw_app, s3, rgw_bucket, header
-):
+    api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str, header: str
+) -> None:
     data = png_bytes(4, 4)
     grant = presign(api, data)
-    resp = put(grant, data, **{header: UNSIGNED_HEADERS[header]})
+    stored = put(grant, data, **{header: UNSIGNED_HEADERS[header]})
     if header == "Cache-Control":
         # Every URL signs the Cache-Control the object stores (a browser with its cache off
         # would add its own), so the bucket itself refuses another one.
         assert grant["headers"]["Cache-Control"] == "private"
-        assert s3_error(resp) == (403, "SignatureDoesNotMatch")
+        assert s3_error(stored) == (403, "SignatureDoesNotMatch")
         assert put(grant, data).status_code == 200
         assert confirm(api, grant["key"]).status_code == 201
         return
-    assert resp.status_code == 200, resp.text  # the bucket stores it
+    assert stored.status_code == 200, stored.text  # the bucket stores it
     resp = confirm(api, grant["key"])
     assert api_error(resp) == (422, "upload_invalid")
     assert header in resp.json["error"]["message"]
@@ -455,7 +467,9 @@ def test_confirm_refuses_an_object_stored_with_headers_nobody_signed(
 
 
 @both_signers
-def test_signed_gets_pin_cache_control_whatever_the_object_carries(api, s3, rgw_bucket):
+def test_signed_gets_pin_cache_control_whatever_the_object_carries(
+    api: FlaskClient, s3: Any, rgw_bucket: str
+) -> None:
     data = png_bytes(4, 4)
     image = upload(api, data)
     # An object stored with a Cache-Control of its own (before confirm checked, or by anyone
@@ -498,8 +512,8 @@ def gif_with_frame(screen: tuple[int, int], frame: tuple[int, int], size: int) -
 
 
 def test_a_gif_whose_frame_is_bigger_than_its_screen_is_judged_by_the_frame(
-    api, rgw_app, s3, rgw_bucket
-):
+    api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str
+) -> None:
     bomb = gif_with_frame((10, 10), (8000, 8000), 48_000)
     grant = presign(api, bomb, filename="tiny.gif", filetype="image/gif")
     assert put(grant, bomb).status_code == 200
@@ -537,7 +551,9 @@ def confirm_from_threads(app: Flask, key: str, count: int) -> list[int]:
     return sorted(together(count, call))
 
 
-def test_concurrent_confirms_record_one_image_without_an_operator_step(make_app, rgw, rgw_bucket):
+def test_concurrent_confirms_record_one_image_without_an_operator_step(
+    make_app: Callable[..., Flask], rgw: S3Endpoint, rgw_bucket: str
+) -> None:
     # Nobody runs `flask ensure-indexes` (prepare=False skips it in the fixture too), and the
     # confirms are the app's very first requests: they wait for one of them to make the
     # indexes, and the unique key holds the race.
@@ -566,7 +582,9 @@ def test_concurrent_confirms_record_one_image_without_an_operator_step(make_app,
     assert "key_unique" in database["images"].index_information()
 
 
-def test_48_concurrent_confirms_of_one_key_never_answer_503(make_rgw_app, s3, rgw_bucket):
+def test_48_concurrent_confirms_of_one_key_never_answer_503(
+    make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
+) -> None:
     # RGW refuses simultaneous tagging of one object (409 OperationAborted): retried, not 503.
     app = make_rgw_app(BROKER_RATE_LIMIT_CONFIRM="")
     api = app.test_client()
@@ -598,8 +616,8 @@ def production_logging() -> Iterator[None]:
 
 
 def test_metrics_answer_404_in_production_without_a_presented_token(
-    make_rgw_app, production_logging
-):
+    make_rgw_app: Callable[..., Flask], production_logging: None
+) -> None:
     unset = make_rgw_app(BROKER_ENV="production").test_client()
     assert api_error(unset.get("/metrics")) == (404, "not_found")
     assert api_error(unset.get("/metrics", headers=auth())) == (404, "not_found")
@@ -619,7 +637,9 @@ def test_metrics_answer_404_in_production_without_a_presented_token(
     assert make_rgw_app().test_client().get("/metrics").status_code == 200
 
 
-def test_metric_labels_do_not_grow_with_input(make_rgw_app, production_logging):
+def test_metric_labels_do_not_grow_with_input(
+    make_rgw_app: Callable[..., Flask], production_logging: None
+) -> None:
     app = make_rgw_app(BROKER_ENV="production", BROKER_METRICS_TOKEN="scrape-secret-42")
     client = app.test_client()
     scrape = {"Authorization": "Bearer scrape-secret-42"}
@@ -648,7 +668,7 @@ def test_metric_labels_do_not_grow_with_input(make_rgw_app, production_logging):
 
 
 # ================================================================ 8. tokens
-def test_lenient_tokens_are_refused(make_rgw_app):
+def test_lenient_tokens_are_refused(make_rgw_app: Callable[..., Flask]) -> None:
     app = make_rgw_app()
     client = app.test_client()
     now = datetime.now(UTC)
@@ -677,7 +697,7 @@ def test_lenient_tokens_are_refused(make_rgw_app):
 
 # ================================================================ 9. gunicorn limits
 @pytest.fixture
-def served(mongo_server, rgw, rgw_bucket) -> Iterator[str]:
+def served(mongo_server: MongoServer, rgw: S3Endpoint, rgw_bucket: str) -> Iterator[str]:
     """The broker under gunicorn (gunicorn.conf.py from the repository), on the gateway."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BROKER_", "AWS_"))}
     env.update(
@@ -739,7 +759,9 @@ def assert_json_413(answer: tuple[int, str, bytes], field: str) -> None:
     assert error["code"] == "too_large" and field in error["details"], error
 
 
-def test_oversized_request_lines_and_headers_get_the_json_envelope_under_gunicorn(served):
+def test_oversized_request_lines_and_headers_get_the_json_envelope_under_gunicorn(
+    served: str,
+) -> None:
     token = auth()["Authorization"]
     # Over the app's limits, under gunicorn's: the contract's envelope.
     for length in (MAX_REQUEST_LINE + 1, 6000, 8100):

@@ -14,17 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
 from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import JWT_SECRET, auth, md5_b64, png_bytes
-
-
-def presign_body(data: bytes) -> dict[str, Any]:
-    """The presign declaration of ``data`` as a PNG."""
-    return {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
+from tests.helpers import JWT_SECRET, auth, png_bytes, presign_body
 
 
 def run(app: Flask, *args: str) -> Any:
@@ -71,11 +61,7 @@ def test_apply_cors_sets_the_configured_origins(make_app: Any) -> None:
 def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
     client = app.test_client()
     data = png_bytes()
-    presigned = client.post(
-        "/images/presign-upload",
-        json=presign_body(data),
-        headers=auth(),
-    ).json
+    presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
     put_to_bucket(presigned, data)
     broker = app.extensions["broker"]
     assert json.loads(run(app, "sweep").output) == {
@@ -245,11 +231,7 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
 ) -> None:
     data = png_bytes()
     client = app.test_client()
-    presigned = client.post(
-        "/images/presign-upload",
-        json=presign_body(data),
-        headers=auth(),
-    ).json
+    presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
     put_to_bucket(presigned, data)
     broker = app.extensions["broker"]
     real_read = broker.bucket.read_prefix
@@ -324,11 +306,7 @@ def test_sweep_cleans_the_keys_of_ended_uploads_once_their_urls_died(
     deleted = upload(data=png_bytes(5, 5))
     assert client.delete(f"/images/{deleted.image['id']}", headers=auth()).status_code == 204
     html = b"<html><script>alert(1)</script></html>"
-    rejected = client.post(
-        "/images/presign-upload",
-        json=presign_body(html),
-        headers=auth(),
-    ).json
+    rejected = client.post("/images/presign-upload", json=presign_body(html), headers=auth()).json
     put_to_bucket(rejected, html)
     assert client.post("/images", json={"key": rejected["key"]}, headers=auth()).status_code == 422
     # The URLs still live: a replay stores an object nobody verified or recorded.

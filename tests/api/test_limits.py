@@ -10,16 +10,7 @@ from flask import Flask
 
 from broker.db import Usage
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, md5_b64, png_bytes
-
-
-def presign_body(data: bytes) -> dict[str, Any]:
-    return {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
+from tests.helpers import auth, png_bytes, presign_body
 
 
 class TestRateLimits:

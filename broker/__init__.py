@@ -19,6 +19,7 @@ from broker.service import Broker, policy_from_settings
 from broker.settings import Settings, load_settings
 from broker.storage import S3
 from broker.views.errors import register_error_handlers
+from broker.views.request_head import check_request_head
 
 mongo = Mongo()
 s3 = S3()
@@ -41,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     init_observability(app, settings)
     register_error_handlers(app)
+    app.before_request(check_request_head)
     init_auth(app, settings)
     mongo.init_app(app, settings)
     s3.init_app(app, settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -119,7 +120,9 @@ def authenticate() -> Principal | None:
     # A token that never expires is a credential that can never be taken back.
     if "exp" not in claims:
         raise Unauthorized("the token has no expiry (exp)")
-    if not isinstance(sub, str) or not sub.strip() or not _storable(sub):
+    _check_token_kind(claims)
+    _check_lifetime(claims, current_app.extensions["broker.settings"].jwt_max_ttl)
+    if not isinstance(sub, str) or not sub.strip() or not _storable(sub) or not _printable(sub):
         raise Unauthorized("the token has no usable subject")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("the token's roles claim must be a list of strings")
@@ -128,6 +131,50 @@ def authenticate() -> Principal | None:
         cache.put(token, principal, float(claims["exp"]))
     g.principal = principal
     return principal
+
+
+def _check_token_kind(claims: dict[str, Any]) -> None:
+    """Refuse refresh tokens: they are for the token endpoint of their issuer, not for APIs.
+
+    Flask-JWT-Extended marks its tokens ``"type": "access" | "refresh"`` and Keycloak writes
+    ``"typ": "Refresh"``; a ``type`` other than ``access`` is refused too (an ID token, say).
+    Tokens that say nothing about their kind are taken as access tokens.
+    """
+    kind = claims.get("type")
+    if kind is not None and kind != "access":
+        raise Unauthorized("only access tokens are accepted")
+    if str(claims.get("typ", "")).lower() in ("refresh", "offline"):
+        raise Unauthorized("only access tokens are accepted")
+
+
+def _check_lifetime(claims: dict[str, Any], max_ttl: int) -> None:
+    """Refuse tokens issued for longer than ``max_ttl`` seconds (``exp - iat``).
+
+    A token without ``iat`` is judged by what it has left (``exp - now``): it cannot claim an
+    issue time, but it must not stay usable for longer than a compliant token could.
+    """
+    # PyJWT has checked both read as integers (numeric strings included), exp in the future.
+    exp = _seconds(claims["exp"])
+    iat = _seconds(claims.get("iat"))
+    if exp is None:
+        raise Unauthorized("the token's expiry (exp) is not a time")
+    if exp - (iat if iat is not None else time.time()) > max_ttl:
+        raise Unauthorized(f"the token lives longer than the {max_ttl} seconds allowed")
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _printable(text: str) -> bool:
+    # Control characters (NUL, CR, LF), format characters (bidi overrides, zero-width joiners)
+    # and line separators in a subject spoof names where it is shown (the admin UI, logs).
+    return not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in text)
 
 
 def _storable(text: str) -> bool:

@@ -17,6 +17,7 @@ from broker.bucket_policy import (
     PolicyError,
     apply_bucket_cors,
     apply_bucket_lifecycle,
+    setup_bucket,
 )
 from broker.service import Broker
 
@@ -41,6 +42,11 @@ def register(app: Flask) -> None:
     )
     def create_token_command(user: str, admin: bool, ttl: int) -> None:
         """Print a signed JWT for USER (needs the secret, or the private key with RS256)."""
+        max_ttl = _broker().settings.jwt_max_ttl
+        if ttl > max_ttl:
+            raise click.ClickException(
+                f"--ttl {ttl} exceeds BROKER_JWT_MAX_TTL ({max_ttl}): the broker would refuse it"
+            )
         try:
             token = create_token(user, admin=admin, ttl=timedelta(seconds=ttl))
         except (RuntimeError, TypeError, ValueError) as e:
@@ -56,14 +62,38 @@ def register(app: Flask) -> None:
         for name in _broker().db.ensure_indexes():
             click.echo(name)
 
-    @app.cli.command("apply-cors")
-    @click.option(
+    cors_file = click.option(
         "--file",
         "path",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=DEFAULT_CORS_FILE,
         show_default=True,
+        help="The bucket CORS template.",
     )
+
+    @app.cli.command("setup-bucket")
+    @cors_file
+    @click.option(
+        "--without-copy-policy",
+        is_flag=True,
+        help="Leave out the bucket policy (stores without bucket policies, e.g. Cloudflare R2).",
+    )
+    def setup_bucket_command(path: Path, without_copy_policy: bool) -> None:
+        """Apply everything the bucket must hold: CORS, lifecycle, copy-refusing policy, no
+        public access (idempotent; prints what it changed)."""
+        try:
+            steps = setup_bucket(_broker(), path, copy_policy=not without_copy_policy)
+        except PolicyError as e:
+            raise click.ClickException(str(e)) from e
+        for step in steps:
+            click.echo(f"{step.name}: {step.outcome}")
+        failed = [step.name for step in steps if step.outcome.startswith("failed")]
+        if failed:
+            raise click.ClickException(f"could not apply: {', '.join(failed)} (see the log)")
+
+    # The single-purpose commands setup-bucket runs, kept for scripts that call them.
+    @app.cli.command("apply-cors")
+    @cors_file
     def apply_cors_command(path: Path) -> None:
         """Apply the bucket CORS rules with the configured origins (BROKER_CORS_ORIGINS)."""
         try:
@@ -85,15 +115,19 @@ def register(app: Flask) -> None:
 
     @app.cli.command("recount-quotas")
     def recount_quotas_command() -> None:
-        """Rebuild every user's quota usage from the recorded images (after a crash or restore)."""
+        """Rebuild every user's quota usage from the images and pending uploads (after a crash
+        or restore)."""
         broker = _broker()
-        owners = broker.db.quotas.recount(broker.db.images.collection)
+        owners = broker.db.quotas.recount(broker.db.images.collection, broker.db.uploads.collection)
         click.echo(f"{owners} owner(s) recounted")
 
     @app.cli.command("sweep")
     def sweep_command() -> None:
-        """Delete abandoned uploads and finish interrupted deletes (cron-safe, multi-host-safe)."""
-        report = service.sweep(_broker())
+        """Delete abandoned uploads, clean the keys of ended ones, finish interrupted deletes
+        (cron-safe, multi-host-safe)."""
+        broker = _broker()
+        broker.db.indexes.ensure()
+        report = service.sweep(broker)
         click.echo(json.dumps(asdict(report)))
         if report.failed:
             # Cron sees the failure; the items stay claimed and a later sweep retries them.

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -27,7 +28,17 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from broker.domain import ABORTED, PENDING, Image, PendingUpload, Principal, field_error, utcnow
+from broker.domain import (
+    ABORTED,
+    CONFIRMED,
+    ENDED,
+    PENDING,
+    Image,
+    PendingUpload,
+    Principal,
+    field_error,
+    utcnow,
+)
 from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
 from broker.settings import Settings
@@ -38,8 +49,9 @@ DEFAULT_DB_NAME = "broker"
 log = logging.getLogger(__name__)
 _Repository = TypeVar("_Repository")
 
-# Pending-upload records are kept this long after their confirm deadline before MongoDB's TTL
-# monitor removes them, so the sweeper has a long window to delete any object they left behind.
+# Upload records stay until the sweeper has cleaned their key after the PUT URL died (their
+# ``sweep_after``), then this long before MongoDB's TTL monitor removes them: confirm keeps
+# answering a late retry with the image, and the record says what happened.
 PENDING_RETENTION = timedelta(days=2)
 
 SORTS: dict[str, list[tuple[str, int]]] = {
@@ -71,6 +83,8 @@ def _index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
             {"name": "state_confirm_by"},
         ),
         ("uploads", [("purge_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "purge_at_ttl"}),
+        # Only uploads the sweeper still has to clean carry the field: the index stays small.
+        ("uploads", [("sweep_after", ASCENDING)], {"sparse": True, "name": "sweep_after"}),
     ]
     # Every list shape (owner or all, with or without kind, each sort) walks an index in order,
     # so a page costs the same at any depth.
@@ -276,6 +290,10 @@ class ImageRepository:
         doc = self.collection.find_one({"key": key, **_visible_to(principal)})
         return _image_from_doc(doc) if doc else None
 
+    def is_live(self, key: str) -> bool:
+        """Whether an image that is not being deleted is recorded under ``key``."""
+        return self.collection.count_documents({"key": key, "deleting_at": None}, limit=1) == 1
+
     def get_many(self, image_ids: list[str], principal: Principal) -> list[Image]:
         """The images among ``image_ids`` the caller may see (unknown ids are skipped)."""
         oids = [oid for oid in map(_object_id, image_ids) if oid is not None]
@@ -402,6 +420,7 @@ def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
         created_at=doc["created_at"],
         expires_at=doc["expires_at"],
         confirm_by=doc["confirm_by"],
+        quota_held=bool(doc.get("quota_held")),
     )
 
 
@@ -413,11 +432,17 @@ class UploadRepository:
         self.collection = collection
 
     def create(self, pending: PendingUpload) -> None:
-        """Record a new pending upload."""
+        """Record a new pending upload (kept until the sweeper has cleaned up after it)."""
         doc = asdict(pending)
         doc["_id"] = doc.pop("id")
-        doc["purge_at"] = pending.confirm_by + PENDING_RETENTION
+        # After this nothing can PUT any more (the URL expired, and a PUT started just before
+        # has had the confirm grace to finish): the sweeper cleans the key from then on.
+        doc["sweep_after"] = pending.confirm_by
         self.collection.insert_one(doc)
+
+    def remove(self, upload_id: str) -> None:
+        """Forget an upload whose grant was never handed out."""
+        self.collection.delete_one({"_id": upload_id})
 
     def for_owner(self, key: str, owner: str) -> PendingUpload | None:
         """The upload of ``key`` if ``owner`` presigned it."""
@@ -427,11 +452,16 @@ class UploadRepository:
     def claim(self, upload_id: str, state: str, reason: str | None = None) -> str:
         """Atomically move a pending upload to a final state; return the state it ends in.
 
-        The result differs from ``state`` when someone else closed the upload first.
+        The result differs from ``state`` when someone else closed the upload first. Confirmed,
+        the upload's quota reservation passes to the image in the same write: from then on
+        removing the image gives it back, never the upload.
         """
+        changes: dict[str, Any] = {"state": state, "reason": reason, "closed_at": utcnow()}
+        if state == CONFIRMED:
+            changes["quota_held"] = False
         doc = self.collection.find_one_and_update(
             {"_id": upload_id, "state": PENDING},
-            {"$set": {"state": state, "reason": reason, "closed_at": utcnow()}},
+            {"$set": changes},
             projection={"state": True},
             return_document=ReturnDocument.AFTER,
         )
@@ -459,6 +489,20 @@ class UploadRepository:
         """Move an upload from one closed state to the next."""
         self.collection.update_one(
             {"_id": upload_id, "state": from_state}, {"$set": {"state": to_state}}
+        )
+
+    def unswept(self, before: datetime, limit: int) -> list[PendingUpload]:
+        """Ended uploads whose key the sweeper must clean (their URL died before ``before``)."""
+        docs = self.collection.find(
+            {"sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}}
+        ).limit(limit)
+        return [_pending_from_doc(doc) for doc in docs]
+
+    def swept(self, upload_id: str) -> None:
+        """Record that the upload's key is clean for good; the record may be purged later."""
+        self.collection.update_one(
+            {"_id": upload_id},
+            {"$unset": {"sweep_after": ""}, "$set": {"purge_at": utcnow() + PENDING_RETENTION}},
         )
 
     def hold_quota(self, upload_id: str) -> bool:
@@ -523,23 +567,69 @@ class QuotaRepository:
         """Give back one recorded image of ``size`` bytes (it was deleted)."""
         self.collection.update_one({"_id": owner}, {"$inc": {"images": -1, "bytes": -size}})
 
-    def recount(self, images: Collection[dict[str, Any]]) -> int:
-        """Rebuild every owner's usage from the images collection; return the owners counted."""
-        totals = images.aggregate(
-            [{"$group": {"_id": "$owner", "images": {"$sum": 1}, "bytes": {"$sum": "$size"}}}]
-        )
-        owners = 0
-        seen = []
-        for total in totals:
+    def recount(
+        self, images: Collection[dict[str, Any]], uploads: Collection[dict[str, Any]]
+    ) -> int:
+        """Rebuild every owner's usage from the images and the uploads still holding a
+        reservation (not yet confirmed); return the owners counted."""
+        group = {"$group": {"_id": "$owner", "images": {"$sum": 1}, "bytes": {"$sum": "$size"}}}
+        usage: dict[str, Usage] = {}
+        holding = {"quota_held": True, "state": {"$ne": CONFIRMED}}
+        for collection, match in ((images, {}), (uploads, holding)):
+            for total in collection.aggregate([{"$match": match}, group]):
+                before = usage.get(total["_id"], Usage(0, 0))
+                usage[total["_id"]] = Usage(
+                    before.images + total["images"], before.bytes + total["bytes"]
+                )
+        for owner, counted in usage.items():
             self.collection.replace_one(
-                {"_id": total["_id"]},
-                {"images": total["images"], "bytes": total["bytes"]},
-                upsert=True,
+                {"_id": owner}, {"images": counted.images, "bytes": counted.bytes}, upsert=True
             )
-            seen.append(total["_id"])
-            owners += 1
-        self.collection.delete_many({"_id": {"$nin": seen}})
-        return owners
+        self.collection.delete_many({"_id": {"$nin": list(usage)}})
+        return len(usage)
+
+
+@_reports_unavailable
+class IndexBootstrap:
+    """Creates the indexes once per process, on first use, so no deployment depends on an
+    operator running ``flask ensure-indexes`` before the first request.
+
+    Creating an index that exists is a no-op, and MongoDB lets several clients create the same
+    one at once, so every worker of every instance may do this as it starts serving. Requests
+    wait for the one attempt in flight (the unique indexes must exist before two confirms of one
+    key can race). If MongoDB is unreachable the attempt fails like any query (503) and the next
+    request retries; any other refusal (an index of the same name with other options) is logged
+    and serving goes on: ``flask ensure-indexes`` then shows the error to fix.
+    """
+
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
+        self._database = database
+        self._done = False
+        self._lock = threading.Lock()
+
+    @property
+    def done(self) -> bool:
+        """Whether the indexes were created (or creating them was given up on)."""
+        return self._done
+
+    def mark_done(self) -> None:
+        """Record that the indexes exist (created by ``ensure_indexes``)."""
+        self._done = True
+
+    def ensure(self) -> None:
+        """Create the indexes unless done; raise Unavailable if MongoDB cannot be reached."""
+        if self._done:
+            return
+        with self._lock:
+            if self._done:
+                return
+            try:
+                create_indexes(self._database)
+            except ConnectionFailure:
+                raise
+            except PyMongoError as e:
+                log.error("cannot create the MongoDB indexes (run flask ensure-indexes): %s", e)
+            self._done = True
 
 
 @_reports_unavailable
@@ -552,6 +642,7 @@ class Repositories:
     images: ImageRepository
     uploads: UploadRepository
     quotas: QuotaRepository
+    indexes: IndexBootstrap
 
     def ping(self) -> None:
         """Raise Unavailable unless the server answers (any refusal, auth included, counts)."""
@@ -560,10 +651,17 @@ class Repositories:
 
     def ensure_indexes(self) -> list[str]:
         """Create every index (idempotent); return their names."""
-        names = []
-        for collection, keys, options in _index_specs():
-            names.append(self.database[collection].create_index(keys, **options))
+        names = create_indexes(self.database)
+        self.indexes.mark_done()
         return names
+
+
+def create_indexes(database: Database[dict[str, Any]]) -> list[str]:
+    """Create every index the queries rely on (idempotent); return their names."""
+    names = []
+    for collection, keys, options in _index_specs():
+        names.append(database[collection].create_index(keys, **options))
+    return names
 
 
 def connect(settings: Settings) -> Repositories:
@@ -589,6 +687,7 @@ def connect(settings: Settings) -> Repositories:
         images=ImageRepository(database["images"]),
         uploads=UploadRepository(database["uploads"]),
         quotas=QuotaRepository(database["quotas"]),
+        indexes=IndexBootstrap(database),
     )
 
 

@@ -37,7 +37,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from broker import create_app
 from broker.auth import create_token
-from broker.bucket_policy import apply_bucket_cors, apply_bucket_lifecycle
+from broker.bucket_policy import setup_bucket
 from broker.devservers import MongoServer, S3Server
 from broker.observability import TextFormatter
 from broker.samples import HTTP_TIMEOUT_S, SAMPLES, SeedError, seed
@@ -182,9 +182,9 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
     broker.db.ensure_indexes()
     if s3 is not None:
         broker.bucket.ensure_bucket()
-        broker.bucket.block_public_access()
-        apply_bucket_cors(broker)
-        apply_bucket_lifecycle(broker)
+        # moto applies a policy's Deny whatever its condition: the copy-refusing one would
+        # refuse every upload.
+        setup_bucket(broker, copy_policy=False)
     with app.app_context():
         tokens = {
             name: create_token(name, roles=roles, ttl=TOKEN_TTL)

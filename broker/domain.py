@@ -91,6 +91,9 @@ class PendingUpload:
     created_at: datetime
     expires_at: datetime
     confirm_by: datetime
+    # Whether the upload holds a reservation of its owner's quota (taken at presign). Records
+    # from before presign reserved hold none; confirm reserves for them.
+    quota_held: bool = False
 
 
 @dataclass
@@ -144,6 +147,11 @@ class ObjectHead:
     size: int
     content_type: str | None
     etag: str | None
+    # Headers a PUT can store without the URL signing them (S3 keeps any Content-Encoding,
+    # Cache-Control, ... a client adds, and RGW 16 also applies unsigned x-amz-* headers).
+    # The broker signs none of them, so any value here was chosen by the uploader.
+    stored_headers: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 # Objects carry this tag so a bucket lifecycle rule can expire what was never confirmed, even if
@@ -151,6 +159,12 @@ class ObjectHead:
 STATE_TAG = "broker-state"
 PENDING_TAG = "pending"
 CONFIRMED_TAG = "confirmed"
+
+
+# The Cache-Control every PUT URL signs, so the object stores a value the broker chose: a
+# browser with its cache disabled (developer tools open, Playwright) adds "Cache-Control:
+# no-cache" to every request unless the page set one. Signed GETs pin their own anyway.
+STORED_CACHE_CONTROL = "private"
 
 
 def pending_tagging() -> str:
@@ -167,6 +181,10 @@ REJECTED = "rejected"
 EXPIRING = "expiring"
 EXPIRED = "expired"
 ABORTED = "aborted"
+# States in which an upload is over. Its PUT URL may still be replayed until it expires (after
+# a reject or a delete it can store an object again), so the sweeper cleans its key once the
+# URL is dead, unless a live image stands there.
+ENDED = (CONFIRMED, REJECTED, EXPIRED, ABORTED)
 
 
 def user_segment(sub: str) -> str:
@@ -317,6 +335,18 @@ def signing_window(now: datetime, window: int, lifetime: int, cap: int) -> tuple
     return start, window + lifetime
 
 
+def download_cache_control(valid_for: int) -> str:
+    """The Cache-Control a signed GET pins, whatever the stored object carries.
+
+    ``private``: the response is one viewer's grant, so no shared cache may serve it past the
+    URL's expiry or the image's deletion. ``max-age`` of the URL's own lifetime: the browser
+    keeps the bytes as long as the URL was granted for (one window's URL is reused, so pages
+    re-render from cache). ``immutable``: a key's bytes never change (write-once URLs, keys never
+    reused), so a reload need not revalidate.
+    """
+    return f"private, max-age={valid_for}, immutable"
+
+
 def md5_from_etag(etag: str | None) -> str | None:
     """The base64 MD5 a plain single-part ETag stands for, or None when it is not an MD5."""
     if not etag:
@@ -342,6 +372,17 @@ def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
     stored_md5 = md5_from_etag(head.etag)
     if pending.content_md5 and stored_md5 and stored_md5 != pending.content_md5:
         raise UploadInvalid("content_md5: the object's checksum differs from the declared one")
+    signed = {"Cache-Control": STORED_CACHE_CONTROL}
+    stored = [name for name, value in head.stored_headers.items() if signed.get(name) != value]
+    metadata = [f"x-amz-meta-{name[:64]}" for name in sorted(head.metadata)]
+    unsigned = sorted(stored) + metadata
+    if unsigned:
+        # Served back on every GET (a Content-Encoding breaks display, a Cache-Control outlives
+        # the URL, a redirect sends readers elsewhere): only what the broker signed may shape it.
+        raise UploadInvalid(
+            "the object was stored with headers the upload URL did not sign: "
+            + ", ".join(unsigned[:10])
+        )
 
 
 # Magic numbers for every known type (offset, bytes). WebP is RIFF....WEBP.
@@ -369,6 +410,67 @@ def read_dimensions(head_bytes: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+_GIF_EXTENSION = 0x21
+_GIF_IMAGE = 0x2C
+_GIF_TRAILER = 0x3B
+
+
+def gif_dimensions(data: bytes) -> tuple[int, int] | None:
+    """The canvas a GIF needs, from the bytes at hand: (width, height), or None if no header.
+
+    A GIF's logical screen says nothing binding about its frames: a 10x10 screen can hold an
+    8000x8000 frame, which browsers and Pillow decode at full size. So every image descriptor
+    the bytes reach counts, by its extent (offset + size, what a decoder that grows its canvas
+    to fit allocates), and the result is the largest of the screen and those extents. Data cut
+    off by the end of ``data`` ends the walk (``data`` is a prefix of the object); a byte that
+    starts no known block raises UploadInvalid, since decoders disagree on what follows it
+    (Chromium stops there, Pillow skips it and reads on).
+    """
+    if len(data) < 13 or data[:6] not in (b"GIF87a", b"GIF89a"):
+        return None
+    width = int.from_bytes(data[6:8], "little")
+    height = int.from_bytes(data[8:10], "little")
+    pos = 13 + _gif_color_table_size(data[10])
+    end = len(data)
+    while pos < end:
+        introducer = data[pos]
+        if introducer == _GIF_TRAILER:
+            break
+        if introducer == _GIF_EXTENSION:
+            pos = _skip_gif_sub_blocks(data, pos + 2)  # introducer, label, then sub-blocks
+        elif introducer == _GIF_IMAGE:
+            if pos + 10 > end:
+                break
+            left, top, frame_width, frame_height = (
+                int.from_bytes(data[pos + i : pos + i + 2], "little") for i in (1, 3, 5, 7)
+            )
+            width = max(width, left + frame_width)
+            height = max(height, top + frame_height)
+            # Descriptor (10 bytes), local color table, LZW minimum code size, image sub-blocks.
+            pos = _skip_gif_sub_blocks(data, pos + 10 + _gif_color_table_size(data[pos + 9]) + 1)
+        else:
+            raise UploadInvalid(
+                f"the GIF is malformed: byte {introducer:#04x} at offset {pos} starts no block"
+            )
+    return width, height
+
+
+def _gif_color_table_size(packed: int) -> int:
+    """Bytes of the color table a GIF's packed field announces (0 without one)."""
+    return 3 * 2 ** ((packed & 0x07) + 1) if packed & 0x80 else 0
+
+
+def _skip_gif_sub_blocks(data: bytes, pos: int) -> int:
+    """The offset after a chain of data sub-blocks (each a length byte, ended by a 0 length)."""
+    end = len(data)
+    while pos < end:
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+    return end
+
+
 def check_image_content(
     policy: UploadPolicy, declared_type: str, head_bytes: bytes
 ) -> tuple[int, int]:
@@ -380,7 +482,12 @@ def check_image_content(
         raise UploadInvalid(
             f"filetype: the object is a {sniffed} image, {declared_type} was declared"
         )
-    dimensions = read_dimensions(head_bytes)
+    if sniffed == "image/gif":
+        dimensions = gif_dimensions(head_bytes)
+        if dimensions is not None and min(dimensions) <= 0:
+            dimensions = None
+    else:
+        dimensions = read_dimensions(head_bytes)
     if dimensions is None:
         raise UploadInvalid("the image header is truncated or unreadable: width and height unknown")
     width, height = dimensions

@@ -22,3 +22,14 @@ SIGNATURES = Counter("broker_signatures_total", "URLs signed", ["method"])
 DEPENDENCY_ERRORS = Counter(
     "broker_dependency_errors_total", "Failed calls to MongoDB or S3", ["dependency"]
 )
+
+# Label values must not grow with input: a method outside these (clients may send any token)
+# counts as "other", and a path no route matches as the one route "unmatched".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label for a request method: itself when standard, else ``other``."""
+    return method if method in _METHODS else OTHER_METHOD

@@ -24,8 +24,8 @@ from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from broker.errors import Unauthorized
-from broker.metrics import LATENCY, REQUESTS
+from broker.errors import NotFound
+from broker.metrics import LATENCY, REQUESTS, UNMATCHED_ROUTE, method_label
 from broker.settings import Settings
 from broker.views.errors import error_response
 
@@ -169,9 +169,10 @@ def _finish(response: Response) -> Response:
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Content-Security-Policy", _API_CSP)
     duration = time.perf_counter() - getattr(g, "started", time.perf_counter())
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    LATENCY.labels(request.method, route).observe(duration)
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    method = method_label(request.method)
+    REQUESTS.labels(method, route, str(response.status_code)).inc()
+    LATENCY.labels(method, route).observe(duration)
     principal = getattr(g, "principal", None)
     log.info(
         "request",
@@ -189,11 +190,21 @@ def _finish(response: Response) -> Response:
 
 
 def metrics_response(settings: Settings) -> Response:
-    """The Prometheus exposition of this process (or of every worker, in multiprocess mode)."""
+    """The Prometheus exposition of this process (or of every worker, in multiprocess mode).
+
+    With ``BROKER_METRICS_TOKEN`` set it answers only a request presenting it as a Bearer
+    token; without one only in demo and test modes. Otherwise 404, as for any unknown path:
+    nothing tells a prober the endpoint exists.
+    """
     if settings.metrics_token:
-        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), settings.metrics_token.encode()):
-            return error_response(Unauthorized("metrics need the metrics token"))
+        scheme, _, supplied = request.headers.get("Authorization", "").strip().partition(" ")
+        presented = scheme.lower() == "bearer" and hmac.compare_digest(
+            supplied.strip().encode(), settings.metrics_token.encode()
+        )
+        if not presented:
+            return error_response(NotFound())
+    elif settings.mode not in ("demo", "test"):
+        return error_response(NotFound())
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -137,10 +137,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "/metrics",
         "get",
-        "Prometheus metrics (text exposition format)",
+        "Prometheus metrics (text exposition format); 404 without the metrics token",
         None,
         public=True,
-        errors=(401,),
+        errors=(404,),
     ),
 )
 
@@ -190,8 +190,9 @@ def _operation_spec(op: Operation) -> dict[str, Any]:
     errors = set(op.errors) | {500}
     if not op.public:
         errors |= {401, 405, 503}
-    if op.body is not None or op.method in ("post", "patch"):
-        errors.add(413)  # any body over BROKER_MAX_BODY_BYTES, before it is parsed
+    # Any request line or header field over the limits (broker/views/request_head.py), and any
+    # body over BROKER_MAX_BODY_BYTES, is refused before it is parsed.
+    errors.add(413)
     if (op.path, op.method) in RATE_LIMITED:
         errors.add(429)
     error_schemas = ERROR_SCHEMAS.get((op.path, op.method), {})

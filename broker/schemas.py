@@ -39,11 +39,14 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-def _text(max_length: int, *, required: bool = False, allow_none: bool = False) -> fields.String:
+def _text(
+    max_length: int, *, required: bool = False, allow_none: bool = False, description: str = ""
+) -> fields.String:
     return fields.String(
         required=required,
         allow_none=allow_none,
         validate=validate.Length(min=1 if required else 0, max=max_length),
+        metadata={"description": description} if description else {},
     )
 
 
@@ -56,8 +59,14 @@ class PresignUploadRequest(StrictSchema):
     filename = _text(MAX_FILENAME, required=True)
     filetype = _text(255, required=True)
     size = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
-    content_md5 = _text(MAX_DIGEST)
-    checksum_sha256 = _text(MAX_DIGEST)
+    content_md5 = _text(
+        MAX_DIGEST,
+        description="base64 MD5 of the bytes, signed into the PUT; this or checksum_sha256 is "
+        "required (400 naming content_md5) unless BROKER_REQUIRE_CHECKSUM=false",
+    )
+    checksum_sha256 = _text(
+        MAX_DIGEST, description="base64 SHA-256 of the bytes, for stores that enforce it"
+    )
     kind = _text(64)
     caption = _text(MAX_CAPTION, allow_none=True)
 
@@ -182,7 +191,16 @@ class PresignUploadResponse(Schema):
     key = fields.String(required=True)
     url = fields.String(required=True)
     method = fields.String(required=True)
-    headers = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    headers = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={
+            "description": "every header the PUT must carry, all signed: Content-Type, "
+            "Cache-Control, Content-MD5, x-amz-acl, x-amz-tagging and If-None-Match: * (the "
+            "URL writes once: a second PUT answers 412)"
+        },
+    )
     expires_at = UtcDateTime(required=True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -75,14 +76,23 @@ def client_config(broker: Broker) -> dict[str, Any]:
     }
 
 
-def _check_quota(broker: Broker, owner: str, size: int) -> None:
-    """Refuse early what the owner's quota cannot take (confirm reserves it atomically)."""
+def _hold_quota(broker: Broker, owner: str, size: int) -> None:
+    """Count a new upload's image and bytes against its owner's quota, or refuse it (413).
+
+    One conditional ``$inc``: concurrent presigns cannot overshoot. The reservation is held by
+    the upload from then on: kept at confirm (where it passes to the image), given back when
+    the upload ends any other way, exactly once (see ``_cancel_quota``).
+    """
     settings = broker.settings
-    usage = broker.db.quotas.usage(owner)
+    quotas = broker.db.quotas
+    if quotas.reserve(owner, size, settings.quota_max_images, settings.quota_max_bytes):
+        return
+    usage = quotas.usage(owner)
     if settings.quota_max_images and usage.images >= settings.quota_max_images:
-        raise _over_quota(f"at most {settings.quota_max_images} images per user")
-    if settings.quota_max_bytes and usage.bytes + size > settings.quota_max_bytes:
-        raise _over_quota(f"at most {settings.quota_max_bytes} bytes of images per user")
+        limit = f"at most {settings.quota_max_images} images per user"
+    else:
+        limit = f"at most {settings.quota_max_bytes} bytes of images per user"
+    raise _over_quota(f"{limit} (uploads in progress count too)")
 
 
 def _over_quota(limit: str) -> TooLarge:
@@ -90,7 +100,7 @@ def _over_quota(limit: str) -> TooLarge:
 
 
 def _reserve_quota(broker: Broker, pending: PendingUpload) -> None:
-    """Count the upload's image against its owner's quota, once per upload.
+    """Count an upload presigned before presign held quota against its owner's, once.
 
     The mark on the upload record makes it once: a concurrent confirm of the same upload, or
     one retried after a crash, finds the mark and gives back what it reserved itself.
@@ -138,11 +148,17 @@ class PresignedUpload:
 def presign_upload(
     broker: Broker, principal: Principal, request: dict[str, Any]
 ) -> PresignedUpload:
-    """Check the declaration, choose the key, record the pending upload, sign the PUT."""
+    """Check the declaration, choose the key, hold the quota, record the upload, sign the PUT."""
+    if broker.settings.require_checksum and not (
+        request.get("content_md5") or request.get("checksum_sha256")
+    ):
+        # Without one the bucket cannot tell the declared bytes from any others of the length.
+        raise domain.field_error(
+            "content_md5", "required (the base64 MD5 of the bytes), or checksum_sha256"
+        )
     content_type = domain.normalise_type(request["filetype"])
     kind = request.get("kind") or client_config(broker)["default_kind"]
     domain.check_declared_upload(broker.policy, content_type, request["size"], kind)
-    _check_quota(broker, principal.sub, request["size"])
     if request.get("content_md5"):
         domain.decode_md5(request["content_md5"])
     if request.get("checksum_sha256"):
@@ -167,6 +183,7 @@ def presign_upload(
         # The PUT may start just before the URL expires and take a while, so confirm stays
         # possible for a grace period after it.
         confirm_by=expires_at + timedelta(seconds=broker.settings.confirm_grace),
+        quota_held=True,
     )
     signed = broker.bucket.presign_put(
         pending.key,
@@ -176,10 +193,18 @@ def presign_upload(
         checksum_sha256=pending.checksum_sha256,
         tagging=domain.pending_tagging() if broker.settings.s3_tagging else None,
         acl=broker.settings.s3_object_acl or None,
+        cache_control=domain.STORED_CACHE_CONTROL,
         expires_in=broker.settings.upload_expires,
     )
-    # Record only after signing succeeded, so a failure leaves nothing behind.
-    broker.db.uploads.create(pending)
+    # Hold the quota and record only after signing succeeded, so a failure leaves nothing.
+    _hold_quota(broker, pending.owner, pending.size)
+    try:
+        broker.db.uploads.create(pending)
+    except Exception:
+        # Best effort: if MongoDB is gone this fails too, and recount-quotas mends the count.
+        with suppress(Exception):
+            broker.db.quotas.release(pending.owner, pending.size)
+        raise
     _PRESIGNED.inc()
     _PUT_SIGNATURES.inc()
     return PresignedUpload(pending.id, pending.key, signed, expires_at)
@@ -219,7 +244,8 @@ def confirm_upload(
             verified = _verified_image(broker, pending, request)
         except _ConfirmedMeanwhile:
             return _confirmed_image(broker, pending), False
-        _reserve_quota(broker, pending)
+        if not pending.quota_held:
+            _reserve_quota(broker, pending)
         image, created = broker.db.images.insert(verified)
 
     state = broker.db.uploads.claim(pending.id, domain.CONFIRMED)
@@ -321,7 +347,8 @@ def _shown(state: str) -> str:
 def _reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     # The bucket must only ever hold what was verified: delete first, then close the upload.
     broker.bucket.delete(pending.key)
-    broker.db.uploads.claim(pending.id, domain.REJECTED, reason)
+    if broker.db.uploads.claim(pending.id, domain.REJECTED, reason) == domain.REJECTED:
+        _cancel_quota(broker, pending)
     _REJECTED.inc()
     log.info("upload %s rejected: %s", pending.id, reason)
 
@@ -431,6 +458,7 @@ def sign_download(
         expires_in=valid_for,
         content_type=target.content_type,
         disposition=domain.content_disposition(disposition, target.filename),
+        cache_control=domain.download_cache_control(valid_for),
         now=signed_at,
     )
     _GET_SIGNATURES.inc()
@@ -523,6 +551,22 @@ def _expire(broker: Broker, pending: PendingUpload) -> None:
     broker.db.images.remove_by_key(pending.key)
     _cancel_quota(broker, pending)
     broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
+    # Overdue means the URL died before the delete above: nothing can come back.
+    broker.db.uploads.swept(pending.id)
+
+
+def _clean_ended(broker: Broker, upload: PendingUpload) -> None:
+    """Delete whatever stands under an ended upload's key, unless a live image stands there.
+
+    Until its URL died, a rejected, refused or deleted upload's key could be PUT again (the
+    URL writes once, but only over nothing); that object was never verified and has no record.
+    """
+    if not (upload.state == domain.CONFIRMED and broker.db.images.is_live(upload.key)):
+        broker.bucket.delete(upload.key)
+    if upload.state != domain.CONFIRMED:
+        # A reservation a crash left on a closed upload; confirmed ones passed theirs on.
+        _cancel_quota(broker, upload)
+    broker.db.uploads.swept(upload.id)
 
 
 # ---- sweep ------------------------------------------------------------------------------------
@@ -535,6 +579,7 @@ class SweepReport:
     expired_uploads: int
     finished_deletes: int
     failed: int
+    cleaned_uploads: int = 0
 
 
 # A delete that has not finished after this long is taken over by the sweeper (the request that
@@ -550,7 +595,7 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
     """
     now = domain.utcnow()
     uploads = broker.db.uploads
-    expired = finished = failed = 0
+    expired = finished = failed = cleaned = 0
     for pending in uploads.overdue(now, batch):
         if uploads.claim(pending.id, domain.EXPIRING) == domain.EXPIRING:
             ok = _attempt(_expire, broker, pending)
@@ -562,7 +607,11 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
     for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
         ok = _attempt(_finish_delete, broker, image)
         finished, failed = finished + ok, failed + (not ok)
-    return SweepReport(expired, finished, failed)
+    # Each step is idempotent (a delete, a mark dropped once), so sweepers need no claim here.
+    for upload in uploads.unswept(now, batch):
+        ok = _attempt(_clean_ended, broker, upload)
+        cleaned, failed = cleaned + ok, failed + (not ok)
+    return SweepReport(expired, finished, failed, cleaned)
 
 
 def _finish_delete(broker: Broker, image: Image) -> None:

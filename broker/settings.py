@@ -238,7 +238,8 @@ class Settings:
     jwt_max_ttl: int = setting(
         "BROKER_JWT_MAX_TTL",
         "604800",
-        "tokens whose `exp - iat` exceeds this many seconds are refused (401)",
+        "tokens whose `exp - iat` exceeds this many seconds are refused (401); a token without"
+        " `iat` is judged by `exp - now`",
         positive,
     )
     s3_bucket: str = setting("BROKER_S3_BUCKET", "images", "bucket name")
@@ -285,13 +286,13 @@ class Settings:
     pending_object_days: int = setting(
         "BROKER_PENDING_OBJECT_DAYS",
         "2",
-        "`apply-lifecycle`: the bucket expires objects still tagged pending after this many days",
+        "`setup-bucket`: the bucket expires objects still tagged pending after this many days",
         positive,
     )
     multipart_abort_days: int = setting(
         "BROKER_MULTIPART_ABORT_DAYS",
         "1",
-        "`apply-lifecycle`: the bucket aborts unfinished multipart uploads after this many days",
+        "`setup-bucket`: the bucket aborts unfinished multipart uploads after this many days",
         positive,
     )
     # Unset: boto3's usual chain (profile, container or instance role) finds credentials.
@@ -325,7 +326,8 @@ class Settings:
     require_checksum: bool = setting(
         "BROKER_REQUIRE_CHECKSUM",
         "true",
-        "presign needs `content_md5` or `checksum_sha256`; `false` relaxes this for legacy clients",
+        "presign needs `content_md5` or `checksum_sha256`; `false` relaxes this for legacy clients"
+        " (every PUT URL still writes once, confirm still checks the object)",
     )
     upload_expires: int = setting(
         "BROKER_UPLOAD_EXPIRES",
@@ -449,7 +451,10 @@ class Settings:
         parse=_upper,
     )
     metrics_token: str | None = setting(
-        "BROKER_METRICS_TOKEN", "", "when set, `GET /metrics` needs `Authorization: Bearer <it>`"
+        "BROKER_METRICS_TOKEN",
+        "",
+        "when set, `GET /metrics` answers only `Authorization: Bearer <it>`; unset, only in demo"
+        " and test modes (404 otherwise)",
     )
 
     @property

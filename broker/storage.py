@@ -7,7 +7,11 @@ Every botocore failure is translated into the broker's own errors here (``raise 
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +47,7 @@ _PUT_OBJECT_HEADERS: Final = {
     "x-amz-checksum-sha256": ("ChecksumSHA256", False),
     "x-amz-tagging": ("Tagging", False),
     "x-amz-acl": ("ACL", False),
+    "if-none-match": ("IfNoneMatch", False),
 }
 _UPLOAD_PART_HEADERS: Final = {
     "content-length": ("ContentLength", True),
@@ -135,6 +140,18 @@ def boto3_call(
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
+# Header a client can store on an object without the URL signing it -> the HEAD response
+# fields that carry it (botocore parses Expires; the raw value is in ExpiresString).
+_STORED_HEADERS: Final = {
+    "Content-Encoding": ("ContentEncoding",),
+    "Cache-Control": ("CacheControl",),
+    "Content-Disposition": ("ContentDisposition",),
+    "Content-Language": ("ContentLanguage",),
+    "Expires": ("ExpiresString", "Expires"),
+    "x-amz-website-redirect-location": ("WebsiteRedirectLocation",),
+}
+
+
 class Presigner(Protocol):
     """Anything that presigns an S3 request for a bucket and key."""
 
@@ -201,6 +218,19 @@ class Boto3Presigner:
         return url
 
 
+# Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not sign; with
+# IgnorePublicAcls a "public-read" smuggled into a presigned PUT grants nothing. BlockPublicAcls
+# stays off: RGW 16 then refuses every PutObject, even private ones, and ignoring public ACLs
+# already keeps every object private. BlockPublicPolicy refuses policies that *grant* public
+# access; the broker's own policy only denies, which it leaves alone.
+PUBLIC_ACCESS_BLOCK: Final = {
+    "BlockPublicAcls": False,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
 def _client_config(settings: Settings) -> botocore.config.Config:
     return botocore.config.Config(
         signature_version="s3v4",
@@ -264,10 +294,21 @@ class Bucket:
         checksum_sha256: str | None,
         tagging: str | None,
         acl: str | None,
+        cache_control: str,
         expires_in: int,
     ) -> SignedRequest:
-        """A PUT URL whose signature pins type, length, checksums, tags and the object's ACL."""
-        signed = {"Content-Type": content_type, "Content-Length": str(size)}
+        """A write-once PUT URL pinning type, length, checksums, caching, tags and the ACL.
+
+        ``If-None-Match: *`` is signed too: the bucket refuses (412) a PUT under a key that
+        already holds an object, so no replay of the URL can replace or re-tag what confirm
+        verified. RGW 16 checks it when the write completes, so even two PUTs racing each
+        other store one object.
+        """
+        signed = {
+            "Content-Type": content_type,
+            "Content-Length": str(size),
+            "Cache-Control": cache_control,
+        }
         if content_md5:
             signed["Content-MD5"] = content_md5
         if checksum_sha256:
@@ -276,6 +317,7 @@ class Bucket:
             signed["x-amz-tagging"] = tagging
         if acl:
             signed["x-amz-acl"] = acl
+        signed["If-None-Match"] = "*"
         url = self._sign("PUT", key, expires_in=expires_in, headers=signed)
         # Browsers refuse to set Content-Length themselves and always send the body's length.
         client_headers = {name: value for name, value in signed.items() if name != "Content-Length"}
@@ -288,10 +330,15 @@ class Bucket:
         expires_in: int,
         content_type: str,
         disposition: str,
+        cache_control: str,
         now: datetime | None = None,
     ) -> str:
-        """A GET URL whose response headers are fixed by the signature (type, disposition)."""
-        query = {"response-content-type": content_type, "response-content-disposition": disposition}
+        """A GET URL whose response type, disposition and caching are fixed by the signature."""
+        query = {
+            "response-cache-control": cache_control,
+            "response-content-type": content_type,
+            "response-content-disposition": disposition,
+        }
         return self._sign("GET", key, expires_in=expires_in, query=query, now=now)
 
     def _sign(self, method: str, key: str, **kwargs: Any) -> str:
@@ -301,16 +348,23 @@ class Bucket:
             raise _unavailable(e, "sign") from e
 
     def head(self, key: str) -> ObjectHead | None:
-        """The object's size, type and ETag, or None when it does not exist."""
+        """The object's size, type, ETag and stored headers, or None when it does not exist."""
         try:
             with _translated("head"):
                 response = self.client.head_object(Bucket=self.name, Key=key)
         except StorageNotFound:
             return None
+        stored = {}
+        for header, fields in _STORED_HEADERS.items():
+            value = next((response[f] for f in fields if response.get(f) not in (None, "")), None)
+            if value is not None:
+                stored[header] = str(value)
         return ObjectHead(
             size=int(response["ContentLength"]),
             content_type=response.get("ContentType"),
             etag=response.get("ETag"),
+            stored_headers=stored,
+            metadata=dict(response.get("Metadata") or {}),
         )
 
     def read_prefix(self, key: str, length: int) -> bytes:
@@ -335,10 +389,32 @@ class Bucket:
             return
 
     def tag(self, key: str, tags: Mapping[str, str]) -> None:
-        """Replace the object's tags."""
+        """Replace the object's tags, riding out another writer tagging it at the same moment.
+
+        RGW answers 409 OperationAborted to simultaneous tagging of one object (concurrent
+        confirms of one key all tag it), which botocore does not retry. Such a refusal is
+        retried a few times with a short jittered backoff, and is success at once when the
+        object already carries exactly these tags (the other writer set them).
+        """
         tag_set = [{"Key": name, "Value": value} for name, value in tags.items()]
-        with _translated("tag"):
-            self.client.put_object_tagging(Bucket=self.name, Key=key, Tagging={"TagSet": tag_set})
+        for attempt in range(TAG_ATTEMPTS):
+            try:
+                with _translated("tag", transient=_TAG_CONFLICTS):
+                    self.client.put_object_tagging(
+                        Bucket=self.name, Key=key, Tagging={"TagSet": tag_set}
+                    )
+                return
+            except _Transient:
+                if self._tags(key) == dict(tags):
+                    return
+                if attempt + 1 == TAG_ATTEMPTS:
+                    raise _unavailable(RuntimeError("tagging kept conflicting"), "tag") from None
+                time.sleep(TAG_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
+
+    def _tags(self, key: str) -> dict[str, str]:
+        with _translated("get tags"):
+            response = self.client.get_object_tagging(Bucket=self.name, Key=key)
+        return {tag["Key"]: tag["Value"] for tag in response.get("TagSet", [])}
 
     def ping(self) -> None:
         """Raise Unavailable unless the bucket answers."""
@@ -380,20 +456,52 @@ class Bucket:
 
     def block_public_access(self) -> None:
         """Make public ACLs and policies ineffective on the bucket, whatever a PUT asks for."""
-        # Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not
-        # sign; with IgnorePublicAcls a "public-read" smuggled into a presigned PUT grants
-        # nothing. BlockPublicAcls stays off: RGW 16 then refuses every PutObject, even private
-        # ones, and ignoring public ACLs already keeps every object private.
         with _translated("put public access block"):
             self.client.put_public_access_block(
-                Bucket=self.name,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": False,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
+                Bucket=self.name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
             )
+
+    def get_public_access_block(self) -> dict[str, bool]:
+        """The bucket's public-access block (empty when none is set)."""
+        try:
+            with _translated("get public access block"):
+                response = self.client.get_public_access_block(Bucket=self.name)
+        except StorageNotFound:
+            return {}
+        block: dict[str, bool] = response.get("PublicAccessBlockConfiguration", {})
+        return block
+
+    def get_policy(self) -> dict[str, Any] | None:
+        """The bucket policy as a JSON object, or None when the bucket has none."""
+        try:
+            with _translated("get bucket policy"):
+                response = self.client.get_bucket_policy(Bucket=self.name)
+        except StorageNotFound:
+            return None
+        try:
+            policy: dict[str, Any] = json.loads(response["Policy"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return policy
+
+    def put_policy(self, policy: Mapping[str, Any] | None) -> None:
+        """Replace the bucket policy (None: remove it)."""
+        with _translated("put bucket policy"):
+            if policy is None:
+                self.client.delete_bucket_policy(Bucket=self.name)
+            else:
+                self.client.put_bucket_policy(Bucket=self.name, Policy=json.dumps(policy))
+
+    def takes_a_plain_put(self) -> bool:
+        """Whether the bucket stores a plain PutObject (a probe object, deleted at once)."""
+        probe = f"broker-setup-probe/{uuid.uuid4().hex}"
+        try:
+            with _translated("probe put"):
+                self.client.put_object(Bucket=self.name, Key=probe, Body=b"")
+        except Unavailable:
+            return False
+        self.delete(probe)
+        return True
 
     def get_cors(self) -> list[dict[str, Any]]:
         """The bucket's CORS rules (empty when none are set)."""
@@ -427,9 +535,20 @@ def _unavailable(error: Exception, operation: str) -> Unavailable:
     return Unavailable("the storage is unavailable, retry later")
 
 
+# Tagging refused because another request tags the same object (RGW: 409 OperationAborted;
+# AWS documents ConcurrentModification and OperationAborted), or throttled.
+_TAG_CONFLICTS: Final = frozenset({"OperationAborted", "ConcurrentModification", "SlowDown"})
+TAG_ATTEMPTS = 6
+TAG_BACKOFF_SECONDS = 0.05
+
+
+class _Transient(Exception):
+    """S3 refused a call because of a concurrent one; the caller may retry it."""
+
+
 @contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """Turn botocore failures into StorageNotFound or Unavailable."""
+def _translated(operation: str, transient: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Turn botocore failures into StorageNotFound, Unavailable, or _Transient (codes given)."""
     try:
         yield
     except ClientError as e:
@@ -437,6 +556,9 @@ def _translated(operation: str) -> Iterator[None]:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _NOT_FOUND_CODES or status == 404:
             raise StorageNotFound(operation) from e
+        if code in transient:
+            log.info("S3 %s refused for now (%s), retrying", operation, code)
+            raise _Transient(code) from e
         raise _unavailable(e, operation) from e
     except BotoCoreError as e:
         raise _unavailable(e, operation) from e

@@ -86,6 +86,18 @@ def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
+def presign_body(
+    data: bytes, filename: str = "a.png", filetype: str = "image/png"
+) -> dict[str, Any]:
+    """The presign declaration of ``data``: name, type, size and Content-MD5."""
+    return {
+        "filename": filename,
+        "filetype": filetype,
+        "size": len(data),
+        "content_md5": md5_b64(data),
+    }
+
+
 # ---- the demo ---------------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]

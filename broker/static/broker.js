@@ -292,6 +292,12 @@ async function putToBucket(
     try {
       return await putOnce(presigned, file, { onProgress, signal, timeout });
     } catch (error) {
+      // The URL writes once (If-None-Match: *): a retry answered 412 means an earlier attempt
+      // stored the object and only its answer was lost. Confirm verifies the object anyway.
+      if (attempt > 0 && error.status === 412) {
+        onProgress?.(file.size, file.size);
+        return { status: 412, etag: null };
+      }
       if (!error.retriable || attempt >= retries) throw error;
       const delay = backoff * 3 ** attempt * (0.75 + Math.random() * 0.5);
       if (expiresAt && Date.now() + delay >= expiresAt) throw new UrlExpiredError();

@@ -26,6 +26,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 @bp.before_request
 def _authenticate() -> None:
     authenticate()
+    # The unique indexes hold confirm's invariants: the first request of a process makes them.
+    _broker().db.indexes.ensure()
 
 
 def _broker() -> Broker:

@@ -44,7 +44,12 @@ CALLS = [
         "presign",
         lambda c, u, h: c.post(
             "/images/presign-upload",
-            json={"filename": "a.png", "filetype": "image/png", "size": 10},
+            json={
+                "filename": "a.png",
+                "filetype": "image/png",
+                "size": 10,
+                "content_md5": md5_b64(b"0123456789"),
+            },
             headers=h,
         ),
         201,

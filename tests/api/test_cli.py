@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
 from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import JWT_SECRET, auth, png_bytes
+from tests.helpers import JWT_SECRET, auth, png_bytes, presign_body
 
 
 def run(app: Flask, *args: str) -> Any:
@@ -61,17 +61,14 @@ def test_apply_cors_sets_the_configured_origins(make_app: Any) -> None:
 def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
     client = app.test_client()
     data = png_bytes()
-    presigned = client.post(
-        "/images/presign-upload",
-        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
-        headers=auth(),
-    ).json
+    presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
     put_to_bucket(presigned, data)
     broker = app.extensions["broker"]
     assert json.loads(run(app, "sweep").output) == {
         "expired_uploads": 0,
         "finished_deletes": 0,
         "failed": 0,
+        "cleaned_uploads": 0,
     }
     assert broker.bucket.head(presigned["key"]) is not None
     broker.db.uploads.collection.update_one(
@@ -82,6 +79,7 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
         "expired_uploads": 1,
         "finished_deletes": 0,
         "failed": 0,
+        "cleaned_uploads": 0,
     }
     assert broker.bucket.head(presigned["key"]) is None
     confirm = client.post("/images", json={"key": presigned["key"]}, headers=auth())
@@ -99,6 +97,7 @@ def test_sweep_finishes_interrupted_deletes(app: Flask, upload: Uploader) -> Non
         "expired_uploads": 0,
         "finished_deletes": 1,
         "failed": 0,
+        "cleaned_uploads": 0,
     }
     assert broker.bucket.head(image["key"]) is None
     assert broker.db.images.collection.count_documents({}) == 0
@@ -186,7 +185,7 @@ def _overdue_upload(app: Flask) -> dict[str, Any]:
     data = png_bytes()
     presigned: dict[str, Any] = client.post(
         "/images/presign-upload",
-        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+        json=presign_body(data),
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
@@ -232,11 +231,7 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
 ) -> None:
     data = png_bytes()
     client = app.test_client()
-    presigned = client.post(
-        "/images/presign-upload",
-        json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
-        headers=auth(),
-    ).json
+    presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
     put_to_bucket(presigned, data)
     broker = app.extensions["broker"]
     real_read = broker.bucket.read_prefix
@@ -253,3 +248,81 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
     assert response.status_code == 409
     assert response.json["error"]["code"] == "conflict"
     assert broker.db.images.collection.count_documents({}) == 0
+
+
+def test_setup_bucket_applies_everything_idempotently(make_app: Any) -> None:
+    app = make_app(BROKER_CORS_ORIGINS="https://a.example")
+    first = run(app, "setup-bucket", "--without-copy-policy").output.splitlines()
+    assert first == ["cors: applied", "lifecycle: applied", "public-access block: applied"]
+    again = run(app, "setup-bucket", "--without-copy-policy").output.splitlines()
+    assert again == [line.replace("applied", "already in place") for line in first]
+    bucket = app.extensions["broker"].bucket
+    assert bucket.get_policy() is None
+    assert bucket.get_cors()[0]["AllowedOrigins"] == ["https://a.example"]
+    assert bucket.get_public_access_block()["BlockPublicPolicy"] is True
+
+
+def test_setup_bucket_takes_back_a_policy_the_store_applies_to_every_put(
+    make_app: Any, upload: Uploader
+) -> None:
+    # moto evaluates a bucket policy without its conditions: the copy-refusing Deny would
+    # refuse every upload. setup-bucket probes a plain PUT, removes the statement, says so.
+    app = make_app()
+    result = app.test_cli_runner().invoke(args=["setup-bucket"])
+    assert result.exit_code != 0
+    refused = "copy-refusing policy: failed: the storage applies the Deny to every PUT"
+    assert refused in result.output
+    assert "public-access block: applied" in result.output
+    bucket = app.extensions["broker"].bucket
+    assert bucket.get_policy() is None
+    assert upload().image["key"]  # uploads still work
+    assert (
+        bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="broker-setup-probe")["KeyCount"]
+        == 0
+    )
+
+
+def test_setup_bucket_says_what_failed(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app()
+    client = app.extensions["broker"].bucket.client
+
+    def refused(**kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://s3.internal")
+
+    monkeypatch.setattr(client, "put_bucket_policy", refused)
+    result = app.test_cli_runner().invoke(args=["setup-bucket"])
+    assert result.exit_code != 0
+    assert "copy-refusing policy: failed" in result.output
+    assert "public-access block: applied" in result.output  # the others still ran
+    assert "s3.internal" not in result.output
+
+
+def test_sweep_cleans_the_keys_of_ended_uploads_once_their_urls_died(
+    app: Flask, upload: Uploader
+) -> None:
+    client = app.test_client()
+    broker = app.extensions["broker"]
+    live = upload().image
+    deleted = upload(data=png_bytes(5, 5))
+    assert client.delete(f"/images/{deleted.image['id']}", headers=auth()).status_code == 204
+    html = b"<html><script>alert(1)</script></html>"
+    rejected = client.post("/images/presign-upload", json=presign_body(html), headers=auth()).json
+    put_to_bucket(rejected, html)
+    assert client.post("/images", json={"key": rejected["key"]}, headers=auth()).status_code == 422
+    # The URLs still live: a replay stores an object nobody verified or recorded.
+    put_to_bucket(deleted.presign, deleted.data)
+    put_to_bucket(rejected, html)
+    assert broker.bucket.head(deleted.image["key"]) is not None
+    assert broker.bucket.head(rejected["key"]) is not None
+
+    uploads = broker.db.uploads.collection
+    assert json.loads(run(app, "sweep").output)["cleaned_uploads"] == 0  # URLs alive
+    uploads.update_many({}, {"$set": {"sweep_after": datetime.now(UTC) - timedelta(seconds=1)}})
+    assert json.loads(run(app, "sweep").output)["cleaned_uploads"] == 3
+    assert broker.bucket.head(deleted.image["key"]) is None
+    assert broker.bucket.head(rejected["key"]) is None
+    assert broker.bucket.head(live["key"]) is not None  # a live image is never touched
+    # Cleaned once: the records may now be purged, and the next sweep has nothing to do.
+    assert uploads.count_documents({"sweep_after": {"$exists": True}}) == 0
+    assert uploads.count_documents({"purge_at": {"$exists": True}}) == 3
+    assert json.loads(run(app, "sweep").output)["cleaned_uploads"] == 0

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from broker.devservers import free_port
 from broker.errors import Unavailable
-from tests.helpers import auth, png_bytes
+from tests.helpers import auth, md5_b64, png_bytes
 
 
 def closed_port() -> int:
@@ -110,7 +110,12 @@ class TestEnvelope:
         # Presigning needs no S3 call, so it keeps working while the bucket is unreachable.
         presigned = client.post(
             "/images/presign-upload",
-            json={"filename": "a.png", "filetype": "image/png", "size": len(data)},
+            json={
+                "filename": "a.png",
+                "filetype": "image/png",
+                "size": len(data),
+                "content_md5": md5_b64(data),
+            },
             headers=auth(),
         )
         assert presigned.status_code == 201

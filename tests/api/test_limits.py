@@ -1,23 +1,16 @@
-"""Per-user rate limits (429 + Retry-After) and per-user quotas (checked at presign and confirm)."""
+"""Per-user rate limits (429 + Retry-After) and per-user quotas (held from presign on)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 
+from broker.db import Usage
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, md5_b64, png_bytes
-
-
-def presign_body(data: bytes) -> dict[str, Any]:
-    return {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
+from tests.helpers import auth, png_bytes, presign_body
 
 
 class TestRateLimits:
@@ -100,26 +93,51 @@ def upload_all(client: Any, sub: str, count: int) -> list[dict[str, Any]]:
 
 
 class TestQuotas:
-    def test_image_count_is_checked_at_presign_and_confirm(self, make_app: Any) -> None:
+    # Uploads hold their image and bytes from presign on (the contract: pending bytes count
+    # against the byte quota from presign), so the limits are met at presign, before any
+    # byte travels; confirm keeps the reservation.
+    def test_uploads_in_progress_count_from_presign(self, make_app: Any) -> None:
         app = make_app(BROKER_QUOTA_MAX_IMAGES="2")
         client = app.test_client()
-        grants = upload_all(client, "alice", 3)  # presign only sees recorded images: all pass
-        results = [client.post("/images", json={"key": g["key"]}, headers=auth()) for g in grants]
-        assert [r.status_code for r in results] == [201, 201, 413]
-        assert results[2].json["error"]["code"] == "too_large"
-        assert results[2].json["error"]["details"] == {
-            "quota": ["the user's image or byte quota is used up"]
-        }
-        # The refused upload's object is gone, and presigning is refused up front now.
-        assert app.extensions["broker"].bucket.head(grants[2]["key"]) is None
+        grants = upload_all(client, "alice", 2)
         refused = client.post("/images/presign-upload", json=presign_body(b"x"), headers=auth())
-        assert refused.status_code == 413 and "2 images" in refused.json["error"]["message"]
-        assert (
-            client.post(
-                "/images/presign-upload", json=presign_body(b"x"), headers=auth("bob")
-            ).status_code
-            == 201
+        assert refused.status_code == 413
+        assert refused.json["error"]["code"] == "too_large"
+        assert "2 images" in refused.json["error"]["message"]
+        assert list(refused.json["error"]["details"]) == ["quota"]
+        other = client.post("/images/presign-upload", json=presign_body(b"x"), headers=auth("bob"))
+        assert other.status_code == 201
+        quotas = app.extensions["broker"].db.quotas
+        assert quotas.usage("alice").images == 2
+        # Confirming keeps what presign reserved: nothing counted twice, nothing refused.
+        for grant in grants:
+            confirmed = client.post("/images", json={"key": grant["key"]}, headers=auth())
+            assert confirmed.status_code == 201, confirmed.json
+        assert quotas.usage("alice").images == 2
+
+    def test_an_upload_that_ends_unconfirmed_gives_its_quota_back(self, make_app: Any) -> None:
+        data = png_bytes()
+        app = make_app(BROKER_QUOTA_MAX_IMAGES="1")
+        client = app.test_client()
+        quotas = app.extensions["broker"].db.quotas
+        # rejected at confirm (the bytes are not the declared type)
+        grant = client.post(
+            "/images/presign-upload",
+            json={**presign_body(data), "filetype": "image/jpeg"},
+            headers=auth(),
+        ).json
+        put_to_bucket(grant, data)
+        rejected = client.post("/images", json={"key": grant["key"]}, headers=auth())
+        assert rejected.status_code == 422
+        assert quotas.usage("alice") == Usage(0, 0)
+        # never confirmed: the sweeper gives it back once the deadline passed
+        (grant,) = upload_all(client, "alice", 1)
+        assert quotas.usage("alice") == Usage(1, len(png_bytes(4, 3)))
+        app.extensions["broker"].db.uploads.collection.update_one(
+            {"key": grant["key"]}, {"$set": {"confirm_by": datetime.now(UTC) - timedelta(1)}}
         )
+        assert app.test_cli_runner().invoke(args=["sweep"]).exit_code == 0
+        assert quotas.usage("alice") == Usage(0, 0)
 
     def test_byte_quota_and_release_on_delete(self, make_app: Any) -> None:
         data = png_bytes()
@@ -137,9 +155,32 @@ class TestQuotas:
             client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 201
         )
 
-    def test_concurrent_confirms_cannot_overshoot(self, make_app: Any) -> None:
+    def test_concurrent_presigns_cannot_overshoot(self, make_app: Any) -> None:
         app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
-        grants = upload_all(app.test_client(), "alice", 6)
+        body = presign_body(png_bytes())
+
+        def presign(_: int) -> int:
+            client = app.test_client()
+            response = client.post("/images/presign-upload", json=body, headers=auth())
+            return int(response.status_code)
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            statuses = sorted(pool.map(presign, range(6)))
+        assert statuses == [201, 201, 201, 413, 413, 413]
+        broker = app.extensions["broker"]
+        assert broker.db.uploads.collection.count_documents({"owner": "alice"}) == 3
+        assert broker.db.quotas.usage("alice").images == 3
+
+    def test_an_upload_presigned_before_presign_held_quota_is_counted_at_confirm(
+        self, make_app: Any
+    ) -> None:
+        # Upload records written before the upgrade hold no reservation: confirm takes one,
+        # atomically, and refuses (413, object deleted) what the quota cannot take.
+        app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
+        grants = upload_all(app.test_client(), "alice", 3)
+        broker = app.extensions["broker"]
+        broker.db.uploads.collection.update_many({}, {"$unset": {"quota_held": ""}})
+        broker.db.quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": 1}})
 
         def confirm(grant: dict[str, Any]) -> int:
             return int(
@@ -148,22 +189,26 @@ class TestQuotas:
                 .status_code
             )
 
-        with ThreadPoolExecutor(max_workers=6) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             statuses = sorted(pool.map(confirm, grants))
-        assert statuses == [201, 201, 201, 413, 413, 413]
-        broker = app.extensions["broker"]
-        assert broker.db.images.collection.count_documents({"owner": "alice"}) == 3
+        assert statuses == [201, 201, 413]
+        assert broker.db.images.collection.count_documents({"owner": "alice"}) == 2
         assert broker.db.quotas.usage("alice").images == 3
+        refused = next(g for g in grants if not broker.db.images.is_live(g["key"]))
+        assert broker.bucket.head(refused["key"]) is None
 
     def test_recount_rebuilds_usage(self, app: Flask) -> None:
         grants = upload_all(app.test_client(), "alice", 2)
         for grant in grants:
             app.test_client().post("/images", json={"key": grant["key"]}, headers=auth())
+        upload_all(app.test_client(), "alice", 1)  # in progress: it holds its share too
         quotas = app.extensions["broker"].db.quotas
-        quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": 99}})
+        before = quotas.usage("alice")
+        assert before.images == 3
+        quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": 99, "bytes": 1}})
         result = app.test_cli_runner().invoke(args=["recount-quotas"])
         assert result.exit_code == 0, result.output
-        assert quotas.usage("alice").images == 2
+        assert quotas.usage("alice") == before
 
 
 def test_a_broken_counter_store_does_not_refuse_everyone(make_app: Any, monkeypatch: Any) -> None:

@@ -107,9 +107,11 @@ class TestMetrics:
         assert "broker_http_request_duration_seconds_bucket" in body
 
     def test_metrics_token_when_configured(self, make_app: Any) -> None:
+        # The contract: 404 (as for any unknown path) unless the token is presented.
         client = make_app(BROKER_METRICS_TOKEN="scrape-secret").test_client()
-        refused = client.get("/metrics")
-        assert refused.status_code == 401 and refused.json["error"]["code"] == "unauthorized"
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-secret"}):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 404 and refused.json["error"]["code"] == "not_found"
         ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
         assert ok.status_code == 200 and ok.mimetype == "text/plain"
 

@@ -14,8 +14,14 @@ from tests.api.conftest import Uploader, put_to_bucket
 from tests.helpers import auth, jpeg_bytes, md5_b64, png_bytes
 
 
-def presign(client: FlaskClient, sub: str = "alice", **fields: Any) -> Any:
-    body = {"filename": "IMG_1.png", "filetype": "image/png", "size": 100, **fields}
+def presign(
+    client: FlaskClient, sub: str = "alice", data: bytes | None = None, **fields: Any
+) -> Any:
+    """Presign ``data`` (size and MD5 from it), or 100 bytes that are never PUT."""
+    size = 100 if data is None else len(data)
+    body = {"filename": "IMG_1.png", "filetype": "image/png", "size": size, **fields}
+    if "content_md5" not in fields and "checksum_sha256" not in fields:
+        body["content_md5"] = md5_b64(data if data is not None else b"x")
     return client.post("/images/presign-upload", json=body, headers=auth(sub))
 
 
@@ -39,24 +45,49 @@ class TestPresign:
         assert body["method"] == "PUT"
         assert body["headers"] == {
             "Content-Type": "image/png",
+            "Cache-Control": "private",
             "Content-MD5": md5_b64(b"x"),
             "x-amz-acl": "bucket-owner-full-control",
             "x-amz-tagging": "broker-state=pending",
+            "If-None-Match": "*",
         }
         assert re.fullmatch(r"alice/[0-9a-f]{32}\.png", body["key"])
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["expires_at"])
         expires = datetime.fromisoformat(body["expires_at"])
         assert timedelta(seconds=295) < expires - datetime.now(UTC) <= timedelta(seconds=300)
 
-    def test_url_signs_type_length_and_md5(self, client: FlaskClient) -> None:
+    def test_url_signs_type_length_md5_and_write_once(self, client: FlaskClient) -> None:
         url = presign(client, content_md5=md5_b64(b"x")).json["url"]
-        signed = "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-tagging"
+        signed = (
+            "cache-control%3Bcontent-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match"
+            "%3Bx-amz-acl%3Bx-amz-tagging"
+        )
         assert f"X-Amz-SignedHeaders={signed}&" in url
         assert "X-Amz-Expires=300" in url
 
-    def test_url_without_md5_still_signs_type_and_length(self, client: FlaskClient) -> None:
-        url = presign(client).json["url"]
-        signed = "content-length%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-tagging"
+    def test_a_checksum_is_required(self, app: Flask, client: FlaskClient) -> None:
+        body = {"filename": "a.png", "filetype": "image/png", "size": 100}
+        response = client.post("/images/presign-upload", json=body, headers=auth())
+        assert response.status_code == 400
+        assert response.json["error"]["code"] == "validation_error"
+        assert list(response.json["error"]["details"]) == ["content_md5"]
+        assert app.extensions["broker"].db.uploads.collection.count_documents({}) == 0
+        sha256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
+        with_sha = client.post(
+            "/images/presign-upload", json={**body, "checksum_sha256": sha256}, headers=auth()
+        )
+        assert with_sha.status_code == 201
+
+    def test_without_the_checksum_rule_the_url_still_signs_type_length_and_write_once(
+        self, make_app: Any
+    ) -> None:
+        client = make_app(BROKER_REQUIRE_CHECKSUM="false").test_client()
+        body = {"filename": "a.png", "filetype": "image/png", "size": 100}
+        url = client.post("/images/presign-upload", json=body, headers=auth()).json["url"]
+        signed = (
+            "cache-control%3Bcontent-length%3Bcontent-type%3Bhost%3Bif-none-match"
+            "%3Bx-amz-acl%3Bx-amz-tagging"
+        )
         assert f"X-Amz-SignedHeaders={signed}&" in url
 
     def test_tagging_can_be_turned_off(self, make_app: Any) -> None:
@@ -64,7 +95,8 @@ class TestPresign:
             make_app(BROKER_S3_TAGGING="false", BROKER_S3_OBJECT_ACL="").test_client()
         ).json
         assert "x-amz-tagging" not in body["headers"] and "x-amz-acl" not in body["headers"]
-        assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&" in body["url"]
+        signed = "cache-control%3Bcontent-length%3Bcontent-md5%3Bcontent-type%3Bhost"
+        assert f"X-Amz-SignedHeaders={signed}%3Bif-none-match&" in body["url"]
 
     def test_filename_never_shapes_the_key(self, client: FlaskClient) -> None:
         body = presign(client, filename="../../evil.php.png", filetype="image/jpeg").json
@@ -167,7 +199,7 @@ class TestConfirm:
 
     def test_kind_and_caption_given_at_confirm_override(self, client: FlaskClient) -> None:
         data = jpeg_bytes()
-        body = presign(client, filetype="image/jpeg", size=len(data), caption="old").json
+        body = presign(client, data=data, filetype="image/jpeg", caption="old").json
         put_to_bucket(body, data)
         confirmed = client.post(
             "/images",
@@ -186,7 +218,7 @@ class TestConfirm:
 
     def test_filename_or_type_differing_from_presign_is_422(self, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         put_to_bucket(body, data)
         for field, value in (("filename", "other.png"), ("filetype", "image/jpeg")):
             response = client.post(
@@ -202,7 +234,7 @@ class TestConfirm:
 
     def test_someone_elses_pending_upload_is_404(self, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         put_to_bucket(body, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth("bob"))
         assert response.status_code == 404
@@ -211,7 +243,7 @@ class TestConfirm:
         self, app: Flask, client: FlaskClient
     ) -> None:
         data = png_bytes()
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         missing = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert missing.status_code == 422
         assert "not found" in missing.json["error"]["message"]
@@ -223,7 +255,7 @@ class TestConfirm:
     ) -> None:
         # moto does not enforce the signed length, so the object really is the wrong size here.
         data = png_bytes()
-        body = presign(client, size=len(data) + 5).json
+        body = presign(client, data=data, size=len(data) + 5).json
         requests.put(body["url"], data=data, headers=body["headers"], timeout=10)
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert response.status_code == 422
@@ -236,7 +268,7 @@ class TestConfirm:
 
     def test_html_declared_as_png_is_rejected(self, app: Flask, client: FlaskClient) -> None:
         data = b"<html><script>alert(1)</script></html>"
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         put_to_bucket(body, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert response.status_code == 422
@@ -246,7 +278,7 @@ class TestConfirm:
         app = make_app(BROKER_MAX_PIXELS="100")
         client = app.test_client()
         data = png_bytes(20, 20)
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         put_to_bucket(body, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert response.status_code == 422
@@ -255,7 +287,7 @@ class TestConfirm:
 
     def test_expired_upload_is_409(self, app: Flask, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         put_to_bucket(body, data)
         app.extensions["broker"].db.uploads.collection.update_one(
             {"key": body["key"]}, {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}}
@@ -274,7 +306,7 @@ class TestConfirm:
 class TestObjectTags:
     def test_upload_is_pending_until_confirmed(self, app: Flask, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, size=len(data)).json
+        body = presign(client, data=data).json
         put_to_bucket(body, data)
         bucket = app.extensions["broker"].bucket
 

@@ -453,6 +453,48 @@ def test_browser_module_upload_errors_and_retries(ui: UI, demo: DemoBroker) -> N
     ui.assert_clean()
 
 
+def test_browser_module_confirms_when_its_put_retry_finds_the_object_stored(
+    ui: UI, demo: DemoBroker
+) -> None:
+    # The bucket stores the first PUT but its answer never reaches the browser (reset). The URL
+    # writes once (If-None-Match: *), so broker.js's retry gets 412: the object is there, and
+    # broker.js goes on to confirm instead of failing the upload.
+    page = ui.page
+    ui.sign_in()
+    png = gradient_png(24, 16, (255, 128, 0), (0, 64, 0))
+    answers: list[int] = []
+
+    def answer_lost_once(route: Route) -> None:
+        if route.request.method != "PUT":
+            return route.continue_()
+        assert route.request.headers.get("if-none-match") == "*"
+        response = route.fetch()  # the bucket really gets (and judges) every attempt
+        answers.append(response.status)
+        if len(answers) == 1:
+            return route.abort("connectionreset")
+        return route.fulfill(response=response)
+
+    bucket = demo.s3_endpoint + "/**"
+    page.route(bucket, answer_lost_once)
+    outcome: dict[str, Any] = page.evaluate(
+        _UPLOAD_OUTCOME, ["lost-answer.png", "image/png", _b64(png), {"backoff": 20}]
+    )
+    page.unroute(bucket)
+    assert answers == [200, 412], answers
+    assert "id" in outcome, outcome
+    assert outcome["phases"][-2:] == ["confirming", "done"]
+    image = demo.api("GET", f"/images/{outcome['id']}").json()["image"]
+    assert image["size"] == len(png) and image["content_md5"] == _b64(hashlib.md5(png).digest())
+    unexpected = [
+        message
+        for message in ui.console_errors
+        if not re.search(r"Failed to load resource: .*(412|ERR_CONNECTION_RESET)", message)
+    ]
+    assert unexpected == []
+    ui.console_errors.clear()
+    ui.assert_clean()
+
+
 def test_browser_module_md5_and_signed_url_cache(ui: UI, demo: DemoBroker) -> None:
     page = ui.page
     ui.sign_in()

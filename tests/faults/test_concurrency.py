@@ -157,22 +157,41 @@ def test_concurrent_deletes_remove_once(flow: Flow) -> None:
     assert quota_images(flow) in (None, 0)
 
 
-def test_concurrent_confirms_never_overshoot_the_quota(make_app: Callable[..., Flask]) -> None:
+def test_concurrent_presigns_never_overshoot_the_quota(make_app: Callable[..., Flask]) -> None:
+    # Uploads hold their quota from presign on (the contract counts pending bytes), so the race
+    # to the limit is run at presign: one conditional $inc each, no overshoot.
     app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
     flow = Flow(app, app.test_client())
     if quota_images(flow) is None:
         pytest.skip("no quotas in this broker")
-    keys = [put_pending(flow) for _ in range(6)]  # presign checks usage 0: all six pass
+    headers = auth()
+
+    def presign(_: Any) -> int:
+        response = flow.presign(headers=headers)
+        if response.status_code >= 400:
+            assert_envelope(response, 413, "too_large")
+        return int(response.status_code)
+
+    statuses = sorted(together(6, presign))
+    assert statuses == [201, 201, 201, 413, 413, 413], statuses
+    assert quota_images(flow) == 3
+    uploads = flow.app.extensions["broker"].db.uploads.collection
+    assert uploads.count_documents({"owner": "alice"}) == 3
+
+
+def test_concurrent_confirms_keep_what_presign_held(make_app: Callable[..., Flask]) -> None:
+    app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
+    flow = Flow(app, app.test_client())
+    if quota_images(flow) is None:
+        pytest.skip("no quotas in this broker")
+    keys = [put_pending(flow) for _ in range(3)]
     headers = auth()
 
     def confirm(key: str) -> int:
         response = flow.app.test_client().post("/images", json={"key": key}, headers=headers)
-        if response.status_code >= 400:
-            assert_envelope(response, 413, "too_large")
         return response.status_code
 
-    statuses = sorted(together(6, confirm, keys))
-    assert statuses == [201, 201, 201, 413, 413, 413], statuses
+    assert together(3, confirm, keys) == [201, 201, 201]
     assert images(flow).count_documents({}) == 3
     assert quota_images(flow) == 3
 

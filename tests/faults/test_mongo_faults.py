@@ -197,3 +197,30 @@ def test_delete_failing_midway_is_finished_later(
     assert_envelope(flow.client.get(f"/images/{image['id']}", headers=auth()), 404, "not_found")
     assert flow.client.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
     assert counts(flow)[0] == 0
+
+
+def test_an_app_started_while_mongodb_is_down_makes_its_indexes_when_it_comes_back(
+    make_app: Callable[..., Flask], own_mongo: MongoServer
+) -> None:
+    # Nobody runs `flask ensure-indexes`: the app starts anyway, answers 503 while the server
+    # is away, and its first request after makes every index (then the request itself).
+    own_mongo.stop()
+    app = make_app(prepare=False, MONGODB_URI=own_mongo.uri, **FAST_FAIL)
+    app.extensions["broker"].bucket.ensure_bucket()
+    client = app.test_client()
+    assert_unavailable(timed(lambda: client.get("/images", headers=auth())))
+    own_mongo.start()
+    assert client.get("/images", headers=auth()).status_code == 200
+    database = app.extensions["broker"].db.database
+    assert "key_unique" in database["images"].index_information()
+    assert "purge_at_ttl" in database["uploads"].index_information()
+
+
+def test_many_processes_making_the_indexes_at_once_agree(make_app: Callable[..., Flask]) -> None:
+    # Every gunicorn worker of every instance makes the indexes as it starts serving.
+    from concurrent.futures import ThreadPoolExecutor
+
+    apps = [make_app(prepare=False) for _ in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        names = list(pool.map(lambda app: app.extensions["broker"].db.ensure_indexes(), apps))
+    assert all(found == names[0] for found in names) and "key_unique" in names[0]

@@ -9,9 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from flask import Flask
 
-from broker import domain
+from broker import domain, storage
 from broker.devservers import S3Server, free_port
 from tests.api.conftest import put_to_bucket
 from tests.faults.conftest import (
@@ -247,3 +248,79 @@ def test_signing_keeps_working_during_an_outage(proxied: Flow, faulty_s3: Faulty
     assert signed.status_code == 200
     batch = flow.client.post("/images/signed-urls", json={"ids": [image["id"]]}, headers=auth())
     assert batch.status_code == 200 and image["id"] in batch.json["urls"]
+
+
+@pytest.fixture
+def tagging_flow(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> Flow:
+    monkeypatch.setattr(storage, "TAG_BACKOFF_SECONDS", 0.001)
+    app = make_app()
+    return Flow(app, app.test_client())
+
+
+def put_pending(flow: Flow) -> str:
+    presigned = flow.presign()
+    assert put_to_bucket(presigned.json, png_bytes()).status_code == 200
+    key: str = presigned.json["key"]
+    return key
+
+
+def refuse_tagging(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
+    """Refuse the next ``times`` tagging calls as RGW does while another request tags the same
+    object (409 OperationAborted, which botocore does not retry)."""
+    client = flow.app.extensions["broker"].bucket.client
+    real = client.put_object_tagging
+    calls: list[str] = []
+
+    def refuse_then_tag(**kwargs: Any) -> Any:
+        calls.append(kwargs["Key"])
+        if len(calls) <= times:
+            error: Any = {
+                "Error": {"Code": "OperationAborted", "Message": "concurrent"},
+                "ResponseMetadata": {"HTTPStatusCode": 409},
+            }
+            raise ClientError(error, "PutObjectTagging")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "put_object_tagging", refuse_then_tag)
+    return calls
+
+
+def tags(flow: Flow, key: str) -> dict[str, str]:
+    bucket = flow.app.extensions["broker"].bucket
+    tag_set = bucket.client.get_object_tagging(Bucket=bucket.name, Key=key)["TagSet"]
+    return {tag["Key"]: tag["Value"] for tag in tag_set}
+
+
+def test_tagging_refused_by_a_concurrent_call_is_retried(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_pending(tagging_flow)
+    calls = refuse_tagging(tagging_flow, monkeypatch, times=3)
+    response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
+    assert response.status_code == 201, response.json
+    assert calls == [key] * 4
+    assert tags(tagging_flow, key) == {"broker-state": "confirmed"}
+
+
+def test_tagging_refused_because_another_confirm_tagged_it_is_done(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_pending(tagging_flow)
+    bucket = tagging_flow.app.extensions["broker"].bucket
+    bucket.tag(key, {"broker-state": "confirmed"})  # the other request won
+    calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
+    response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
+    assert response.status_code == 201, response.json
+    assert calls == [key]  # no retry needed: the tags are already what this one wanted
+
+
+def test_tagging_refused_for_good_is_503_and_records_nothing(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_pending(tagging_flow)
+    calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
+    response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
+    assert_unavailable(response)
+    assert len(calls) == storage.TAG_ATTEMPTS
+    assert images_of(tagging_flow.app) == []
+    assert upload_state(tagging_flow.app, key) == domain.PENDING  # the client can retry

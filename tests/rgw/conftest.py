@@ -12,7 +12,9 @@ these, to share one gateway between several pytest runs.
 
 ``rgw_bucket`` (function scope) creates a fresh, private, uniquely named bucket
 and deletes it with everything in it afterwards; ``s3`` (module scope) is a plain
-boto3 client of the gateway.
+boto3 client of the gateway. ``make_rgw_app`` builds broker apps on that bucket
+(``rgw_app`` and ``api``: one signing with ``signer``, which tests parametrize over
+both signers).
 
 Only tests that ask for these fixtures start anything; such modules carry
 ``pytestmark = pytest.mark.s3``.
@@ -27,13 +29,15 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
+from flask import Flask
+from flask.testing import FlaskClient
 
 RGW_SCRIPT = Path(__file__).with_name("rgw.sh")
 EXTERNAL_ENDPOINT_VAR = "BROKER_TEST_S3_ENDPOINT_URL"
@@ -194,3 +198,41 @@ def rgw_bucket(rgw: S3Endpoint) -> Iterator[str]:
     finally:
         _empty_and_delete_bucket(s3, bucket)
         s3.close()
+
+
+# ---------------------------------------------------------------- the broker on the gateway
+@pytest.fixture
+def signer() -> str:
+    """The broker's signer; tests parametrize it over both with ``both_signers``."""
+    return "fast"
+
+
+@pytest.fixture
+def make_rgw_app(
+    make_app: Callable[..., Flask], rgw: S3Endpoint, rgw_bucket: str
+) -> Callable[..., Flask]:
+    """Build broker apps pointed at the gateway and this test's fresh bucket."""
+
+    def build(**overrides: Any) -> Flask:
+        return make_app(
+            BROKER_S3_ENDPOINT_URL=rgw.endpoint_url,
+            BROKER_S3_REGION=rgw.region,
+            BROKER_S3_BUCKET=rgw_bucket,
+            AWS_ACCESS_KEY_ID=rgw.access_key,
+            AWS_SECRET_ACCESS_KEY=rgw.secret_key,
+            **overrides,
+        )
+
+    return build
+
+
+@pytest.fixture
+def rgw_app(make_rgw_app: Callable[..., Flask], signer: str) -> Flask:
+    """A broker app on the gateway, signing with ``signer``."""
+    return make_rgw_app(BROKER_SIGNER=signer)
+
+
+@pytest.fixture
+def api(rgw_app: Flask) -> FlaskClient:
+    """A test client of ``rgw_app``."""
+    return rgw_app.test_client()

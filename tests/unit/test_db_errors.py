@@ -75,6 +75,7 @@ def test_ping_reports_any_refusal_as_unavailable() -> None:
         images=db.ImageRepository(refusing),
         uploads=db.UploadRepository(refusing),
         quotas=db.QuotaRepository(refusing),
+        indexes=db.IndexBootstrap(refusing),
     )
     with pytest.raises(Unavailable):
         repositories.ping()

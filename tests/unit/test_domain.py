@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -252,3 +253,136 @@ class TestSigningWindow:
     def test_window_zero_signs_now(self) -> None:
         now = self.at("2026-01-01T10:00:05.123")
         assert domain.signing_window(now, 0, 300, 3600) == (self.at("2026-01-01T10:00:05"), 300)
+
+
+class TestStoredHeaders:
+    def test_headers_the_broker_did_not_sign_are_refused_by_name(self) -> None:
+        head = ObjectHead(
+            100,
+            "image/png",
+            None,
+            stored_headers={"Content-Encoding": "gzip", "Cache-Control": "public"},
+            metadata={"note": "x", "b" * 200: "y"},
+        )
+        with pytest.raises(UploadInvalid) as refused:
+            domain.check_object_head(pending(), head)
+        message = refused.value.message
+        for name in ("Cache-Control", "Content-Encoding", "x-amz-meta-note"):
+            assert name in message
+        assert "b" * 65 not in message  # a hostile metadata name is cut short
+
+    def test_an_object_carrying_only_what_was_signed_passes(self) -> None:
+        domain.check_object_head(pending(), ObjectHead(100, "image/png", None, {}, {}))
+        # every PUT URL signs the Cache-Control it stores; any other value was not signed
+        signed = {"Cache-Control": domain.STORED_CACHE_CONTROL}
+        domain.check_object_head(pending(), ObjectHead(100, "image/png", None, signed, {}))
+        with pytest.raises(UploadInvalid, match="Cache-Control"):
+            domain.check_object_head(
+                pending(), ObjectHead(100, "image/png", None, {"Cache-Control": "no-cache"}, {})
+            )
+
+    def test_signed_gets_pin_a_private_cache_control_of_their_lifetime(self) -> None:
+        assert domain.download_cache_control(900) == "private, max-age=900, immutable"
+
+
+def gif(screen: tuple[int, int], *blocks: bytes, color_table: bool = False) -> bytes:
+    """A GIF: header, logical screen (with a 2-color table when asked), blocks, trailer."""
+    packed = 0x80 if color_table else 0
+    table = b"\x00" * 6 if color_table else b""
+    return b"GIF89a" + struct.pack("<HHBBB", *screen, packed, 0, 0) + table + b"".join(blocks)
+
+
+def frame(
+    width: int, height: int, left: int = 0, top: int = 0, *, local_table: bool = False
+) -> bytes:
+    """An image descriptor with a little LZW data in two sub-blocks."""
+    packed = 0x81 if local_table else 0  # local table of 2**(1+1) = 4 colors
+    table = b"\x00" * 12 if local_table else b""
+    descriptor = b"\x2c" + struct.pack("<HHHHB", left, top, width, height, packed)
+    return descriptor + table + b"\x02" + b"\x03abc" + b"\x02de" + b"\x00"
+
+
+GRAPHIC_CONTROL = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
+COMMENT = b"\x21\xfe\x05hello\x03abc\x00"
+TRAILER = b"\x3b"
+
+
+class TestGifDimensions:
+    def test_the_screen_when_every_frame_fits(self) -> None:
+        data = gif((64, 48), GRAPHIC_CONTROL, frame(64, 48), frame(10, 10, 50, 30), TRAILER)
+        assert domain.gif_dimensions(data) == (64, 48)
+
+    def test_a_frame_bigger_than_the_screen_counts(self) -> None:
+        data = gif((10, 10), COMMENT, frame(8000, 8000), TRAILER)
+        assert domain.gif_dimensions(data) == (8000, 8000)
+
+    def test_a_frame_counts_by_its_extent_offset_included(self) -> None:
+        data = gif((10, 10), frame(5, 5), frame(1, 1, 30_000, 29_999), TRAILER)
+        assert domain.gif_dimensions(data) == (30_001, 30_000)
+
+    def test_a_big_frame_after_small_ones_and_color_tables_counts(self) -> None:
+        blocks = [GRAPHIC_CONTROL + frame(10, 10, local_table=True) for _ in range(50)]
+        data = gif((10, 10), *blocks, COMMENT, frame(9000, 10), TRAILER, color_table=True)
+        assert domain.gif_dimensions(data) == (9000, 10)
+
+    def test_nothing_after_the_trailer_is_read(self) -> None:
+        data = gif((10, 10), frame(10, 10), TRAILER, frame(9000, 9000))
+        assert domain.gif_dimensions(data) == (10, 10)
+
+    def test_limits_apply_to_the_largest_frame(self) -> None:
+        policy = UploadPolicy(**{**POLICY.__dict__, "allowed_types": ("image/gif",)})
+        data = gif((10, 10), frame(200, 200), TRAILER)
+        with pytest.raises(UploadInvalid, match="200x200"):
+            domain.check_image_content(policy, "image/gif", data)
+        assert domain.check_image_content(policy, "image/gif", gif((20, 20), TRAILER)) == (20, 20)
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            pytest.param(b"GIF89a", id="no screen"),
+            pytest.param(b"GIF89a\x0a\x00\x0a", id="cut in the screen"),
+            pytest.param(b"GIF88a" + b"\x00" * 20, id="unknown version"),
+        ],
+    )
+    def test_no_screen_no_dimensions(self, data: bytes) -> None:
+        assert domain.gif_dimensions(data) is None
+
+    @pytest.mark.parametrize(
+        "cut",
+        [
+            pytest.param(13, id="right after the screen"),
+            pytest.param(13 + 3, id="inside an extension"),
+            pytest.param(13 + 8 + 5, id="inside a descriptor"),
+            pytest.param(13 + 8 + 12, id="inside the LZW data"),
+        ],
+    )
+    def test_data_cut_off_by_the_read_ends_the_walk(self, cut: int) -> None:
+        data = gif((10, 10), GRAPHIC_CONTROL, frame(20, 20), frame(30, 30), TRAILER)
+        width, height = domain.gif_dimensions(data[:cut]) or (0, 0)
+        assert (width, height) in ((10, 10), (20, 20))
+
+    def test_a_zero_length_screen_with_no_frame_is_unreadable(self) -> None:
+        with pytest.raises(UploadInvalid, match="truncated or unreadable"):
+            domain.check_image_content(
+                UploadPolicy(**{**POLICY.__dict__, "allowed_types": ("image/gif",)}),
+                "image/gif",
+                gif((0, 0), TRAILER),
+            )
+
+    def test_huge_counts_are_walked_in_bounded_time(self) -> None:
+        # 55 KB of one-byte sub-blocks and empty extensions: every step eats at least a byte.
+        many_sub_blocks = b"\x21\xfe" + b"\x01x" * 20_000 + b"\x00"
+        many_extensions = b"\x21\xfe\x00" * 5_000
+        data = gif((10, 10), many_sub_blocks, many_extensions, frame(50, 40), TRAILER)
+        assert len(data) < domain.VERIFY_READ_BYTES
+        assert domain.gif_dimensions(data[: domain.VERIFY_READ_BYTES]) == (50, 40)
+        # A color table announced bigger than the data simply ends it.
+        assert domain.gif_dimensions(gif((10, 10), color_table=True)[:14]) == (10, 10)
+
+    @pytest.mark.parametrize("junk", [b"\x00", b"\x2b", b"\xff"], ids=["nul", "plus", "ff"])
+    def test_a_byte_that_starts_no_block_is_refused(self, junk: bytes) -> None:
+        # Decoders disagree past it (Chromium stops, Pillow skips and reads on): hiding a frame
+        # behind it must not pass.
+        data = gif((10, 10), frame(10, 10), junk, frame(9000, 9000), TRAILER)
+        with pytest.raises(UploadInvalid, match="malformed"):
+            domain.gif_dimensions(data)

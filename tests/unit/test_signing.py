@@ -243,6 +243,8 @@ def random_headers(rng: random.Random, names: list[str]) -> dict[str, str]:
             ['attachment; filename="a b.png"', "inline", "attachment;  filename*=UTF-8''%C3%A9"]
         ),
         "x-amz-meta-owner": lambda: rng.choice(["user-42", "  spaced   value "]),
+        # the write-once condition every broker PUT URL signs
+        "if-none-match": lambda: "*",
     }
     chosen = rng.sample(names, rng.randint(0, len(names)))
     headers = {}
@@ -280,6 +282,7 @@ def random_case(rng: random.Random) -> Case:
                 "cache-control",
                 "content-disposition",
                 "x-amz-meta-owner",
+                "if-none-match",
             ],
         )
     elif operation == "upload_part":
@@ -390,6 +393,47 @@ def test_matches_botocore_for_query_names_sorting_among_the_auth_parameters(
             expected = client.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
         query.update(extra)
         assert signer.presign("GET", "bucket", "k", expires_in=60, query=query, now=now) == expected
+
+
+def test_matches_botocore_for_the_brokers_own_put_and_get(reference: Reference) -> None:
+    # Exactly what the broker signs: a write-once PUT (If-None-Match) with its checksum, tag
+    # and ACL, and a GET pinning Cache-Control, type and disposition, in the broker's order.
+    fast = FastSigners()
+    put = Case(
+        endpoint="http://127.0.0.1:7480",
+        addressing="path",
+        region="us-east-1",
+        creds=Credentials("broker-test-access", "broker-test-secret"),
+        method="PUT",
+        bucket="images",
+        key="alice/0123456789abcdef0123456789abcdef.png",
+        expires_in=300,
+        headers={
+            "Content-Type": "image/png",
+            "Content-Length": "1234",
+            "Cache-Control": "private",
+            "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg==",
+            "x-amz-tagging": "broker-state=pending",
+            "x-amz-acl": "bucket-owner-full-control",
+            "If-None-Match": "*",
+        },
+        query={},
+        now=datetime(2026, 1, 2, 3, 4, 5),
+    )
+    get = dataclasses.replace(
+        put,
+        method="GET",
+        headers={},
+        query={
+            "response-cache-control": "private, max-age=3600, immutable",
+            "response-content-type": "image/png",
+            "response-content-disposition": 'inline; filename="a b.png"',
+        },
+    )
+    for case in (put, get):
+        assert fast.presign(case) == reference.presign(case)
+    assert "if-none-match" in fast.presign(put)
+    assert "response-cache-control=private%2C%20max-age%3D3600%2C%20immutable" in fast.presign(get)
 
 
 def test_matches_botocore_across_day_boundary_with_one_signer(reference: Reference) -> None:

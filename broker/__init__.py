@@ -13,7 +13,7 @@ from flask_cors import CORS
 from broker.auth import init_auth
 from broker.db import Mongo
 from broker.limits import init_limits
-from broker.lookup_cache import LookupCache, SignedUrlMemo
+from broker.caches import LookupCache, SignedUrlMemo
 from broker.observability import init_observability
 from broker.service import Broker, policy_from_settings
 from broker.settings import Settings, load_settings

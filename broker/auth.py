@@ -7,20 +7,18 @@ contract's envelope.
 
 from __future__ import annotations
 
-import threading
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cachetools import TTLCache
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
+from broker.caches import TokenCache
 from broker.domain import Principal
 from broker.errors import Unauthorized
 from broker.settings import Settings
@@ -54,38 +52,6 @@ def init_auth(app: Flask, settings: Settings) -> None:
 
 
 TOKEN_CACHE_KEY = "broker.verified_tokens"
-# Verifying a token costs more than everything else a signed-URL request does; a browser sends
-# the same token hundreds of times. A verified token is remembered (bounded, at most five
-# minutes, never past its own exp), keyed by the whole token string: same string, same verdict.
-TOKEN_CACHE_SIZE = 10_000
-TOKEN_CACHE_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class _Verified:
-    principal: Principal
-    expires_at: float
-
-
-class TokenCache:
-    """Verified tokens → caller, bounded in size and age, safe across threads."""
-
-    def __init__(self) -> None:
-        self._entries: TTLCache[str, _Verified] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
-        self._lock = threading.Lock()
-
-    def get(self, token: str) -> Principal | None:
-        """The caller of a token verified before, if it has not expired since."""
-        with self._lock:
-            verified = self._entries.get(token)
-        if verified is None or verified.expires_at <= time.time():
-            return None
-        return verified.principal
-
-    def put(self, token: str, principal: Principal, expires_at: float) -> None:
-        """Remember a verified token until it expires (or the cache forgets it)."""
-        with self._lock:
-            self._entries[token] = _Verified(principal, expires_at)
 
 
 def bearer_token() -> str:

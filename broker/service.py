@@ -16,7 +16,7 @@ from broker import domain, metrics
 from broker.db import Page, Repositories
 from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
 from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
-from broker.lookup_cache import LookupCache, SignedUrlMemo
+from broker.caches import LookupCache, SignedUrlMemo
 from broker.settings import Settings
 from broker.storage import Bucket, SignedRequest, StorageNotFound
 

@@ -10,19 +10,14 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
+from broker import extension
 from broker.auth import init_auth
-from broker.db import Mongo
+from broker.extension import Broker
 from broker.limits import init_limits
-from broker.caches import LookupCache, SignedUrlMemo
 from broker.observability import init_observability
-from broker.service import Broker, policy_from_settings
 from broker.settings import Settings, load_settings
-from broker.storage import S3
 from broker.views.errors import register_error_handlers
 from broker.views.request_head import check_request_head
-
-mongo = Mongo()
-s3 = S3()
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -38,22 +33,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
-    app.extensions["broker.settings"] = settings
+    extension.init_app(app, Broker.from_settings(settings))
 
     init_observability(app, settings)
     register_error_handlers(app)
     app.before_request(check_request_head)
     init_auth(app, settings)
-    mongo.init_app(app, settings)
-    s3.init_app(app, settings)
-    app.extensions["broker"] = Broker(
-        settings=settings,
-        policy=policy_from_settings(settings),
-        db=mongo.repositories_for(app),
-        bucket=s3.bucket_for(app),
-        lookups=LookupCache(settings.lookup_cache_size, settings.lookup_cache_ttl),
-        urls=SignedUrlMemo(settings.lookup_cache_size, settings.signed_url_window),
-    )
     _init_cors(app, settings)
     init_limits(app, settings)
 

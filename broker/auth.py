@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
-from broker.caches import TokenCache
 from broker.domain import Principal
 from broker.errors import Unauthorized
+from broker.extension import current_broker
 from broker.settings import Settings
 
 jwt = JWTManager()
@@ -48,10 +48,6 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_ERROR_MESSAGE_KEY="message",
     )
     jwt.init_app(app)
-    app.extensions[TOKEN_CACHE_KEY] = TokenCache()
-
-
-TOKEN_CACHE_KEY = "broker.verified_tokens"
 
 
 def bearer_token() -> str:
@@ -72,8 +68,8 @@ def authenticate() -> Principal | None:
     if request.method == "OPTIONS":
         return None
     token = bearer_token()
-    cache: TokenCache = current_app.extensions[TOKEN_CACHE_KEY]
-    known = cache.get(token)
+    broker = current_broker()
+    known = broker.tokens.get(token)
     if known is not None:
         g.principal = known
         return known
@@ -87,14 +83,14 @@ def authenticate() -> Principal | None:
     if "exp" not in claims:
         raise Unauthorized("the token has no expiry (exp)")
     _check_token_kind(claims)
-    _check_lifetime(claims, current_app.extensions["broker.settings"].jwt_max_ttl)
+    _check_lifetime(claims, broker.settings.jwt_max_ttl)
     if not isinstance(sub, str) or not sub.strip() or not _storable(sub) or not _printable(sub):
         raise Unauthorized("the token has no usable subject")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("the token's roles claim must be a list of strings")
     principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles)
     if isinstance(claims["exp"], int | float):
-        cache.put(token, principal, float(claims["exp"]))
+        broker.tokens.put(token, principal, float(claims["exp"]))
     g.principal = principal
     return principal
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from broker import domain
 from broker.errors import Unavailable
-from broker.service import Broker
+from broker.extension import Broker
 from broker.storage import PUBLIC_ACCESS_BLOCK
 
 # The bucket CORS template shipped at the repository root; its origins are replaced by the

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 
 from broker import service
 from broker.auth import create_token
@@ -19,12 +19,7 @@ from broker.bucket_policy import (
     apply_bucket_lifecycle,
     setup_bucket,
 )
-from broker.service import Broker
-
-
-def _broker() -> Broker:
-    broker: Broker = current_app.extensions["broker"]
-    return broker
+from broker.extension import current_broker
 
 
 def register(app: Flask) -> None:
@@ -42,7 +37,7 @@ def register(app: Flask) -> None:
     )
     def create_token_command(user: str, admin: bool, ttl: int) -> None:
         """Print a signed JWT for USER (needs the secret, or the private key with RS256)."""
-        max_ttl = _broker().settings.jwt_max_ttl
+        max_ttl = current_broker().settings.jwt_max_ttl
         if ttl > max_ttl:
             raise click.ClickException(
                 f"--ttl {ttl} exceeds BROKER_JWT_MAX_TTL ({max_ttl}): the broker would refuse it"
@@ -59,7 +54,7 @@ def register(app: Flask) -> None:
     @app.cli.command("ensure-indexes")
     def ensure_indexes_command() -> None:
         """Create the MongoDB indexes (idempotent)."""
-        for name in _broker().db.ensure_indexes():
+        for name in current_broker().db.ensure_indexes():
             click.echo(name)
 
     cors_file = click.option(
@@ -82,7 +77,7 @@ def register(app: Flask) -> None:
         """Apply everything the bucket must hold: CORS, lifecycle, copy-refusing policy, no
         public access (idempotent; prints what it changed)."""
         try:
-            steps = setup_bucket(_broker(), path, copy_policy=not without_copy_policy)
+            steps = setup_bucket(current_broker(), path, copy_policy=not without_copy_policy)
         except PolicyError as e:
             raise click.ClickException(str(e)) from e
         for step in steps:
@@ -97,7 +92,7 @@ def register(app: Flask) -> None:
     def apply_cors_command(path: Path) -> None:
         """Apply the bucket CORS rules with the configured origins (BROKER_CORS_ORIGINS)."""
         try:
-            rules = apply_bucket_cors(_broker(), path)
+            rules = apply_bucket_cors(current_broker(), path)
         except PolicyError as e:
             raise click.ClickException(str(e)) from e
         click.echo(json.dumps({"CORSRules": rules}, indent=2))
@@ -105,19 +100,19 @@ def register(app: Flask) -> None:
     @app.cli.command("apply-lifecycle")
     def apply_lifecycle_command() -> None:
         """Expire unconfirmed objects and abandoned multipart uploads (BROKER_*_DAYS)."""
-        click.echo(json.dumps({"Rules": apply_bucket_lifecycle(_broker())}, indent=2))
+        click.echo(json.dumps({"Rules": apply_bucket_lifecycle(current_broker())}, indent=2))
 
     @app.cli.command("block-public-access")
     def block_public_access_command() -> None:
         """Make the bucket refuse public ACLs and policies."""
-        _broker().bucket.block_public_access()
+        current_broker().bucket.block_public_access()
         click.echo("public access blocked")
 
     @app.cli.command("recount-quotas")
     def recount_quotas_command() -> None:
         """Rebuild every user's quota usage from the images and pending uploads (after a crash
         or restore)."""
-        broker = _broker()
+        broker = current_broker()
         owners = broker.db.quotas.recount(broker.db.images.collection, broker.db.uploads.collection)
         click.echo(f"{owners} owner(s) recounted")
 
@@ -125,7 +120,7 @@ def register(app: Flask) -> None:
     def sweep_command() -> None:
         """Delete abandoned uploads, clean the keys of ended ones, finish interrupted deletes
         (cron-safe, multi-host-safe)."""
-        broker = _broker()
+        broker = current_broker()
         broker.db.indexes.ensure()
         report = service.sweep(broker)
         click.echo(json.dumps(asdict(report)))

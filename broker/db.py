@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import Flask, current_app
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -43,7 +42,6 @@ from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
 from broker.settings import Settings
 
-EXTENSION_KEY = "broker.mongo"
 DEFAULT_DB_NAME = "broker"
 
 log = logging.getLogger(__name__)
@@ -689,31 +687,3 @@ def connect(settings: Settings) -> Repositories:
         quotas=QuotaRepository(database["quotas"]),
         indexes=IndexBootstrap(database),
     )
-
-
-class Mongo:
-    """Flask extension binding :class:`Repositories` to an app, in ``app.extensions``."""
-
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: Flask, settings: Settings | None = None) -> None:
-        """Connect the app to MongoDB from its settings."""
-        settings = settings or app.extensions["broker.settings"]
-        app.extensions[EXTENSION_KEY] = connect(settings)
-
-    def repositories_for(self, app: Flask) -> Repositories:
-        """The repositories bound to ``app``."""
-        try:
-            repositories: Repositories = app.extensions[EXTENSION_KEY]
-        except KeyError:
-            raise RuntimeError(
-                "Mongo is not initialised on this app: call mongo.init_app(app) in the factory"
-            ) from None
-        return repositories
-
-    @property
-    def repositories(self) -> Repositories:
-        """The current app's repositories."""
-        return self.repositories_for(current_app)

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
 from broker.errors import RateLimited
+from broker.extension import current_broker
 from broker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,8 +55,7 @@ def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
 
 def check_rate(setting: str) -> None:
     """Count this request against the caller's limits in ``setting``; RateLimited when over."""
-    settings: Settings = current_app.extensions["broker.settings"]
-    items = _parsed(getattr(settings, setting))
+    items = _parsed(getattr(current_broker().settings, setting))
     if not items:
         return
     caller = _caller()

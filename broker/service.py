@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from broker import domain, metrics
-from broker.db import Page, Repositories
-from broker.domain import Image, PendingUpload, Principal, SigningTarget, UploadPolicy
+from broker.db import Page
+from broker.domain import Image, PendingUpload, Principal, SigningTarget
 from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
-from broker.caches import LookupCache, SignedUrlMemo
-from broker.settings import Settings
-from broker.storage import Bucket, SignedRequest, StorageNotFound
+from broker.extension import Broker
+from broker.storage import SignedRequest, StorageNotFound
 
 log = logging.getLogger(__name__)
 
@@ -28,32 +27,6 @@ _CONFIRMED = metrics.UPLOADS.labels("confirmed")
 _REJECTED = metrics.UPLOADS.labels("rejected")
 _PUT_SIGNATURES = metrics.SIGNATURES.labels("PUT")
 _GET_SIGNATURES = metrics.SIGNATURES.labels("GET")
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Everything a use case needs: settings, policy, repositories and the bucket."""
-
-    settings: Settings
-    policy: UploadPolicy
-    db: Repositories
-    bucket: Bucket
-    lookups: LookupCache
-    urls: SignedUrlMemo
-
-
-def policy_from_settings(settings: Settings) -> UploadPolicy:
-    """The upload policy the configuration describes."""
-    return UploadPolicy(
-        allowed_types=settings.allowed_types,
-        max_upload_bytes=settings.max_upload_bytes,
-        kinds=settings.kinds,
-        max_pixels=settings.max_pixels,
-        min_width=settings.min_width,
-        min_height=settings.min_height,
-        max_width=settings.max_width,
-        max_height=settings.max_height,
-    )
 
 
 def client_config(broker: Broker) -> dict[str, Any]:

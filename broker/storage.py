@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import Flask, current_app
 
 from broker.domain import ObjectHead
 from broker.errors import Unavailable
@@ -31,8 +30,6 @@ from broker.settings import Settings
 from broker.signing import Credentials, SigV4Presigner
 
 log = logging.getLogger(__name__)
-
-EXTENSION_KEY = "broker.s3"
 
 # How the reference signer expresses a presign request as a boto3 client call.
 _METADATA_PREFIX: Final = "x-amz-meta-"
@@ -562,31 +559,3 @@ def _translated(operation: str, transient: frozenset[str] = frozenset()) -> Iter
         raise _unavailable(e, operation) from e
     except BotoCoreError as e:
         raise _unavailable(e, operation) from e
-
-
-class S3:
-    """Flask extension binding a :class:`Bucket` to an app (``app.extensions['broker.s3']``)."""
-
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: Flask, settings: Settings | None = None) -> None:
-        """Create the app's bucket gateway from its settings."""
-        settings = settings or app.extensions["broker.settings"]
-        app.extensions[EXTENSION_KEY] = Bucket(settings)
-
-    def bucket_for(self, app: Flask) -> Bucket:
-        """The bucket gateway bound to ``app``."""
-        try:
-            bucket: Bucket = app.extensions[EXTENSION_KEY]
-        except KeyError:
-            raise RuntimeError(
-                "S3 is not initialised on this app: call s3.init_app(app) in the factory"
-            ) from None
-        return bucket
-
-    @property
-    def bucket(self) -> Bucket:
-        """The current app's bucket gateway."""
-        return self.bucket_for(current_app)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
 
+from broker.extension import current_broker
+
 ADMIN_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 CACHE_CONTROL = "no-cache"
 _CSP_EXTENSION = "broker.admin_csp"
@@ -29,7 +31,7 @@ def content_security_policy(app: Flask) -> str:
     """The admin pages' CSP, computed once per app (the bucket origin comes from a signed URL)."""
     csp: str | None = app.extensions.get(_CSP_EXTENSION)
     if csp is None:
-        bucket = app.extensions["broker"].bucket.public_origin
+        bucket = current_broker().bucket.public_origin
         csp = "; ".join(
             [
                 "default-src 'none'",

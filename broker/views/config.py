@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from broker import schemas
 from broker.auth import authenticate
-from broker.service import Broker, client_config
+from broker.extension import current_broker
+from broker.service import client_config
 
 bp = Blueprint("config", __name__)
 
@@ -19,5 +20,4 @@ def _authenticate() -> None:
 @bp.get("/config")
 def config() -> Response:
     """What the broker accepts, so browsers can refuse a file before presigning it."""
-    broker: Broker = current_app.extensions["broker"]
-    return jsonify(schemas.client_config_response.dump(client_config(broker)))
+    return jsonify(schemas.client_config_response.dump(client_config(current_broker())))

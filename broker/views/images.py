@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, jsonify, redirect, request
 from marshmallow import Schema
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from broker import schemas, service
 from broker.auth import authenticate, current_principal
+from broker.extension import current_broker
 from broker.limits import rate_limited
-from broker.service import Broker
 from broker.views import request_body
 
 bp = Blueprint("images", __name__, url_prefix="/images")
@@ -27,12 +27,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 def _authenticate() -> None:
     authenticate()
     # The unique indexes hold confirm's invariants: the first request of a process makes them.
-    _broker().db.indexes.ensure()
-
-
-def _broker() -> Broker:
-    broker: Broker = current_app.extensions["broker"]
-    return broker
+    current_broker().db.indexes.ensure()
 
 
 def _body(schema: Schema) -> dict[str, Any]:
@@ -67,7 +62,7 @@ def _json(
 def presign_upload() -> Response:
     """Grant a presigned PUT for one image."""
     presigned = service.presign_upload(
-        _broker(), current_principal(), _body(schemas.presign_upload_request)
+        current_broker(), current_principal(), _body(schemas.presign_upload_request)
     )
     payload = {
         "upload_id": presigned.upload_id,
@@ -85,7 +80,7 @@ def presign_upload() -> Response:
 def confirm_upload() -> Response:
     """Verify an uploaded object and record the image (201, or 200 when already recorded)."""
     image, created = service.confirm_upload(
-        _broker(), current_principal(), _body(schemas.confirm_upload_request)
+        current_broker(), current_principal(), _body(schemas.confirm_upload_request)
     )
     return _json(schemas.image_envelope, {"image": image}, 201 if created else 200)
 
@@ -94,7 +89,7 @@ def confirm_upload() -> Response:
 def list_images() -> Response:
     """A page of images with the cursor of the next."""
     query = _query(schemas.list_images_query)
-    broker = _broker()
+    broker = current_broker()
     page = service.list_images(broker, current_principal(), query)
     if not query["sign"]:
         return _json(schemas.image_page, page)
@@ -111,7 +106,7 @@ def list_images() -> Response:
 @bp.get("/<image_id>")
 def get_image(image_id: str) -> Response:
     """One image."""
-    image = service.get_image(_broker(), current_principal(), image_id)
+    image = service.get_image(current_broker(), current_principal(), image_id)
     return _json(schemas.image_envelope, {"image": image})
 
 
@@ -119,14 +114,14 @@ def get_image(image_id: str) -> Response:
 def update_image(image_id: str) -> Response:
     """Edit caption, kind, tags or the primary flag."""
     changes = _body(schemas.update_image_request)
-    image = service.update_image(_broker(), current_principal(), image_id, changes)
+    image = service.update_image(current_broker(), current_principal(), image_id, changes)
     return _json(schemas.image_envelope, {"image": image})
 
 
 @bp.delete("/<image_id>")
 def delete_image(image_id: str) -> Response:
     """Delete the object and the record."""
-    service.delete_image(_broker(), current_principal(), image_id)
+    service.delete_image(current_broker(), current_principal(), image_id)
     return Response(status=204)
 
 
@@ -134,7 +129,7 @@ def delete_image(image_id: str) -> Response:
 def record_usage(image_id: str) -> Response:
     """Count one use of the image."""
     _optional_body(schemas.empty_request)
-    image = service.record_usage(_broker(), current_principal(), image_id)
+    image = service.record_usage(current_broker(), current_principal(), image_id)
     return _json(schemas.image_envelope, {"image": image})
 
 
@@ -148,7 +143,7 @@ def signed_url(image_id: str) -> Response:
 def _signed_by_id(image_id: str) -> service.SignedUrl:
     """Parse the signed-URL query and sign the image (from the lookup cache when possible)."""
     query = _query(schemas.signed_url_query)
-    broker = _broker()
+    broker = current_broker()
     target = service.signing_target(broker, current_principal(), image_id)
     return service.sign_download(
         broker, target, expires_in=query.get("expires_in"), disposition=query["disposition"]
@@ -160,7 +155,7 @@ def _signed_by_id(image_id: str) -> service.SignedUrl:
 def signed_url_by_key() -> Response:
     """A signed GET URL for the image stored under ``key``."""
     query = _query(schemas.signed_url_by_key_query)
-    broker = _broker()
+    broker = current_broker()
     image = service.get_image_by_key(broker, current_principal(), query["key"])
     signed = service.sign_download(
         broker, image, expires_in=query.get("expires_in"), disposition=query["disposition"]
@@ -173,7 +168,7 @@ def signed_url_by_key() -> Response:
 def signed_urls() -> Response:
     """Signed GET URLs for up to 100 images; ids the caller cannot see are absent."""
     ids = _body(schemas.signed_urls_request)["ids"]
-    urls = service.sign_many(_broker(), current_principal(), ids)
+    urls = service.sign_many(current_broker(), current_principal(), ids)
     return _json(schemas.signed_urls_response, {"urls": urls}, headers=NO_STORE)
 
 

@@ -9,8 +9,8 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from broker import schemas
 from broker.errors import Unavailable
+from broker.extension import current_broker
 from broker.openapi import openapi_document
-from broker.service import Broker
 from broker.views.errors import error_response
 
 bp = Blueprint("ops", __name__)
@@ -26,7 +26,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """200 when MongoDB and S3 both answer, else 503 with what failed."""
-    broker: Broker = current_app.extensions["broker"]
+    broker = current_broker()
     checks = {"mongodb": "ok", "s3": "ok"}
     # Both gateways report an unreachable dependency as Unavailable (and count it in metrics).
     for name, ping in (("mongodb", broker.db.ping), ("s3", broker.bucket.ping)):

@@ -1,4 +1,5 @@
-"""The layers: the rules, the error taxonomy and the settings load no web, storage or database."""
+"""The layers: the rules, the error taxonomy and the settings load no web, storage or database,
+and importing the package itself loads nothing until the app factory is asked for."""
 
 from __future__ import annotations
 
@@ -25,24 +26,21 @@ FRAMEWORKS = frozenset(
     }
 )
 
-# Imports one broker module in a fresh interpreter and prints every module then loaded. The
-# package's own __init__ is the app factory (which of course loads Flask), so it is replaced by
-# an empty package: what is measured is the module and everything it imports.
+# Imports one broker module in a fresh interpreter and prints every module then loaded: the
+# module, the package's __init__ and everything they import.
 _PROBE = """
-import importlib, sys, types
-package = types.ModuleType("broker")
-package.__path__ = [sys.argv[1]]
-sys.modules["broker"] = package
-importlib.import_module(sys.argv[2])
+import importlib, sys
+importlib.import_module(sys.argv[1])
 print("\\n".join(sys.modules))
 """
+REPO = Path(broker.__file__).resolve().parents[1]
 
 
 def frameworks_loaded_by(module: str) -> set[str]:
     """The framework packages importing ``module`` loads."""
-    package_dir = str(Path(broker.__file__).parent)
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE, package_dir, module],
+        [sys.executable, "-c", _PROBE, module],
+        cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
@@ -50,9 +48,30 @@ def frameworks_loaded_by(module: str) -> set[str]:
     return {name.partition(".")[0] for name in result.stdout.split()} & FRAMEWORKS
 
 
-@pytest.mark.parametrize("module", ["broker.domain", "broker.errors", "broker.settings"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "broker",
+        "broker.domain",
+        "broker.errors",
+        "broker.settings",
+        "broker.variants.spec",
+    ],
+)
 def test_the_rules_import_no_framework(module: str) -> None:
     assert frameworks_loaded_by(module) == set()
+
+
+def test_the_variant_renderer_loads_libvips_but_no_web_stack() -> None:
+    # The render child process imports broker.variants.render: it pays for pyvips only.
+    assert frameworks_loaded_by("broker.variants.render") == set()
+
+
+def test_the_app_factory_is_there_when_asked_for() -> None:
+    from broker import create_app
+    from broker.app import create_app as factory
+
+    assert create_app is factory
 
 
 def test_the_probe_sees_a_framework_where_there_is_one() -> None:

@@ -56,9 +56,9 @@ from bench.services import (
     seed_images,
 )
 from broker import create_app
-from broker.db import encode_cursor
 from broker.devservers import MongoServer, free_port
 from broker.extension import current_broker
+from broker.pagination import encode_cursor
 
 WORK_DIR = REPO / "var" / "bench"
 RESULTS_DIR = REPO / "bench" / "results"

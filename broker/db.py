@@ -1,4 +1,4 @@
-"""MongoDB: the ``images`` and ``uploads`` collections, their indexes, and keyset pagination.
+"""MongoDB: the ``images``, ``uploads`` and ``quotas`` collections and their indexes.
 
 Works against any MongoDB (standalone, replica set) and the wire-compatible test server: no
 transactions and no ``$text`` are needed. Invariants are held by indexes (unique key, one primary
@@ -7,10 +7,7 @@ per owner and kind) and by single-document atomic updates.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import inspect
-import json
 import logging
 import re
 import threading
@@ -22,7 +19,7 @@ from typing import Any, TypeVar
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
@@ -35,11 +32,11 @@ from broker.domain import (
     Image,
     PendingUpload,
     Principal,
-    field_error,
     utcnow,
 )
 from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
+from broker.pagination import ID_FIELD, SORTS, decode_cursor, encode_cursor, keyset_steps
 from broker.settings import Settings
 
 DEFAULT_DB_NAME = "broker"
@@ -51,12 +48,6 @@ _Repository = TypeVar("_Repository")
 # ``sweep_after``), then this long before MongoDB's TTL monitor removes them: confirm keeps
 # answering a late retry with the image, and the record says what happened.
 PENDING_RETENTION = timedelta(days=2)
-
-SORTS: dict[str, list[tuple[str, int]]] = {
-    "newest": [("created_at", DESCENDING), ("_id", DESCENDING)],
-    "oldest": [("created_at", ASCENDING), ("_id", ASCENDING)],
-    "most_used": [("usage_count", DESCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
-}
 
 
 def _index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
@@ -160,79 +151,6 @@ def _visible_to(principal: Principal) -> dict[str, Any]:
     return query
 
 
-def encode_cursor(sort: str, doc: Mapping[str, Any]) -> str:
-    """The opaque cursor that continues a listing after ``doc`` in ``sort`` order."""
-    values = []
-    for field, _ in SORTS[sort]:
-        value = doc.get(field)
-        if isinstance(value, datetime):
-            value = int(value.timestamp() * 1000)
-        elif isinstance(value, ObjectId):
-            value = str(value)
-        values.append(value)
-    raw = json.dumps({"s": sort, "v": values}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-# The last millisecond Python's datetime (and so a cursor) can stand for: 9999-12-31.
-_MAX_DATETIME_MS = 253402300799999
-
-
-def _int_within(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _decode_cursor(sort: str, cursor: str) -> list[Any]:
-    invalid = field_error("cursor", "invalid cursor")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise invalid from None
-    if not isinstance(data, dict) or data.get("s") != sort or not isinstance(data.get("v"), list):
-        raise invalid
-    fields = SORTS[sort]
-    if len(data["v"]) != len(fields):
-        raise invalid
-    values: list[Any] = []
-    for (field, _), value in zip(fields, data["v"], strict=True):
-        if field == "_id":
-            if not isinstance(value, str) or _object_id(value) is None:
-                raise invalid
-            values.append(ObjectId(value))
-        elif field == "created_at":
-            if not _int_within(value, 0, _MAX_DATETIME_MS):
-                raise invalid
-            values.append(datetime.fromtimestamp(value / 1000, tz=UTC))
-        else:
-            # BSON integers are 64-bit: anything wider cannot be compared in a query.
-            if not _int_within(value, -(2**63), 2**63 - 1):
-                raise invalid
-            values.append(value)
-    return values
-
-
-def _keyset_steps(sort: str, values: list[Any] | None) -> list[dict[str, Any]]:
-    """The conditions that, run in order, list everything strictly after the cursor's row.
-
-    For a sort on (a, b, c) after the row (x, y, z): first {a: x, b: y, c beyond z}, then
-    {a: x, b beyond y}, then {a beyond x}. Each is one contiguous range of the list index, so
-    every planner walks it from where the previous page ended (a single $or of the three is
-    what some MongoDB-compatible servers answer with a collection scan). No cursor: one step,
-    the whole listing.
-    """
-    if values is None:
-        return [{}]
-    fields = SORTS[sort]
-    steps = []
-    for i in reversed(range(len(fields))):
-        step: dict[str, Any] = {f: v for (f, _), v in zip(fields[:i], values[:i], strict=True)}
-        field, direction = fields[i]
-        step[field] = {"$lt" if direction == DESCENDING else "$gt": values[i]}
-        steps.append(step)
-    return steps
-
-
 @contextmanager
 def _unavailable_on(errors: type[PyMongoError]) -> Iterator[None]:
     """Turn ``errors`` into Unavailable, as storage.py does for S3: callers see one taxonomy."""
@@ -320,9 +238,16 @@ class ImageRepository:
         if q:
             pattern = {"$regex": re.escape(q), "$options": "i"}
             query["$or"] = [{"filename": pattern}, {"caption": pattern}]
-        after = _decode_cursor(sort, cursor) if cursor else None
+        after = None
+        if cursor:
+            # The cursor holds the id as hex; the collection compares ObjectIds.
+            fields = [field for field, _ in SORTS[sort]]
+            after = [
+                ObjectId(value) if field == ID_FIELD else value
+                for field, value in zip(fields, decode_cursor(sort, cursor), strict=True)
+            ]
         docs: list[dict[str, Any]] = []
-        for step in _keyset_steps(sort, after):
+        for step in keyset_steps(sort, after):
             wanted = limit + 1 - len(docs)
             if wanted <= 0:
                 break

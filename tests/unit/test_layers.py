@@ -55,6 +55,7 @@ def frameworks_loaded_by(module: str) -> set[str]:
         "broker.domain",
         "broker.errors",
         "broker.settings",
+        "broker.pagination",
         "broker.variants.spec",
     ],
 )

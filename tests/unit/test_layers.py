@@ -56,6 +56,7 @@ def frameworks_loaded_by(module: str) -> set[str]:
         "broker.errors",
         "broker.settings",
         "broker.pagination",
+        "broker.imageinfo",
         "broker.variants.spec",
     ],
 )

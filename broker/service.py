@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from broker import domain, metrics
-from broker.db import Page
+from broker.db.images import Page
 from broker.domain import Image, PendingUpload, Principal, SigningTarget
 from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
 from broker.extension import Broker

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from broker.db import Usage
+from broker.db.quotas import Usage
 from broker.extension import Broker
 from tests.api.conftest import put_to_bucket
 from tests.helpers import auth, broker_of, png_bytes, presign_body

@@ -12,11 +12,11 @@ from flask_cors import CORS
 from broker import extension
 from broker.auth import init_auth
 from broker.extension import Broker
+from broker.http.errors import register_error_handlers
+from broker.http.request_head import check_request_head
 from broker.limits import init_limits
 from broker.observability import init_observability
 from broker.settings import Settings, load_settings
-from broker.views.errors import register_error_handlers
-from broker.views.request_head import check_request_head
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -42,8 +42,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _init_cors(app, settings)
     init_limits(app, settings)
 
-    from broker import cli
-    from broker.views import admin, config, images, ops
+    from broker.admin import views as admin
+    from broker.images import views as images
+    from broker.ops import cli
+    from broker.ops import views as ops
+    from broker.views import config
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(config.bp)

@@ -1,7 +1,7 @@
 """The broker's error taxonomy: every failure a client can see, as a status and a contract code.
 
 Plain classes that import nothing: the domain, the use cases and the gateways (``db.py``,
-``storage.py``) raise them, and :mod:`broker.views.errors` renders them as the contract's JSON
+``storage.py``) raise them, and :mod:`broker.http.errors` renders them as the contract's JSON
 envelope.
 """
 

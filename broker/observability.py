@@ -25,9 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from broker.errors import NotFound
+from broker.http.errors import error_response
 from broker.metrics import LATENCY, REQUESTS, UNMATCHED_ROUTE, method_label
 from broker.settings import Settings
-from broker.views.errors import error_response
 
 log = logging.getLogger("broker.access")
 

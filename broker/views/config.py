@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 from broker import schemas
 from broker.auth import authenticate
 from broker.extension import current_broker
-from broker.service import client_config
+from broker.uploads.service import client_config
 
 bp = Blueprint("config", __name__)
 

@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import json, os, sys
-from broker import create_app, service
+from broker import create_app
+from broker.uploads import service
 from broker.domain import Principal
 from broker.extension import current_broker
 

@@ -57,7 +57,7 @@ from tests.rgw.test_broker_on_rgw import (
 pytestmark = pytest.mark.s3
 
 COPY_SOURCE = "x-amz-copy-source"
-# The request-head limits the README documents (broker/views/request_head.py).
+# The request-head limits the README documents (broker/http/request_head.py).
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELD = 8190
 

@@ -78,4 +78,4 @@ def test_the_app_factory_is_there_when_asked_for() -> None:
 
 def test_the_probe_sees_a_framework_where_there_is_one() -> None:
     # The HTTP rendering of errors lives next to the views and does load the web stack.
-    assert {"flask", "werkzeug", "marshmallow"} <= frameworks_loaded_by("broker.views.errors")
+    assert {"flask", "werkzeug", "marshmallow"} <= frameworks_loaded_by("broker.http.errors")

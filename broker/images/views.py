@@ -11,11 +11,12 @@ from flask import Blueprint, Response, jsonify, redirect, request
 from marshmallow import Schema
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from broker import schemas, service
+from broker import schemas
 from broker.auth import authenticate, current_principal
 from broker.extension import current_broker
+from broker.http import request_body
 from broker.limits import rate_limited
-from broker.views import request_body
+from broker.uploads import service
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 

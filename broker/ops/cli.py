@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 from flask import Flask
 
-from broker import service
 from broker.auth import create_token
 from broker.bucket_policy import (
     DEFAULT_CORS_FILE,
@@ -20,6 +19,7 @@ from broker.bucket_policy import (
     setup_bucket,
 )
 from broker.extension import current_broker
+from broker.uploads import service
 
 
 def register(app: Flask) -> None:

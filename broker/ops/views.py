@@ -10,8 +10,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from broker import schemas
 from broker.errors import Unavailable
 from broker.extension import current_broker
+from broker.http.errors import error_response
 from broker.openapi import openapi_document
-from broker.views.errors import error_response
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Any
 
 from flask import Flask, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
-from flask_jwt_extended.exceptions import JWTExtendedException
-from jwt import PyJWTError
+from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError
+from jwt import ExpiredSignatureError, InvalidSignatureError, PyJWTError
 
 from broker.domain import Principal
 from broker.errors import Unauthorized
@@ -156,12 +156,11 @@ def current_principal() -> Principal:
 
 def _reason(error: Exception) -> str:
     # Say what kind of problem it is, never echo the token or key material.
-    name = type(error).__name__
-    if name == "NoAuthorizationError":
+    if isinstance(error, NoAuthorizationError):
         return "missing bearer token"
-    if name == "ExpiredSignatureError":
+    if isinstance(error, ExpiredSignatureError):
         return "the token has expired"
-    if name in ("InvalidSignatureError",):
+    if isinstance(error, InvalidSignatureError):
         return "the token's signature is invalid"
     return "invalid token"
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from broker import extension
+from broker import admin, extension, images, ops, uploads
 from broker.auth import init_auth
 from broker.extension import Broker
 from broker.http.errors import register_error_handlers
@@ -42,17 +42,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _init_cors(app, settings)
     init_limits(app, settings)
 
-    from broker.admin import views as admin
-    from broker.images import views as images
-    from broker.ops import cli
-    from broker.ops import views as ops
-    from broker.views import config
-
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(config.bp)
-    app.register_blueprint(images.bp)
-    app.register_blueprint(admin.bp)
-    cli.register(app)
+    # Each feature package owns a blueprint: its routes and its (top-level) commands.
+    for feature in (ops, uploads, images, admin):
+        app.register_blueprint(feature.bp)
     return app
 
 

@@ -186,7 +186,7 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
         broker.bucket.ensure_bucket()
         # moto applies a policy's Deny whatever its condition: the copy-refusing one would
         # refuse every upload.
-        setup_bucket(broker, copy_policy=False)
+        setup_bucket(broker.bucket, broker.settings, copy_policy=False)
     with app.app_context():
         tokens = {
             name: create_token(name, roles=roles, ttl=TOKEN_TTL)

@@ -70,6 +70,11 @@ class UploadPolicy:
     max_width: int
     max_height: int
 
+    @property
+    def default_kind(self) -> str:
+        """The kind of an upload that names none: ``gallery`` when configured, else the first."""
+        return "gallery" if "gallery" in self.kinds else self.kinds[0]
+
 
 @dataclass
 class PendingUpload:
@@ -183,6 +188,11 @@ ABORTED = "aborted"
 # a reject or a delete it can store an object again), so the sweeper cleans its key once the
 # URL is dead, unless a live image stands there.
 ENDED = (CONFIRMED, REJECTED, EXPIRED, ABORTED)
+
+
+def reported_state(state: str) -> str:
+    """How a closed upload's state reads to a client: one being expired already is."""
+    return EXPIRED if state == EXPIRING else state
 
 
 def user_segment(sub: str) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -125,7 +126,7 @@ class Bucket:
         """The access key URLs are signed with now (it changes when credentials rotate)."""
         return self._credentials().access_key
 
-    @property
+    @cached_property
     def public_origin(self) -> str:
         """The scheme://host[:port] browsers reach the bucket at (for CSP and CORS checks)."""
         probe = urlsplit(self.presigner.presign("GET", self.name, "probe", expires_in=60))

@@ -43,6 +43,10 @@ class Repositories:
         with unavailable_on(PyMongoError):
             self.client.admin.command("ping")
 
+    def recount_quotas(self) -> int:
+        """Rebuild every owner's quota usage from the images and uploads; return the owners."""
+        return self.quotas.recount(self.images.collection, self.uploads.collection)
+
     def ensure_indexes(self) -> list[str]:
         """Create every index (idempotent); return their names."""
         names = create_indexes(self.database)

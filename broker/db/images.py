@@ -79,6 +79,10 @@ class ImageRepository:
     def __init__(self, collection: Collection[dict[str, Any]]) -> None:
         self.collection = collection
 
+    def new_id(self) -> str:
+        """A fresh id for an image about to be inserted (the ObjectId the record will carry)."""
+        return str(ObjectId())
+
     def insert(self, image: Image) -> tuple[Image, bool]:
         """Record an image; if its key is already recorded return that one and False."""
         try:

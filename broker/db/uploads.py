@@ -120,18 +120,18 @@ class UploadRepository:
             {"$unset": {"sweep_after": ""}, "$set": {"purge_at": utcnow() + PENDING_RETENTION}},
         )
 
-    def hold_quota(self, upload_id: str) -> bool:
+    def mark_quota_held(self, upload_id: str) -> bool:
         """Mark the upload as holding a quota reservation; False if it already did."""
         result = self.collection.update_one(
             {"_id": upload_id, "quota_held": {"$ne": True}}, {"$set": {"quota_held": True}}
         )
         return result.modified_count == 1
 
-    def holds_quota(self, upload_id: str) -> bool:
+    def is_quota_held(self, upload_id: str) -> bool:
         """Whether the upload holds a quota reservation."""
         return self.collection.count_documents({"_id": upload_id, "quota_held": True}) == 1
 
-    def drop_quota(self, upload_id: str) -> bool:
+    def clear_quota_held(self, upload_id: str) -> bool:
         """Clear the upload's reservation mark; True only for the caller that cleared it."""
         result = self.collection.update_one(
             {"_id": upload_id, "quota_held": True}, {"$set": {"quota_held": False}}

@@ -1,21 +1,20 @@
-"""Use cases: each one a short chain of named steps over the domain rules, MongoDB and the bucket.
+"""Uploads: presign a PUT straight into the bucket, then confirm what was PUT.
 
-Views parse and serialize; this module decides. Nothing here knows about HTTP.
+Each use case is a short chain of named steps over the domain rules, MongoDB and the bucket.
+Exactly one of confirm and the sweeper (:mod:`broker.uploads.sweep`) wins each upload.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from broker import domain, metrics
-from broker.db.images import Page
-from broker.domain import Image, PendingUpload, Principal, SigningTarget
-from broker.errors import Conflict, Forbidden, NotFound, TooLarge, Unavailable, UploadInvalid
+from broker import domain, metrics, quota
+from broker.domain import Image, PendingUpload, Principal
+from broker.errors import Conflict, NotFound, UploadInvalid
 from broker.extension import Broker
 from broker.storage import SignedRequest, StorageNotFound
 
@@ -26,86 +25,6 @@ _PRESIGNED = metrics.UPLOADS.labels("presigned")
 _CONFIRMED = metrics.UPLOADS.labels("confirmed")
 _REJECTED = metrics.UPLOADS.labels("rejected")
 _PUT_SIGNATURES = metrics.SIGNATURES.labels("PUT")
-_GET_SIGNATURES = metrics.SIGNATURES.labels("GET")
-
-
-def client_config(broker: Broker) -> dict[str, Any]:
-    """The limits a client should check before presigning (the broker checks them again)."""
-    settings = broker.settings
-    return {
-        "allowed_types": list(settings.allowed_types),
-        "extensions": {t: domain.extension_for(t) for t in settings.allowed_types},
-        "max_upload_bytes": settings.max_upload_bytes,
-        "kinds": list(settings.kinds),
-        "default_kind": "gallery" if "gallery" in settings.kinds else settings.kinds[0],
-        "upload_expires": settings.upload_expires,
-        "download_expires": settings.download_expires,
-        "download_max_expires": settings.download_max_expires,
-        "max_pixels": settings.max_pixels,
-        "min_width": settings.min_width,
-        "min_height": settings.min_height,
-        "max_width": settings.max_width,
-        "max_height": settings.max_height,
-    }
-
-
-def _hold_quota(broker: Broker, owner: str, size: int) -> None:
-    """Count a new upload's image and bytes against its owner's quota, or refuse it (413).
-
-    One conditional ``$inc``: concurrent presigns cannot overshoot. The reservation is held by
-    the upload from then on: kept at confirm (where it passes to the image), given back when
-    the upload ends any other way, exactly once (see ``_cancel_quota``).
-    """
-    settings = broker.settings
-    quotas = broker.db.quotas
-    if quotas.reserve(owner, size, settings.quota_max_images, settings.quota_max_bytes):
-        return
-    usage = quotas.usage(owner)
-    if settings.quota_max_images and usage.images >= settings.quota_max_images:
-        limit = f"at most {settings.quota_max_images} images per user"
-    else:
-        limit = f"at most {settings.quota_max_bytes} bytes of images per user"
-    raise _over_quota(f"{limit} (uploads in progress count too)")
-
-
-def _over_quota(limit: str) -> TooLarge:
-    return TooLarge(f"quota: {limit}", details={"quota": [limit]})
-
-
-def _reserve_quota(broker: Broker, pending: PendingUpload) -> None:
-    """Count an upload presigned before presign held quota against its owner's, once.
-
-    The mark on the upload record makes it once: a concurrent confirm of the same upload, or
-    one retried after a crash, finds the mark and gives back what it reserved itself.
-    """
-    settings = broker.settings
-    quotas, uploads = broker.db.quotas, broker.db.uploads
-    if quotas.reserve(
-        pending.owner, pending.size, settings.quota_max_images, settings.quota_max_bytes
-    ):
-        if not uploads.hold_quota(pending.id):
-            quotas.release(pending.owner, pending.size)
-        return
-    if uploads.holds_quota(pending.id):
-        return
-    rejection = _over_quota("the user's image or byte quota is used up")
-    _reject(broker, pending, rejection.message)
-    raise rejection
-
-
-def _cancel_quota(broker: Broker, pending: PendingUpload) -> None:
-    """Give back the reservation of an upload that will never be confirmed, exactly once."""
-    if broker.db.uploads.drop_quota(pending.id):
-        broker.db.quotas.release(pending.owner, pending.size)
-
-
-def _forget_image(broker: Broker, removed: Image | None) -> None:
-    """Give back the quota of an image whose record was just removed."""
-    if removed is not None:
-        broker.db.quotas.release(removed.owner, removed.size)
-
-
-# ---- presign ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -130,7 +49,7 @@ def presign_upload(
             "content_md5", "required (the base64 MD5 of the bytes), or checksum_sha256"
         )
     content_type = domain.normalise_type(request["filetype"])
-    kind = request.get("kind") or client_config(broker)["default_kind"]
+    kind = request.get("kind") or broker.policy.default_kind
     domain.check_declared_upload(broker.policy, content_type, request["size"], kind)
     if request.get("content_md5"):
         domain.decode_md5(request["content_md5"])
@@ -170,7 +89,7 @@ def presign_upload(
         expires_in=broker.settings.upload_expires,
     )
     # Hold the quota and record only after signing succeeded, so a failure leaves nothing.
-    _hold_quota(broker, pending.owner, pending.size)
+    quota.reserve(broker, pending.owner, pending.size)
     try:
         broker.db.uploads.create(pending)
     except Exception:
@@ -181,9 +100,6 @@ def presign_upload(
     _PRESIGNED.inc()
     _PUT_SIGNATURES.inc()
     return PresignedUpload(pending.id, pending.key, signed, expires_at)
-
-
-# ---- confirm ----------------------------------------------------------------------------------
 
 
 def confirm_upload(
@@ -204,7 +120,7 @@ def confirm_upload(
     if pending.state == domain.CONFIRMED:
         return _confirmed_image(broker, pending), False
     if pending.state != domain.PENDING:
-        raise Conflict(f"the upload is no longer pending ({_shown(pending.state)})")
+        raise _no_longer_pending(pending.state)
     _check_confirm_matches_presign(pending, request)
 
     # A confirm that crashed after recording the image left it behind: finish that one.
@@ -217,8 +133,10 @@ def confirm_upload(
             verified = _verified_image(broker, pending, request)
         except _ConfirmedMeanwhile:
             return _confirmed_image(broker, pending), False
-        if not pending.quota_held:
-            _reserve_quota(broker, pending)
+        if not pending.quota_held and not quota.reserve_at_confirm(broker, pending):
+            rejection = quota.over_quota("the user's image or byte quota is used up")
+            _reject(broker, pending, rejection.message)
+            raise rejection
         image, created = broker.db.images.insert(verified)
 
     state = broker.db.uploads.claim(pending.id, domain.CONFIRMED)
@@ -226,8 +144,8 @@ def confirm_upload(
         # The sweeper expired the upload while we verified; it deletes the object.
         if created:
             broker.db.images.remove(image.id)
-        _cancel_quota(broker, pending)
-        raise Conflict(f"the upload is no longer pending ({_shown(state)})")
+        quota.release_upload(broker, pending)
+        raise _no_longer_pending(state)
     if created:
         _CONFIRMED.inc()
     return image, created
@@ -276,7 +194,7 @@ def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, A
     now = domain.utcnow()
     caption = request.get("caption", pending.caption)
     return Image(
-        id=_new_image_id(),
+        id=broker.db.images.new_id(),
         key=pending.key,
         owner=pending.owner,
         filename=pending.filename,
@@ -307,296 +225,19 @@ def _object_missing(broker: Broker, pending: PendingUpload) -> NoReturn:
         raise _ConfirmedMeanwhile
     if state != domain.PENDING:
         # The sweeper expired the upload (and deleted the object) while we verified it.
-        raise Conflict(f"the upload is no longer pending ({_shown(state)})")
+        raise _no_longer_pending(state)
     # Not closed: the client may still PUT (the URL can be valid) and confirm again.
     raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
 
 
-def _shown(state: str) -> str:
-    """How a closed upload's state reads to a client."""
-    return domain.EXPIRED if state == domain.EXPIRING else state
+def _no_longer_pending(state: str) -> Conflict:
+    return Conflict(f"the upload is no longer pending ({domain.reported_state(state)})")
 
 
 def _reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     # The bucket must only ever hold what was verified: delete first, then close the upload.
     broker.bucket.delete(pending.key)
     if broker.db.uploads.claim(pending.id, domain.REJECTED, reason) == domain.REJECTED:
-        _cancel_quota(broker, pending)
+        quota.release_upload(broker, pending)
     _REJECTED.inc()
     log.info("upload %s rejected: %s", pending.id, reason)
-
-
-def _new_image_id() -> str:
-    from bson import ObjectId
-
-    return str(ObjectId())
-
-
-# ---- read -------------------------------------------------------------------------------------
-
-
-def get_image(broker: Broker, principal: Principal, image_id: str) -> Image:
-    """The image, or NotFound when it does not exist or belongs to someone else."""
-    image = broker.db.images.get(image_id, principal)
-    if image is None:
-        raise NotFound("no such image")
-    return image
-
-
-def get_image_by_key(broker: Broker, principal: Principal, key: str) -> Image:
-    """The image stored under ``key``, or NotFound."""
-    image = broker.db.images.get_by_key(key, principal)
-    if image is None:
-        raise NotFound("no such image")
-    return image
-
-
-def list_images(broker: Broker, principal: Principal, query: dict[str, Any]) -> Page:
-    """A page of the caller's images (or anyone's, for an admin)."""
-    owner = query.get("owner")
-    if owner is not None and owner != principal.sub and not principal.is_admin:
-        raise Forbidden("only admins can list another user's images")
-    if owner is None and not principal.is_admin:
-        owner = principal.sub
-    return broker.db.images.page(
-        principal,
-        owner=owner,
-        kind=query.get("kind"),
-        q=query.get("q"),
-        sort=query.get("sort", "newest"),
-        limit=query.get("limit", 20),
-        cursor=query.get("cursor"),
-    )
-
-
-# ---- signed GETs ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignedUrl:
-    """A signed GET URL and when it stops working."""
-
-    url: str
-    expires_at: datetime
-
-
-def signing_target(broker: Broker, principal: Principal, image_id: str) -> SigningTarget:
-    """What signing the image needs, from the in-process cache when possible; else NotFound."""
-    target = broker.lookups.get(image_id, principal)
-    if target is None:
-        image = get_image(broker, principal, image_id)
-        broker.lookups.put_many([image])
-        target = SigningTarget.of(image)
-    return target
-
-
-def sign_download(
-    broker: Broker,
-    target: SigningTarget | Image,
-    *,
-    expires_in: int | None = None,
-    disposition: str = "inline",
-) -> SignedUrl:
-    """A signed GET whose response type and disposition are pinned by the signature.
-
-    Requests within one signing window get the same URL (see ``domain.signing_window``).
-    """
-    settings = broker.settings
-    lifetime = domain.clamp_expires(
-        expires_in, settings.download_expires, settings.download_max_expires
-    )
-    # Only a signer that signs at a chosen instant can give one URL for a whole window.
-    window = settings.signed_url_window if broker.bucket.presigner.pins_signing_time else 0
-    signed_at, valid_for = domain.signing_window(
-        domain.utcnow(), window, lifetime, settings.download_max_expires
-    )
-    expires_at = signed_at + timedelta(seconds=valid_for)
-    # Windowed, the same inputs give the same URL all window long: sign it once.
-    windowed = valid_for != lifetime
-    memo_key = (
-        (
-            target.id,
-            disposition,
-            lifetime,
-            int(signed_at.timestamp()),
-            broker.bucket.access_key_id(),
-        )
-        if windowed
-        else None
-    )
-    if memo_key is not None and (url := broker.urls.get(memo_key)) is not None:
-        return SignedUrl(url, expires_at)
-    url = broker.bucket.presign_get(
-        target.key,
-        expires_in=valid_for,
-        content_type=target.content_type,
-        disposition=domain.content_disposition(disposition, target.filename),
-        cache_control=domain.download_cache_control(valid_for),
-        now=signed_at,
-    )
-    _GET_SIGNATURES.inc()
-    if memo_key is not None:
-        broker.urls.put(memo_key, url)
-    return SignedUrl(url, expires_at)
-
-
-def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dict[str, SignedUrl]:
-    """Signed GETs for the ids the caller may see; the others are simply absent."""
-    wanted = list(dict.fromkeys(image_ids))
-    targets: dict[str, SigningTarget] = {}
-    missing = []
-    for image_id in wanted:
-        target = broker.lookups.get(image_id, principal)
-        if target is None:
-            missing.append(image_id)
-        else:
-            targets[image_id] = target
-    if missing:
-        found = broker.db.images.get_many(missing, principal)
-        broker.lookups.put_many(found)
-        targets.update({image.id: SigningTarget.of(image) for image in found})
-    return {image_id: sign_download(broker, target) for image_id, target in targets.items()}
-
-
-# ---- change -----------------------------------------------------------------------------------
-
-
-def update_image(
-    broker: Broker, principal: Principal, image_id: str, changes: dict[str, Any]
-) -> Image:
-    """Edit caption, kind, tags or the primary flag."""
-    image = get_image(broker, principal, image_id)
-    now = domain.utcnow()
-    fields: dict[str, Any] = {}
-    if "caption" in changes:
-        fields["caption"] = changes["caption"]
-    if "tags" in changes:
-        fields["tags"] = domain.normalise_tags(changes["tags"])
-    if "kind" in changes and changes["kind"] != image.kind:
-        domain.check_kind(broker.policy, changes["kind"])
-        fields["kind"] = changes["kind"]
-        # A primary image stops being primary when it moves to another kind.
-        fields["is_primary"] = False
-    if changes.get("is_primary") is False:
-        fields["is_primary"] = False
-    if fields:
-        fields["updated_at"] = now
-        updated = broker.db.images.update(image, fields)
-        if updated is None:
-            raise NotFound("no such image")
-        image = updated
-    if changes.get("is_primary") is True:
-        promoted = broker.db.images.make_primary(replace(image), now)
-        if promoted is None:
-            raise NotFound("no such image")
-        image = promoted
-    return image
-
-
-def record_usage(broker: Broker, principal: Principal, image_id: str) -> Image:
-    """Count one use of the image."""
-    image = get_image(broker, principal, image_id)
-    used = broker.db.images.record_usage(image, domain.utcnow())
-    if used is None:
-        raise NotFound("no such image")
-    return used
-
-
-def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
-    """Remove the object from the bucket, then the record.
-
-    The record is tombstoned first (hidden at once); if the bucket delete fails it stays, so a
-    retry or the sweeper finishes the job and no object outlives its record.
-    """
-    image = broker.db.images.mark_deleting(image_id, principal, domain.utcnow())
-    if image is None:
-        raise NotFound("no such image")
-    broker.lookups.forget(image.id)
-    broker.bucket.delete(image.key)
-    _forget_image(broker, broker.db.images.remove(image.id))
-
-
-def _expire(broker: Broker, pending: PendingUpload) -> None:
-    # If the bucket fails here the upload stays "expiring" and a later sweep takes it over.
-    broker.bucket.delete(pending.key)
-    # A confirm that crashed between recording and claiming left a record: it never won,
-    # and whatever it reserved is given back (once, even if it crashed before recording).
-    broker.db.images.remove_by_key(pending.key)
-    _cancel_quota(broker, pending)
-    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
-    # Overdue means the URL died before the delete above: nothing can come back.
-    broker.db.uploads.swept(pending.id)
-
-
-def _clean_ended(broker: Broker, upload: PendingUpload) -> None:
-    """Delete whatever stands under an ended upload's key, unless a live image stands there.
-
-    Until its URL died, a rejected, refused or deleted upload's key could be PUT again (the
-    URL writes once, but only over nothing); that object was never verified and has no record.
-    """
-    if not (upload.state == domain.CONFIRMED and broker.db.images.is_live(upload.key)):
-        broker.bucket.delete(upload.key)
-    if upload.state != domain.CONFIRMED:
-        # A reservation a crash left on a closed upload; confirmed ones passed theirs on.
-        _cancel_quota(broker, upload)
-    broker.db.uploads.swept(upload.id)
-
-
-# ---- sweep ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    """What one sweep did."""
-
-    expired_uploads: int
-    finished_deletes: int
-    failed: int
-    cleaned_uploads: int = 0
-
-
-# A delete that has not finished after this long is taken over by the sweeper (the request that
-# started it has long given up: its S3 call has a timeout of seconds).
-DELETE_TAKEOVER = timedelta(minutes=1)
-
-
-def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
-    """Delete what abandoned uploads and interrupted deletes left behind; safe to run anywhere.
-
-    Every step claims its item atomically in MongoDB first, so several sweepers (cron on several
-    hosts) and concurrent confirms never act on the same upload twice.
-    """
-    now = domain.utcnow()
-    uploads = broker.db.uploads
-    expired = finished = failed = cleaned = 0
-    for pending in uploads.overdue(now, batch):
-        if uploads.claim(pending.id, domain.EXPIRING) == domain.EXPIRING:
-            ok = _attempt(_expire, broker, pending)
-            expired, failed = expired + ok, failed + (not ok)
-    for pending in uploads.stalled(domain.EXPIRING, now - DELETE_TAKEOVER, batch):
-        if uploads.take_over(pending.id, domain.EXPIRING, now - DELETE_TAKEOVER):
-            ok = _attempt(_expire, broker, pending)
-            expired, failed = expired + ok, failed + (not ok)
-    for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
-        ok = _attempt(_finish_delete, broker, image)
-        finished, failed = finished + ok, failed + (not ok)
-    # Each step is idempotent (a delete, a mark dropped once), so sweepers need no claim here.
-    for upload in uploads.unswept(now, batch):
-        ok = _attempt(_clean_ended, broker, upload)
-        cleaned, failed = cleaned + ok, failed + (not ok)
-    return SweepReport(expired, finished, failed, cleaned)
-
-
-def _finish_delete(broker: Broker, image: Image) -> None:
-    broker.bucket.delete(image.key)
-    _forget_image(broker, broker.db.images.remove(image.id))
-
-
-def _attempt(step: Callable[[Broker, Any], None], broker: Broker, item: Any) -> bool:
-    # One unreachable object must not stop the sweep; what failed stays claimed for a retry.
-    try:
-        step(broker, item)
-    except Unavailable as e:
-        log.warning("sweep: %s left for a later sweep: %s", getattr(item, "key", item), e.message)
-        return False
-    return True

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 import jwt
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -22,6 +23,19 @@ def run(app: Flask, *args: str) -> Any:
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, result.output
     return result
+
+
+def test_the_commands_are_top_level_under_their_contract_names(app: Flask) -> None:
+    assert set(app.cli.list_commands(click.Context(app.cli))) == {
+        "apply-cors",
+        "apply-lifecycle",
+        "block-public-access",
+        "create-token",
+        "ensure-indexes",
+        "recount-quotas",
+        "setup-bucket",
+        "sweep",
+    }
 
 
 def test_create_token_makes_working_tokens(app: Flask) -> None:

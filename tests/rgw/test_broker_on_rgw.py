@@ -704,7 +704,7 @@ def test_apply_bucket_cors_function_uses_the_configured_origins(
     make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
 ) -> None:
     app = make_rgw_app(BROKER_CORS_ORIGINS="https://app.example")
-    rules = apply_bucket_cors(broker_of(app))
+    rules = apply_bucket_cors(broker_of(app).bucket, broker_of(app).settings)
     assert [rule["AllowedOrigins"] for rule in rules] == [["https://app.example"]]
     (stored,) = s3.get_bucket_cors(Bucket=rgw_bucket)["CORSRules"]
     assert stored["AllowedOrigins"] == ["https://app.example"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -11,12 +12,15 @@ from flask_cors import CORS
 
 from broker import admin, extension, images, ops, uploads
 from broker.auth import init_auth
+from broker.errors import Unavailable
 from broker.extension import Broker
 from broker.http.errors import register_error_handlers
 from broker.http.request_head import check_request_head
 from broker.limits import init_limits
 from broker.observability import init_observability
 from broker.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -33,7 +37,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
-    extension.init_app(app, Broker.from_settings(settings))
+    services = Broker.from_settings(settings)
+    extension.init_app(app, services)
 
     init_observability(app, settings)
     register_error_handlers(app)
@@ -45,7 +50,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Each feature package owns a blueprint: its routes and its (top-level) commands.
     for feature in (ops, uploads, images, admin):
         app.register_blueprint(feature.bp)
+    if settings.mode != "test":
+        # Tests prepare their databases themselves.
+        _create_indexes(services)
     return app
+
+
+def _create_indexes(broker: Broker) -> None:
+    # The broker creates its MongoDB indexes itself at start-up. Best effort: with MongoDB down
+    # the app starts anyway, and the first /images request tries again (IndexBootstrap).
+    try:
+        broker.db.indexes.ensure()
+    except Unavailable:
+        log.warning("MongoDB indexes not created at start-up; the first /images request retries")
 
 
 def _init_cors(app: Flask, settings: Settings) -> None:

@@ -181,7 +181,6 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
     with app.app_context():
         broker = current_broker()
     running.callback(broker.db.client.close)
-    broker.db.ensure_indexes()
     if s3 is not None:
         broker.bucket.ensure_bucket()
         # moto applies a policy's Deny whatever its condition: the copy-refusing one would

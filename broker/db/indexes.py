@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from pymongo import ASCENDING
@@ -15,10 +16,13 @@ from broker.pagination import SORTS
 
 log = logging.getLogger(__name__)
 
+# (collection, keys, options); the options name the index.
+IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 
-def _index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
-    """(collection, keys, options) for every index the queries rely on."""
-    specs: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+
+def _index_specs() -> list[IndexSpec]:
+    """Every index the queries rely on."""
+    specs: list[IndexSpec] = [
         ("images", [("key", ASCENDING)], {"unique": True, "name": "key_unique"}),
         # At most one primary per (owner, kind): the database, not the code, holds the invariant.
         (
@@ -64,25 +68,49 @@ def _list_index_name(sort: str, *, by_owner: bool, by_kind: bool) -> str:
     )
 
 
-def create_indexes(database: Database[dict[str, Any]]) -> list[str]:
-    """Create every index the queries rely on (idempotent); return their names."""
+def create_indexes(
+    database: Database[dict[str, Any]], specs: list[IndexSpec] | None = None
+) -> list[str]:
+    """Create the indexes of ``specs``, by default all of them (idempotent); return the names."""
     names = []
-    for collection, keys, options in _index_specs():
+    for collection, keys, options in _index_specs() if specs is None else specs:
         names.append(database[collection].create_index(keys, **options))
     return names
 
 
+def missing_indexes(database: Database[dict[str, Any]]) -> list[IndexSpec]:
+    """The indexes not in place as specified: absent, or present with other keys or options.
+
+    One read per collection, so a process finding them all in place (every start but the
+    first) pays two round trips rather than one per index.
+    """
+    specs = _index_specs()
+    present = {name: database[name].index_information() for name in {c for c, _, _ in specs}}
+    return [spec for spec in specs if not _in_place(spec, present[spec[0]])]
+
+
+def _in_place(spec: IndexSpec, present: Mapping[str, Any]) -> bool:
+    _, keys, options = spec
+    found = present.get(options["name"])
+    return (
+        found is not None
+        and list(found["key"]) == keys
+        and all(found.get(option) == value for option, value in options.items() if option != "name")
+    )
+
+
 @reports_unavailable
 class IndexBootstrap:
-    """Creates the indexes once per process, on first use, so no deployment depends on an
-    operator running ``flask ensure-indexes`` before the first request.
+    """Creates the missing indexes once per process, so no deployment depends on an operator
+    running ``flask ensure-indexes``: as the app starts (outside test mode), and on the first
+    ``/images`` request if that attempt could not reach MongoDB.
 
-    Creating an index that exists is a no-op, and MongoDB lets several clients create the same
-    one at once, so every worker of every instance may do this as it starts serving. Requests
-    wait for the one attempt in flight (the unique indexes must exist before two confirms of one
-    key can race). If MongoDB is unreachable the attempt fails like any query (503) and the next
-    request retries; any other refusal (an index of the same name with other options) is logged
-    and serving goes on: ``flask ensure-indexes`` then shows the error to fix.
+    Creating an index is idempotent, and MongoDB lets several clients create the same one at
+    once, so every worker of every instance may do this as it starts. Requests wait for the one
+    attempt in flight (the unique indexes must exist before two confirms of one key can race).
+    If MongoDB is unreachable the attempt fails like any query (503) and the next request
+    retries; any other refusal (an index of the same name with other options) is logged and
+    serving goes on: ``flask ensure-indexes`` then shows the error to fix.
     """
 
     def __init__(self, database: Database[dict[str, Any]]) -> None:
@@ -107,7 +135,7 @@ class IndexBootstrap:
             if self._done:
                 return
             try:
-                create_indexes(self._database)
+                create_indexes(self._database, missing_indexes(self._database))
             except ConnectionFailure:
                 raise
             except PyMongoError as e:

@@ -1,7 +1,7 @@
 """gunicorn settings read from the working directory (``gunicorn wsgi:app``); flags override.
 
 gunicorn refuses an oversized request line or header field itself, before the app sees it, with
-an HTML page (414, 431). Its limits are set above the app's (``broker/views/request_head.py``:
+an HTML page (414, 431). Its limits are set above the app's (``broker/http/request_head.py``:
 4094-byte request line, 8190-byte fields, 100 fields), so the app refuses those requests with
 the contract's JSON envelope (413 ``too_large``). A request line over 8190 bytes stays gunicorn's
 to refuse (its ceiling): put a reverse proxy in front that answers it (README, "Production").

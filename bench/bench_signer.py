@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.signing import Credentials, SigV4Presigner
-from broker.storage import Boto3Presigner
+from broker.signing_reference import Boto3Presigner
 from tests.botocore_reference import make_s3_client
 
 ENDPOINT = "https://s3.example.com"

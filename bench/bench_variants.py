@@ -120,7 +120,7 @@ def child(engine: str, path: Path, iterations: int) -> None:
         print(json.dumps({}))
         return
     if engine == "floor-renderer":
-        # What the renderer's import costs: broker/__init__ brings Flask, boto3 and pymongo.
+        # What the renderer's import costs (the package loads no web stack until asked to).
         import broker.variants.render  # noqa: F401
 
         print(json.dumps({}))

@@ -56,8 +56,9 @@ from bench.services import (
     seed_images,
 )
 from broker import create_app
-from broker.db import encode_cursor
 from broker.devservers import MongoServer, free_port
+from broker.extension import current_broker
+from broker.pagination import encode_cursor
 
 WORK_DIR = REPO / "var" / "bench"
 RESULTS_DIR = REPO / "bench" / "results"
@@ -131,7 +132,8 @@ def prepare(mongo_uri: str, database: str, s3: S3Endpoint) -> None:
             "AWS_SECRET_ACCESS_KEY": s3.secret_key,
         }
     )
-    broker = app.extensions["broker"]
+    with app.app_context():
+        broker = current_broker()
     broker.bucket.ensure_bucket()
     broker.db.ensure_indexes()
     broker.db.client.close()

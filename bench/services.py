@@ -29,7 +29,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from bench.load import tree_cpu_seconds
-from broker.db import image_document
+from broker.db.images import image_document
 from broker.devservers import MongoServer, free_port
 from broker.domain import Image
 

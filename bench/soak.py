@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.load import children_of
 from bench.services import Gunicorn, broker_env, make_token, mongo_server, rgw_server
 from broker import create_app
+from broker.extension import current_broker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VIEWERS = 40
@@ -345,9 +346,11 @@ def main() -> int:
         env = broker_env(mongo.uri, "soak", s3, PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"))
         (work / "metrics").mkdir()
         app = create_app({**env, "BROKER_ENV": "test"})
-        app.extensions["broker"].db.ensure_indexes()
-        app.extensions["broker"].bucket.ensure_bucket()
-        app.extensions["broker"].db.client.close()
+        with app.app_context():
+            broker = current_broker()
+        broker.db.ensure_indexes()
+        broker.bucket.ensure_bucket()
+        broker.db.client.close()
         with Gunicorn(env, work / "gunicorn.log") as server:
             assert server.process is not None
             mix = Mix(server.url, viewers, uploaders)

@@ -7,22 +7,20 @@ contract's envelope.
 
 from __future__ import annotations
 
-import threading
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cachetools import TTLCache
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
-from flask_jwt_extended.exceptions import JWTExtendedException
-from jwt import PyJWTError
+from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError
+from jwt import ExpiredSignatureError, InvalidSignatureError, PyJWTError
 
 from broker.domain import Principal
 from broker.errors import Unauthorized
+from broker.extension import current_broker
 from broker.settings import Settings
 
 jwt = JWTManager()
@@ -50,42 +48,6 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_ERROR_MESSAGE_KEY="message",
     )
     jwt.init_app(app)
-    app.extensions[TOKEN_CACHE_KEY] = TokenCache()
-
-
-TOKEN_CACHE_KEY = "broker.verified_tokens"
-# Verifying a token costs more than everything else a signed-URL request does; a browser sends
-# the same token hundreds of times. A verified token is remembered (bounded, at most five
-# minutes, never past its own exp), keyed by the whole token string: same string, same verdict.
-TOKEN_CACHE_SIZE = 10_000
-TOKEN_CACHE_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class _Verified:
-    principal: Principal
-    expires_at: float
-
-
-class TokenCache:
-    """Verified tokens → caller, bounded in size and age, safe across threads."""
-
-    def __init__(self) -> None:
-        self._entries: TTLCache[str, _Verified] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
-        self._lock = threading.Lock()
-
-    def get(self, token: str) -> Principal | None:
-        """The caller of a token verified before, if it has not expired since."""
-        with self._lock:
-            verified = self._entries.get(token)
-        if verified is None or verified.expires_at <= time.time():
-            return None
-        return verified.principal
-
-    def put(self, token: str, principal: Principal, expires_at: float) -> None:
-        """Remember a verified token until it expires (or the cache forgets it)."""
-        with self._lock:
-            self._entries[token] = _Verified(principal, expires_at)
 
 
 def bearer_token() -> str:
@@ -106,8 +68,8 @@ def authenticate() -> Principal | None:
     if request.method == "OPTIONS":
         return None
     token = bearer_token()
-    cache: TokenCache = current_app.extensions[TOKEN_CACHE_KEY]
-    known = cache.get(token)
+    broker = current_broker()
+    known = broker.tokens.get(token)
     if known is not None:
         g.principal = known
         return known
@@ -121,14 +83,14 @@ def authenticate() -> Principal | None:
     if "exp" not in claims:
         raise Unauthorized("the token has no expiry (exp)")
     _check_token_kind(claims)
-    _check_lifetime(claims, current_app.extensions["broker.settings"].jwt_max_ttl)
+    _check_lifetime(claims, broker.settings.jwt_max_ttl)
     if not isinstance(sub, str) or not sub.strip() or not _storable(sub) or not _printable(sub):
         raise Unauthorized("the token has no usable subject")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("the token's roles claim must be a list of strings")
     principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles)
     if isinstance(claims["exp"], int | float):
-        cache.put(token, principal, float(claims["exp"]))
+        broker.tokens.put(token, principal, float(claims["exp"]))
     g.principal = principal
     return principal
 
@@ -194,12 +156,11 @@ def current_principal() -> Principal:
 
 def _reason(error: Exception) -> str:
     # Say what kind of problem it is, never echo the token or key material.
-    name = type(error).__name__
-    if name == "NoAuthorizationError":
+    if isinstance(error, NoAuthorizationError):
         return "missing bearer token"
-    if name == "ExpiredSignatureError":
+    if isinstance(error, ExpiredSignatureError):
         return "the token has expired"
-    if name in ("InvalidSignatureError",):
+    if isinstance(error, InvalidSignatureError):
         return "the token's signature is invalid"
     return "invalid token"
 

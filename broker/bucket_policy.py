@@ -11,8 +11,8 @@ from typing import Any
 
 from broker import domain
 from broker.errors import Unavailable
-from broker.service import Broker
-from broker.storage import PUBLIC_ACCESS_BLOCK
+from broker.settings import Settings
+from broker.storage import PUBLIC_ACCESS_BLOCK, Bucket
 
 # The bucket CORS template shipped at the repository root; its origins are replaced by the
 # configured ones when applied.
@@ -42,10 +42,12 @@ def load_cors_template(path: Path = DEFAULT_CORS_FILE) -> dict[str, Any]:
     return template
 
 
-def apply_bucket_cors(broker: Broker, path: Path = DEFAULT_CORS_FILE) -> list[dict[str, Any]]:
+def apply_bucket_cors(
+    bucket: Bucket, settings: Settings, path: Path = DEFAULT_CORS_FILE
+) -> list[dict[str, Any]]:
     """Apply ``s3-cors.json`` with the configured origins to the bucket; return the rules."""
-    rules = bucket_cors_rules(load_cors_template(path), broker.settings.cors_origins)
-    broker.bucket.apply_cors(rules)
+    rules = bucket_cors_rules(load_cors_template(path), settings.cors_origins)
+    bucket.apply_cors(rules)
     return rules
 
 
@@ -69,11 +71,10 @@ def lifecycle_rules(pending_days: int, multipart_days: int) -> list[dict[str, An
     ]
 
 
-def apply_bucket_lifecycle(broker: Broker) -> list[dict[str, Any]]:
+def apply_bucket_lifecycle(bucket: Bucket, settings: Settings) -> list[dict[str, Any]]:
     """Apply the lifecycle rules with the configured ages; return them."""
-    settings = broker.settings
     rules = lifecycle_rules(settings.pending_object_days, settings.multipart_abort_days)
-    broker.bucket.apply_lifecycle(rules)
+    bucket.apply_lifecycle(rules)
     return rules
 
 
@@ -155,7 +156,11 @@ class SetupRefused(Exception):
 
 
 def setup_bucket(
-    broker: Broker, cors_path: Path = DEFAULT_CORS_FILE, *, copy_policy: bool = True
+    bucket: Bucket,
+    settings: Settings,
+    cors_path: Path = DEFAULT_CORS_FILE,
+    *,
+    copy_policy: bool = True,
 ) -> list[SetupStep]:
     """Apply CORS, lifecycle rules, the copy-refusing policy and the public-access block.
 
@@ -166,8 +171,6 @@ def setup_bucket(
     (moto does) would refuse every upload, so there the policy is taken back and reported.
     ``copy_policy=False`` leaves the policy out (stores without bucket policies).
     """
-    bucket = broker.bucket
-    settings = broker.settings
     cors = bucket_cors_rules(load_cors_template(cors_path), settings.cors_origins)
     lifecycle = lifecycle_rules(settings.pending_object_days, settings.multipart_abort_days)
 

@@ -39,6 +39,7 @@ from broker import create_app
 from broker.auth import create_token
 from broker.bucket_policy import setup_bucket
 from broker.devservers import MongoServer, S3Server
+from broker.extension import current_broker
 from broker.observability import TextFormatter
 from broker.samples import HTTP_TIMEOUT_S, SAMPLES, SeedError, seed
 
@@ -177,14 +178,14 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
     mongo = None if env.get("MONGODB_URI") else start_mongo(env, running)
     s3 = None if env.get("BROKER_S3_ENDPOINT_URL") else start_s3(env, running)
     app = create_app(env)
-    broker = app.extensions["broker"]
+    with app.app_context():
+        broker = current_broker()
     running.callback(broker.db.client.close)
-    broker.db.ensure_indexes()
     if s3 is not None:
         broker.bucket.ensure_bucket()
         # moto applies a policy's Deny whatever its condition: the copy-refusing one would
         # refuse every upload.
-        setup_bucket(broker, copy_policy=False)
+        setup_bucket(broker.bucket, broker.settings, copy_policy=False)
     with app.app_context():
         tokens = {
             name: create_token(name, roles=roles, ttl=TOKEN_TTL)

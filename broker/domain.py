@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import re
 import unicodedata
 import uuid
@@ -17,8 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-import imagesize
-
+from broker import imageinfo
 from broker.errors import TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
 
 # The only types the broker knows how to verify (magic bytes) and measure; the configured
@@ -71,6 +69,11 @@ class UploadPolicy:
     min_height: int
     max_width: int
     max_height: int
+
+    @property
+    def default_kind(self) -> str:
+        """The kind of an upload that names none: ``gallery`` when configured, else the first."""
+        return "gallery" if "gallery" in self.kinds else self.kinds[0]
 
 
 @dataclass
@@ -185,6 +188,11 @@ ABORTED = "aborted"
 # a reject or a delete it can store an object again), so the sweeper cleans its key once the
 # URL is dead, unless a live image stands there.
 ENDED = (CONFIRMED, REJECTED, EXPIRED, ABORTED)
+
+
+def reported_state(state: str) -> str:
+    """How a closed upload's state reads to a client: one being expired already is."""
+    return EXPIRED if state == EXPIRING else state
 
 
 def user_segment(sub: str) -> str:
@@ -385,109 +393,18 @@ def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
         )
 
 
-# Magic numbers for every known type (offset, bytes). WebP is RIFF....WEBP.
-def sniff_type(head_bytes: bytes) -> str | None:
-    """The image type the first bytes announce, or None."""
-    if head_bytes.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head_bytes.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head_bytes[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head_bytes[:4] == b"RIFF" and head_bytes[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def read_dimensions(head_bytes: bytes) -> tuple[int, int] | None:
-    """Width and height from an image header, or None when the header cannot be read."""
-    try:
-        width, height = imagesize.get(io.BytesIO(head_bytes))
-    except (ValueError, OSError, IndexError, TypeError):
-        return None
-    if width <= 0 or height <= 0:
-        return None
-    return width, height
-
-
-_GIF_EXTENSION = 0x21
-_GIF_IMAGE = 0x2C
-_GIF_TRAILER = 0x3B
-
-
-def gif_dimensions(data: bytes) -> tuple[int, int] | None:
-    """The canvas a GIF needs, from the bytes at hand: (width, height), or None if no header.
-
-    A GIF's logical screen says nothing binding about its frames: a 10x10 screen can hold an
-    8000x8000 frame, which browsers and Pillow decode at full size. So every image descriptor
-    the bytes reach counts, by its extent (offset + size, what a decoder that grows its canvas
-    to fit allocates), and the result is the largest of the screen and those extents. Data cut
-    off by the end of ``data`` ends the walk (``data`` is a prefix of the object); a byte that
-    starts no known block raises UploadInvalid, since decoders disagree on what follows it
-    (Chromium stops there, Pillow skips it and reads on).
-    """
-    if len(data) < 13 or data[:6] not in (b"GIF87a", b"GIF89a"):
-        return None
-    width = int.from_bytes(data[6:8], "little")
-    height = int.from_bytes(data[8:10], "little")
-    pos = 13 + _gif_color_table_size(data[10])
-    end = len(data)
-    while pos < end:
-        introducer = data[pos]
-        if introducer == _GIF_TRAILER:
-            break
-        if introducer == _GIF_EXTENSION:
-            pos = _skip_gif_sub_blocks(data, pos + 2)  # introducer, label, then sub-blocks
-        elif introducer == _GIF_IMAGE:
-            if pos + 10 > end:
-                break
-            left, top, frame_width, frame_height = (
-                int.from_bytes(data[pos + i : pos + i + 2], "little") for i in (1, 3, 5, 7)
-            )
-            width = max(width, left + frame_width)
-            height = max(height, top + frame_height)
-            # Descriptor (10 bytes), local color table, LZW minimum code size, image sub-blocks.
-            pos = _skip_gif_sub_blocks(data, pos + 10 + _gif_color_table_size(data[pos + 9]) + 1)
-        else:
-            raise UploadInvalid(
-                f"the GIF is malformed: byte {introducer:#04x} at offset {pos} starts no block"
-            )
-    return width, height
-
-
-def _gif_color_table_size(packed: int) -> int:
-    """Bytes of the color table a GIF's packed field announces (0 without one)."""
-    return 3 * 2 ** ((packed & 0x07) + 1) if packed & 0x80 else 0
-
-
-def _skip_gif_sub_blocks(data: bytes, pos: int) -> int:
-    """The offset after a chain of data sub-blocks (each a length byte, ended by a 0 length)."""
-    end = len(data)
-    while pos < end:
-        size = data[pos]
-        pos += 1 + size
-        if size == 0:
-            return pos
-    return end
-
-
 def check_image_content(
     policy: UploadPolicy, declared_type: str, head_bytes: bytes
 ) -> tuple[int, int]:
     """Check the magic bytes and the dimensions of a fresh upload; return (width, height)."""
-    sniffed = sniff_type(head_bytes)
+    sniffed = imageinfo.sniff_type(head_bytes)
     if sniffed is None:
         raise UploadInvalid(f"filetype: the object is not a {declared_type} image")
     if sniffed != declared_type:
         raise UploadInvalid(
             f"filetype: the object is a {sniffed} image, {declared_type} was declared"
         )
-    if sniffed == "image/gif":
-        dimensions = gif_dimensions(head_bytes)
-        if dimensions is not None and min(dimensions) <= 0:
-            dimensions = None
-    else:
-        dimensions = read_dimensions(head_bytes)
+    dimensions = imageinfo.dimensions(sniffed, head_bytes)
     if dimensions is None:
         raise UploadInvalid("the image header is truncated or unreadable: width and height unknown")
     width, height = dimensions

@@ -1,8 +1,8 @@
 """The broker's error taxonomy: every failure a client can see, as a status and a contract code.
 
-Plain classes that import nothing: the domain, the use cases and the gateways (``db.py``,
-``storage.py``) raise them, and :mod:`broker.views.errors` renders them as the contract's JSON
-envelope.
+Plain classes that import nothing: the domain, the use cases and the gateways (``broker.db``,
+``broker.storage``) raise them, and :mod:`broker.http.errors` renders them as the contract's
+JSON envelope.
 """
 
 from __future__ import annotations

@@ -15,14 +15,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
 from broker.errors import RateLimited
+from broker.extension import current_broker
 from broker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,22 +49,36 @@ limiter = Limiter(
 )
 
 
+@dataclass(frozen=True)
+class Limit:
+    """One per-caller budget: the name its counters are kept under, and its limits' setting."""
+
+    name: str
+    limits: Callable[[Settings], str]
+
+
+# Every way of signing a GET shares one budget. (The names are the counters' keys in a shared
+# store, kept as they were so an upgrade does not reset them.)
+PRESIGN = Limit("rate_limit_presign", lambda settings: settings.rate_limit_presign)
+CONFIRM = Limit("rate_limit_confirm", lambda settings: settings.rate_limit_confirm)
+SIGN = Limit("rate_limit_sign", lambda settings: settings.rate_limit_sign)
+
+
 @cache
 def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(limits)) if limits else ()
 
 
-def check_rate(setting: str) -> None:
-    """Count this request against the caller's limits in ``setting``; RateLimited when over."""
-    settings: Settings = current_app.extensions["broker.settings"]
-    items = _parsed(getattr(settings, setting))
+def check_rate(limit: Limit) -> None:
+    """Count this request against the caller's budget of ``limit``; RateLimited when over."""
+    items = _parsed(limit.limits(current_broker().settings))
     if not items:
         return
     caller = _caller()
     try:
         for item in items:
-            if not limiter.limiter.hit(item, setting, caller):
-                reset_at = limiter.limiter.get_window_stats(item, setting, caller).reset_time
+            if not limiter.limiter.hit(item, limit.name, caller):
+                reset_at = limiter.limiter.get_window_stats(item, limit.name, caller).reset_time
                 retry_after = max(1, math.ceil(reset_at - time.time()))
                 raise RateLimited(f"too many requests: {item}", retry_after=retry_after)
     except RateLimited:
@@ -71,16 +87,16 @@ def check_rate(setting: str) -> None:
         log.warning("rate limit storage unavailable, not limiting: %s", e)
 
 
-def rate_limited(setting: str) -> Callable[[F], F]:
-    """Limit a view per caller by the limit string in ``setting`` (empty: no limit).
+def rate_limited(limit: Limit) -> Callable[[F], F]:
+    """Limit a view per caller by ``limit`` (an empty setting: no limit).
 
-    Views limited by the same setting share one budget (every way of signing a GET counts).
+    Views limited by the same Limit share one budget (every way of signing a GET counts).
     """
 
     def decorator(view: F) -> F:
         @wraps(view)
         def limited(*args: Any, **kwargs: Any) -> Any:
-            check_rate(setting)
+            check_rate(limit)
             return view(*args, **kwargs)
 
         return cast(F, limited)

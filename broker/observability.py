@@ -25,9 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from broker.errors import NotFound
+from broker.http.errors import error_response
 from broker.metrics import LATENCY, REQUESTS, UNMATCHED_ROUTE, method_label
 from broker.settings import Settings
-from broker.views.errors import error_response
 
 log = logging.getLogger("broker.access")
 
@@ -62,7 +62,7 @@ class TextFormatter(logging.Formatter):
 
     A request reads ``10:42:07.118 GET /images/65f… 200 3.1 ms user=alice rid=…`` (time, method,
     path, status, duration, user, request id); any other line reads ``10:42:07.311 WARNING
-    broker.service: message key=value rid=…``. Values that could break the line (spaces,
+    broker.uploads.sweep: message key=value rid=…``. Values that could break the line (spaces,
     control characters, quotes) are quoted and escaped, so one record is always one line
     (tracebacks follow on their own lines).
     """
@@ -215,12 +215,8 @@ def metrics_response(settings: Settings) -> Response:
 
 
 def init_observability(app: Flask, settings: Settings) -> None:
-    """Request ids, access logs, metrics and security headers for every request."""
+    """Request ids, access logs, metrics and security headers for every request (the metrics
+    are served by the ops blueprint)."""
     configure_logging(settings)
     app.before_request(_start)
     app.after_request(_finish)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        """Prometheus metrics."""
-        return metrics_response(settings)

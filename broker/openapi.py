@@ -190,7 +190,7 @@ def _operation_spec(op: Operation) -> dict[str, Any]:
     errors = set(op.errors) | {500}
     if not op.public:
         errors |= {401, 405, 503}
-    # Any request line or header field over the limits (broker/views/request_head.py), and any
+    # Any request line or header field over the limits (broker/http/request_head.py), and any
     # body over BROKER_MAX_BODY_BYTES, is refused before it is parsed.
     errors.add(413)
     if (op.path, op.method) in RATE_LIMITED:

@@ -8,11 +8,11 @@ instant, for a client configured as::
                  config=Config(signature_version="s3v4",
                                s3={"addressing_style": "path" | "virtual"}))
 
-but costs a few microseconds instead of ~150 us, because everything that does
-not depend on the request (endpoint parsing, bucket addressing, the SigV4
-signing key, the quoted credential scope, ...) is computed once and cached.
-Only the standard library is used; ``broker.signing_reference`` holds the
-botocore side (the equivalent boto3 call, used by the tests and as a fallback).
+while computing once, and caching, everything that does not depend on the
+request (endpoint parsing, bucket addressing, the SigV4 signing key, the quoted
+credential scope, ...): a signature is then a few hashes.  Only the standard
+library is used; :mod:`broker.signing_reference` holds the botocore side (the
+equivalent boto3 call, the yardstick of the tests and ``BROKER_SIGNER=boto3``).
 
 Facts about botocore 1.44 that the code below mirrors (verified empirically):
 

@@ -1,8 +1,10 @@
-"""The bucket: the only module that imports boto3.
+"""The bucket facade: the only module that imports boto3.
 
-It signs URLs (with the fast signer or boto3's reference path), and performs the few control
-calls the broker makes itself (HEAD, a ranged GET of at most 64 KiB, DELETE, CORS, readiness).
-Every botocore failure is translated into the broker's own errors here (``raise … from e``).
+:class:`Bucket` signs URLs (with the fast signer of :mod:`broker.signing`, or the reference
+signer of :mod:`broker.signing_reference`, which it hands its boto3 client), performs the few
+calls the broker makes itself (HEAD, a ranged GET of at most 64 KiB, DELETE, tagging,
+readiness) and the bucket set-up calls (CORS, lifecycle, policy, public-access block). Every
+botocore failure is translated into the broker's own errors here (``raise … from e``).
 """
 
 from __future__ import annotations
@@ -16,126 +18,25 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol
+from functools import cached_property
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import Flask, current_app
 
 from broker.domain import ObjectHead
 from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
 from broker.settings import Settings
 from broker.signing import Credentials, SigV4Presigner
+from broker.signing_reference import Boto3Presigner
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "broker.s3"
-
-# How the reference signer expresses a presign request as a boto3 client call.
-_METADATA_PREFIX: Final = "x-amz-meta-"
-
-# Lower-cased header name -> (parameter, is_integer) for each client method.
-_PUT_OBJECT_HEADERS: Final = {
-    "cache-control": ("CacheControl", False),
-    "content-disposition": ("ContentDisposition", False),
-    "content-length": ("ContentLength", True),
-    "content-md5": ("ContentMD5", False),
-    "content-type": ("ContentType", False),
-    "x-amz-checksum-sha256": ("ChecksumSHA256", False),
-    "x-amz-tagging": ("Tagging", False),
-    "x-amz-acl": ("ACL", False),
-    "if-none-match": ("IfNoneMatch", False),
-}
-_UPLOAD_PART_HEADERS: Final = {
-    "content-length": ("ContentLength", True),
-    "content-md5": ("ContentMD5", False),
-    "x-amz-checksum-sha256": ("ChecksumSHA256", False),
-}
-# Query parameter name (case-sensitive, as S3 defines it) -> (parameter, is_integer).
-_READ_QUERY: Final = {
-    "response-cache-control": ("ResponseCacheControl", False),
-    "response-content-disposition": ("ResponseContentDisposition", False),
-    "response-content-encoding": ("ResponseContentEncoding", False),
-    "response-content-language": ("ResponseContentLanguage", False),
-    "response-content-type": ("ResponseContentType", False),
-    "versionId": ("VersionId", False),
-    "partNumber": ("PartNumber", True),
-}
-_UPLOAD_PART_QUERY: Final = {
-    "partNumber": ("PartNumber", True),
-    "uploadId": ("UploadId", False),
-}
-_DELETE_QUERY: Final = {"versionId": ("VersionId", False)}
-
-_NO_MAPPING: Final[dict[str, tuple[str, bool]]] = {}
-# client method -> (header mapping, query mapping, accepts x-amz-meta-* headers)
-_OPERATIONS: Final = {
-    "get_object": (_NO_MAPPING, _READ_QUERY, False),
-    "head_object": (_NO_MAPPING, _READ_QUERY, False),
-    "put_object": (_PUT_OBJECT_HEADERS, _NO_MAPPING, True),
-    "upload_part": (_UPLOAD_PART_HEADERS, _UPLOAD_PART_QUERY, False),
-    "delete_object": (_NO_MAPPING, _DELETE_QUERY, False),
-}
-
-
-def _convert(name: str, value: str, is_integer: bool) -> str | int:
-    """Convert a header/query string to the boto3 parameter type, refusing lossy cases."""
-    if not is_integer:
-        return value
-    number = int(value)
-    if str(number) != value:
-        # botocore would serialise str(int(value)), i.e. a different string.
-        raise ValueError(f"{name} must be a canonical decimal integer, not {value!r}")
-    return number
-
-
-def boto3_call(
-    method: str,
-    bucket: str,
-    key: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    query: Mapping[str, str] | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """Map ``SigV4Presigner.presign`` arguments to ``(ClientMethod, Params)`` for boto3."""
-    verb = method.upper()
-    query = dict(query or {})
-    if verb == "GET":
-        operation = "get_object"
-    elif verb == "HEAD":
-        operation = "head_object"
-    elif verb == "DELETE":
-        operation = "delete_object"
-    elif verb == "PUT":
-        operation = "upload_part" if "uploadId" in query or "partNumber" in query else "put_object"
-    else:
-        raise ValueError(f"unsupported method {method!r}")
-    header_map, query_map, metadata_ok = _OPERATIONS[operation]
-    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    # Query parameters first, in the caller's order: botocore emits them in
-    # the order of the Params dict.
-    for name, value in query.items():
-        if name not in query_map:
-            raise ValueError(f"query parameter {name!r} is not supported for {operation}")
-        param, is_integer = query_map[name]
-        params[param] = _convert(name, value, is_integer)
-    metadata: dict[str, str] = {}
-    for name, value in (headers or {}).items():
-        lname = name.lower()
-        if metadata_ok and lname.startswith(_METADATA_PREFIX):
-            metadata[name[len(_METADATA_PREFIX) :]] = value
-            continue
-        if lname not in header_map:
-            raise ValueError(f"header {name!r} is not supported for {operation}")
-        param, is_integer = header_map[lname]
-        params[param] = _convert(name, value, is_integer)
-    if metadata:
-        params["Metadata"] = metadata
-    return operation, params
-
+# The signers a bucket can use: the fast one, or boto3's own as the reference.
+Presigner = SigV4Presigner | Boto3Presigner
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
@@ -152,27 +53,6 @@ _STORED_HEADERS: Final = {
 }
 
 
-class Presigner(Protocol):
-    """Anything that presigns an S3 request for a bucket and key."""
-
-    # Whether ``now`` is honoured; cache-stable windows need to sign at a chosen instant.
-    pins_signing_time: bool
-
-    def presign(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        *,
-        expires_in: int,
-        headers: Mapping[str, str] | None = None,
-        query: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> str:
-        """A presigned URL."""
-        ...
-
-
 class StorageNotFound(Exception):
     """The object (or bucket) does not exist."""
 
@@ -184,38 +64,6 @@ class SignedRequest:
     url: str
     method: str
     headers: dict[str, str]
-
-
-class Boto3Presigner:
-    """The reference signer: boto3's ``generate_presigned_url`` (slow, but the yardstick)."""
-
-    # botocore always signs at the current time; there is no public way to choose the instant.
-    pins_signing_time = False
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def presign(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        *,
-        expires_in: int,
-        headers: Mapping[str, str] | None = None,
-        query: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> str:
-        """Presign with boto3; the same inputs give the fast signer's URL byte for byte.
-
-        ``now`` is accepted for the protocol but cannot be honoured: botocore signs at the
-        current instant (so ``pins_signing_time`` is False and callers do not rely on it).
-        """
-        operation, params = boto3_call(method, bucket, key, headers=headers, query=query)
-        url: str = self._client.generate_presigned_url(
-            operation, Params=params, ExpiresIn=expires_in
-        )
-        return url
 
 
 # Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not sign; with
@@ -278,7 +126,7 @@ class Bucket:
         """The access key URLs are signed with now (it changes when credentials rotate)."""
         return self._credentials().access_key
 
-    @property
+    @cached_property
     def public_origin(self) -> str:
         """The scheme://host[:port] browsers reach the bucket at (for CSP and CORS checks)."""
         probe = urlsplit(self.presigner.presign("GET", self.name, "probe", expires_in=60))
@@ -562,31 +410,3 @@ def _translated(operation: str, transient: frozenset[str] = frozenset()) -> Iter
         raise _unavailable(e, operation) from e
     except BotoCoreError as e:
         raise _unavailable(e, operation) from e
-
-
-class S3:
-    """Flask extension binding a :class:`Bucket` to an app (``app.extensions['broker.s3']``)."""
-
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: Flask, settings: Settings | None = None) -> None:
-        """Create the app's bucket gateway from its settings."""
-        settings = settings or app.extensions["broker.settings"]
-        app.extensions[EXTENSION_KEY] = Bucket(settings)
-
-    def bucket_for(self, app: Flask) -> Bucket:
-        """The bucket gateway bound to ``app``."""
-        try:
-            bucket: Bucket = app.extensions[EXTENSION_KEY]
-        except KeyError:
-            raise RuntimeError(
-                "S3 is not initialised on this app: call s3.init_app(app) in the factory"
-            ) from None
-        return bucket
-
-    @property
-    def bucket(self) -> Bucket:
-        """The current app's bucket gateway."""
-        return self.bucket_for(current_app)

@@ -17,7 +17,8 @@ from pymongo.errors import PyMongoError
 
 from broker import create_app
 from broker.devservers import MongoServer, S3Server
-from tests.helpers import JWT_SECRET
+from broker.extension import Broker
+from tests.helpers import JWT_SECRET, broker_of
 
 
 @pytest.fixture(scope="session")
@@ -67,14 +68,14 @@ def make_app(config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
         app = create_app({**config, **overrides})
         apps.append(app)
         if prepare:
-            broker = app.extensions["broker"]
+            broker = broker_of(app)
             broker.db.ensure_indexes()
             broker.bucket.ensure_bucket()
         return app
 
     yield build
     for app in apps:
-        db = app.extensions["broker"].db
+        db = broker_of(app).db
         # An app whose database is unreachable on purpose has nothing to drop.
         with contextlib.suppress(PyMongoError):
             db.client.drop_database(db.database.name)
@@ -85,6 +86,12 @@ def make_app(config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
 def app(make_app: Callable[..., Flask]) -> Flask:
     """The app under test."""
     return make_app()
+
+
+@pytest.fixture
+def broker(app: Flask) -> Broker:
+    """The services of the app under test (repositories, bucket, settings, caches)."""
+    return broker_of(app)
 
 
 @pytest.fixture

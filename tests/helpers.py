@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from flask import Flask
+
+from broker.extension import Broker, current_broker
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -42,6 +45,12 @@ def make_token(
 def auth(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
     """Authorization header for a user (or an admin)."""
     return {"Authorization": f"Bearer {make_token(sub, roles=['admin'] if admin else [])}"}
+
+
+def broker_of(app: Flask) -> Broker:
+    """The services of ``app`` (any app a test built), reached as its views reach them."""
+    with app.app_context():
+        return current_broker()
 
 
 # ---- image bytes ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 import jwt
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -13,14 +14,28 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
+from broker.extension import Broker
 from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import JWT_SECRET, auth, png_bytes, presign_body
+from tests.helpers import JWT_SECRET, auth, broker_of, png_bytes, presign_body
 
 
 def run(app: Flask, *args: str) -> Any:
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, result.output
     return result
+
+
+def test_the_commands_are_top_level_under_their_contract_names(app: Flask) -> None:
+    assert set(app.cli.list_commands(click.Context(app.cli))) == {
+        "apply-cors",
+        "apply-lifecycle",
+        "block-public-access",
+        "create-token",
+        "ensure-indexes",
+        "recount-quotas",
+        "setup-bucket",
+        "sweep",
+    }
 
 
 def test_create_token_makes_working_tokens(app: Flask) -> None:
@@ -52,18 +67,17 @@ def test_ensure_indexes_is_idempotent(app: Flask) -> None:
 def test_apply_cors_sets_the_configured_origins(make_app: Any) -> None:
     app = make_app(BROKER_CORS_ORIGINS="https://a.example,https://b.example")
     output = json.loads(run(app, "apply-cors").output)
-    rules = app.extensions["broker"].bucket.get_cors()
+    rules = broker_of(app).bucket.get_cors()
     assert rules == output["CORSRules"]
     assert rules[0]["AllowedOrigins"] == ["https://a.example", "https://b.example"]
     assert "PUT" in rules[0]["AllowedMethods"] and "ETag" in rules[0]["ExposeHeaders"]
 
 
-def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
+def test_sweep_deletes_abandoned_uploads(app: Flask, broker: Broker) -> None:
     client = app.test_client()
     data = png_bytes()
     presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
     put_to_bucket(presigned, data)
-    broker = app.extensions["broker"]
     assert json.loads(run(app, "sweep").output) == {
         "expired_uploads": 0,
         "finished_deletes": 0,
@@ -86,9 +100,8 @@ def test_sweep_deletes_abandoned_uploads(app: Flask) -> None:
     assert confirm.status_code == 409
 
 
-def test_sweep_finishes_interrupted_deletes(app: Flask, upload: Uploader) -> None:
+def test_sweep_finishes_interrupted_deletes(app: Flask, broker: Broker, upload: Uploader) -> None:
     image = upload().image
-    broker = app.extensions["broker"]
     broker.db.images.collection.update_one(
         {"key": image["key"]}, {"$set": {"deleting_at": datetime.now(UTC) - timedelta(minutes=5)}}
     )
@@ -152,7 +165,7 @@ def test_create_token_with_rs256_needs_the_private_key(make_app: Any) -> None:
 def test_apply_lifecycle_expires_pending_objects_and_multipart(make_app: Any) -> None:
     app = make_app(BROKER_PENDING_OBJECT_DAYS="3", BROKER_MULTIPART_ABORT_DAYS="2")
     output = json.loads(run(app, "apply-lifecycle").output)
-    rules = {rule["ID"]: rule for rule in app.extensions["broker"].bucket.get_lifecycle()}
+    rules = {rule["ID"]: rule for rule in broker_of(app).bucket.get_lifecycle()}
     assert len(rules) == len(output["Rules"]) == 2
     expire = rules["broker-expire-unconfirmed-uploads"]
     assert expire["Filter"] == {"Tag": {"Key": "broker-state", "Value": "pending"}}
@@ -161,9 +174,9 @@ def test_apply_lifecycle_expires_pending_objects_and_multipart(make_app: Any) ->
     assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
 
 
-def test_block_public_access(app: Flask) -> None:
+def test_block_public_access(app: Flask, broker: Broker) -> None:
     run(app, "block-public-access")
-    bucket = app.extensions["broker"].bucket
+    bucket = broker.bucket
     block = bucket.client.get_public_access_block(Bucket=bucket.name)
     assert block["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": False,
@@ -189,7 +202,7 @@ def _overdue_upload(app: Flask) -> dict[str, Any]:
         headers=auth(),
     ).json
     put_to_bucket(presigned, data)
-    app.extensions["broker"].db.uploads.collection.update_one(
+    broker_of(app).db.uploads.collection.update_one(
         {"key": presigned["key"]},
         {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}},
     )
@@ -197,10 +210,9 @@ def _overdue_upload(app: Flask) -> dict[str, Any]:
 
 
 def test_sweep_retries_an_upload_whose_object_delete_failed(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
+    app: Flask, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     presigned = _overdue_upload(app)
-    broker = app.extensions["broker"]
     real_delete = broker.bucket.client.delete_object
 
     def unreachable(**kwargs: Any) -> None:
@@ -227,13 +239,12 @@ def test_sweep_retries_an_upload_whose_object_delete_failed(
 
 
 def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
+    app: Flask, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = png_bytes()
     client = app.test_client()
     presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
     put_to_bucket(presigned, data)
-    broker = app.extensions["broker"]
     real_read = broker.bucket.read_prefix
 
     def sweeper_strikes(key: str, length: int) -> bytes:
@@ -256,7 +267,7 @@ def test_setup_bucket_applies_everything_idempotently(make_app: Any) -> None:
     assert first == ["cors: applied", "lifecycle: applied", "public-access block: applied"]
     again = run(app, "setup-bucket", "--without-copy-policy").output.splitlines()
     assert again == [line.replace("applied", "already in place") for line in first]
-    bucket = app.extensions["broker"].bucket
+    bucket = broker_of(app).bucket
     assert bucket.get_policy() is None
     assert bucket.get_cors()[0]["AllowedOrigins"] == ["https://a.example"]
     assert bucket.get_public_access_block()["BlockPublicPolicy"] is True
@@ -273,7 +284,7 @@ def test_setup_bucket_takes_back_a_policy_the_store_applies_to_every_put(
     refused = "copy-refusing policy: failed: the storage applies the Deny to every PUT"
     assert refused in result.output
     assert "public-access block: applied" in result.output
-    bucket = app.extensions["broker"].bucket
+    bucket = broker_of(app).bucket
     assert bucket.get_policy() is None
     assert upload().image["key"]  # uploads still work
     assert (
@@ -284,7 +295,7 @@ def test_setup_bucket_takes_back_a_policy_the_store_applies_to_every_put(
 
 def test_setup_bucket_says_what_failed(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app()
-    client = app.extensions["broker"].bucket.client
+    client = broker_of(app).bucket.client
 
     def refused(**kwargs: Any) -> None:
         raise EndpointConnectionError(endpoint_url="http://s3.internal")
@@ -298,10 +309,9 @@ def test_setup_bucket_says_what_failed(make_app: Any, monkeypatch: pytest.Monkey
 
 
 def test_sweep_cleans_the_keys_of_ended_uploads_once_their_urls_died(
-    app: Flask, upload: Uploader
+    app: Flask, broker: Broker, upload: Uploader
 ) -> None:
     client = app.test_client()
-    broker = app.extensions["broker"]
     live = upload().image
     deleted = upload(data=png_bytes(5, 5))
     assert client.delete(f"/images/{deleted.image['id']}", headers=auth()).status_code == 204

@@ -11,7 +11,8 @@ from flask.testing import FlaskClient
 
 from broker.devservers import free_port
 from broker.errors import Unavailable
-from tests.helpers import auth, md5_b64, png_bytes
+from broker.extension import Broker
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 
 
 def closed_port() -> int:
@@ -65,7 +66,7 @@ class TestEnvelope:
 
     def test_unexpected_exception_is_a_generic_500(
         self,
-        app: Flask,
+        broker: Broker,
         client: FlaskClient,
         monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture,
@@ -73,7 +74,7 @@ class TestEnvelope:
         def explode(*args: Any, **kwargs: Any) -> None:
             raise RuntimeError("secret detail mongodb://user:pw@internal")
 
-        monkeypatch.setattr(app.extensions["broker"].db.images, "page", explode)
+        monkeypatch.setattr(broker.db.images, "page", explode)
         with caplog.at_level(logging.ERROR):
             response = client.get("/images", headers=auth())
         error = assert_envelope(response, 500, "internal_error")
@@ -87,7 +88,7 @@ class TestEnvelope:
             MONGODB_URI=f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true",
             BROKER_MONGODB_TIMEOUT_MS="300",
         )
-        app.extensions["broker"].bucket.ensure_bucket()
+        broker_of(app).bucket.ensure_bucket()
         response = app.test_client().get("/images", headers=auth())
         error = assert_envelope(response, 503, "unavailable")
         assert response.headers["Retry-After"].isdigit()
@@ -122,7 +123,7 @@ class TestEnvelope:
         response = client.post("/images", json={"key": presigned.json["key"]}, headers=auth())
         assert_envelope(response, 503, "unavailable")
         assert str(port) not in response.get_data(as_text=True)
-        assert broken.extensions["broker"].db.images.collection.count_documents({}) == 0
+        assert broker_of(broken).db.images.collection.count_documents({}) == 0
         assert client.get("/readyz").json["checks"] == {"mongodb": "ok", "s3": "unavailable"}
 
 
@@ -137,12 +138,12 @@ class TestOperations:
         assert response.json["checks"] == {"mongodb": "ok", "s3": "ok"}
 
     def test_readyz_reports_what_is_down(
-        self, app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+        self, broker: Broker, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         def down() -> None:
             raise Unavailable()
 
-        monkeypatch.setattr(app.extensions["broker"].bucket, "ping", down)
+        monkeypatch.setattr(broker.bucket, "ping", down)
         response = client.get("/readyz")
         assert_envelope(response, 503, "unavailable")
         assert response.headers["Retry-After"].isdigit()

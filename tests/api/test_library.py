@@ -10,8 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from broker.domain import Image
+from broker.extension import Broker
 from tests.api.conftest import Uploader
-from tests.helpers import auth
+from tests.helpers import auth, broker_of
 
 
 def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
@@ -19,7 +20,7 @@ def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
 
     ``at=`` records them all at that one instant instead.
     """
-    repo = app.extensions["broker"].db.images
+    repo = broker_of(app).db.images
     start = fields.get("at", datetime(2026, 1, 1, tzinfo=UTC))
     step = timedelta(0) if "at" in fields else timedelta(seconds=1)
     ids = []
@@ -154,11 +155,11 @@ class TestList:
         assert response.json["error"]["details"] == {"cursor": ["invalid cursor"]}
 
     def test_deep_pages_are_ranges_from_the_cursor_not_skips(
-        self, app: Flask, client: FlaskClient, monkeypatch: Any
+        self, app: Flask, broker: Broker, client: FlaskClient, monkeypatch: Any
     ) -> None:
         seed(app, "alice", 5)
         cursor = client.get("/images?limit=2&kind=gallery", headers=auth()).json["next_cursor"]
-        collection = app.extensions["broker"].db.images.collection
+        collection = broker.db.images.collection
         filters: list[dict[str, Any]] = []
         real_find = collection.find
 
@@ -259,16 +260,16 @@ class TestUsage:
 
 class TestDelete:
     def test_removes_object_and_record(
-        self, app: Flask, client: FlaskClient, upload: Uploader
+        self, broker: Broker, client: FlaskClient, upload: Uploader
     ) -> None:
         uploaded = upload()
-        bucket = app.extensions["broker"].bucket
+        bucket = broker.bucket
         assert bucket.head(uploaded.image["key"]) is not None
         response = client.delete(f"/images/{uploaded.image['id']}", headers=auth())
         assert response.status_code == 204
         assert client.get(f"/images/{uploaded.image['id']}", headers=auth()).status_code == 404
         assert bucket.head(uploaded.image["key"]) is None
-        assert app.extensions["broker"].db.images.collection.count_documents({}) == 0
+        assert broker.db.images.collection.count_documents({}) == 0
 
     def test_someone_elses_image_is_404_and_kept(
         self, client: FlaskClient, upload: Uploader

@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Flask
 
-from broker.db import Usage
+from broker.db.quotas import Usage
+from broker.extension import Broker
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, png_bytes, presign_body
+from tests.helpers import auth, broker_of, png_bytes, presign_body
 
 
 class TestRateLimits:
@@ -107,7 +108,7 @@ class TestQuotas:
         assert list(refused.json["error"]["details"]) == ["quota"]
         other = client.post("/images/presign-upload", json=presign_body(b"x"), headers=auth("bob"))
         assert other.status_code == 201
-        quotas = app.extensions["broker"].db.quotas
+        quotas = broker_of(app).db.quotas
         assert quotas.usage("alice").images == 2
         # Confirming keeps what presign reserved: nothing counted twice, nothing refused.
         for grant in grants:
@@ -119,7 +120,7 @@ class TestQuotas:
         data = png_bytes()
         app = make_app(BROKER_QUOTA_MAX_IMAGES="1")
         client = app.test_client()
-        quotas = app.extensions["broker"].db.quotas
+        quotas = broker_of(app).db.quotas
         # rejected at confirm (the bytes are not the declared type)
         grant = client.post(
             "/images/presign-upload",
@@ -133,7 +134,7 @@ class TestQuotas:
         # never confirmed: the sweeper gives it back once the deadline passed
         (grant,) = upload_all(client, "alice", 1)
         assert quotas.usage("alice") == Usage(1, len(png_bytes(4, 3)))
-        app.extensions["broker"].db.uploads.collection.update_one(
+        broker_of(app).db.uploads.collection.update_one(
             {"key": grant["key"]}, {"$set": {"confirm_by": datetime.now(UTC) - timedelta(1)}}
         )
         assert app.test_cli_runner().invoke(args=["sweep"]).exit_code == 0
@@ -150,7 +151,7 @@ class TestQuotas:
             client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 413
         )
         assert client.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
-        assert app.extensions["broker"].db.quotas.usage("alice").images == 0
+        assert broker_of(app).db.quotas.usage("alice").images == 0
         assert (
             client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 201
         )
@@ -167,7 +168,7 @@ class TestQuotas:
         with ThreadPoolExecutor(max_workers=6) as pool:
             statuses = sorted(pool.map(presign, range(6)))
         assert statuses == [201, 201, 201, 413, 413, 413]
-        broker = app.extensions["broker"]
+        broker = broker_of(app)
         assert broker.db.uploads.collection.count_documents({"owner": "alice"}) == 3
         assert broker.db.quotas.usage("alice").images == 3
 
@@ -178,7 +179,7 @@ class TestQuotas:
         # atomically, and refuses (413, object deleted) what the quota cannot take.
         app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
         grants = upload_all(app.test_client(), "alice", 3)
-        broker = app.extensions["broker"]
+        broker = broker_of(app)
         broker.db.uploads.collection.update_many({}, {"$unset": {"quota_held": ""}})
         broker.db.quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": 1}})
 
@@ -197,12 +198,12 @@ class TestQuotas:
         refused = next(g for g in grants if not broker.db.images.is_live(g["key"]))
         assert broker.bucket.head(refused["key"]) is None
 
-    def test_recount_rebuilds_usage(self, app: Flask) -> None:
+    def test_recount_rebuilds_usage(self, app: Flask, broker: Broker) -> None:
         grants = upload_all(app.test_client(), "alice", 2)
         for grant in grants:
             app.test_client().post("/images", json={"key": grant["key"]}, headers=auth())
         upload_all(app.test_client(), "alice", 1)  # in progress: it holds its share too
-        quotas = app.extensions["broker"].db.quotas
+        quotas = broker.db.quotas
         before = quotas.usage("alice")
         assert before.images == 3
         quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": 99, "bytes": 1}})

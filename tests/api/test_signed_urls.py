@@ -14,7 +14,7 @@ from flask_jwt_extended import decode_token
 
 import broker.auth as broker_auth
 from tests.api.conftest import Uploader, upload_with
-from tests.helpers import auth, make_token
+from tests.helpers import auth, broker_of, make_token
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -228,7 +228,7 @@ def test_a_windowed_url_is_signed_once_per_window(
     app: Any, client: FlaskClient, upload: Uploader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = upload().image
-    bucket = app.extensions["broker"].bucket
+    bucket = broker_of(app).bucket
     calls: list[Any] = []
     real = bucket.presign_get
 

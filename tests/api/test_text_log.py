@@ -46,7 +46,7 @@ def test_other_lines_of_a_request_keep_its_request_id(
     lines = [TextFormatter().format(r) for r in caplog.records if r.name.startswith("broker")]
     assert len(lines) == 2
     assert re.fullmatch(
-        r"\d\d:\d\d:\d\d\.\d{3} INFO broker\.service: upload \S+ rejected: .* rid=trace-2",
+        r"\d\d:\d\d:\d\d\.\d{3} INFO broker\.uploads\.service: upload \S+ rejected: .* rid=trace-2",
         lines[0],
     ), lines[0]
     assert re.fullmatch(

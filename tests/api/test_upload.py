@@ -10,8 +10,9 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from broker.extension import Broker
 from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import auth, jpeg_bytes, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, jpeg_bytes, md5_b64, png_bytes
 
 
 def presign(
@@ -26,13 +27,13 @@ def presign(
 
 
 def objects_in(app: Flask) -> list[str]:
-    bucket = app.extensions["broker"].bucket
+    bucket = broker_of(app).bucket
     listed = bucket.client.list_objects_v2(Bucket=bucket.name)
     return [item["Key"] for item in listed.get("Contents", [])]
 
 
 def images_in(app: Flask) -> list[dict[str, Any]]:
-    return list(app.extensions["broker"].db.images.collection.find())
+    return list(broker_of(app).db.images.collection.find())
 
 
 class TestPresign:
@@ -65,13 +66,13 @@ class TestPresign:
         assert f"X-Amz-SignedHeaders={signed}&" in url
         assert "X-Amz-Expires=300" in url
 
-    def test_a_checksum_is_required(self, app: Flask, client: FlaskClient) -> None:
+    def test_a_checksum_is_required(self, broker: Broker, client: FlaskClient) -> None:
         body = {"filename": "a.png", "filetype": "image/png", "size": 100}
         response = client.post("/images/presign-upload", json=body, headers=auth())
         assert response.status_code == 400
         assert response.json["error"]["code"] == "validation_error"
         assert list(response.json["error"]["details"]) == ["content_md5"]
-        assert app.extensions["broker"].db.uploads.collection.count_documents({}) == 0
+        assert broker.db.uploads.collection.count_documents({}) == 0
         sha256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
         with_sha = client.post(
             "/images/presign-upload", json={**body, "checksum_sha256": sha256}, headers=auth()
@@ -134,12 +135,11 @@ class TestPresign:
         assert presign(client, filetype="image/png", size=10).status_code == 415
         assert presign(client, filetype="image/gif", size=50).status_code == 201
 
-    def test_kind_defaults_to_gallery_and_is_checked(self, app: Flask, client: FlaskClient) -> None:
+    def test_kind_defaults_to_gallery_and_is_checked(
+        self, broker: Broker, client: FlaskClient
+    ) -> None:
         key = presign(client).json["key"]
-        assert (
-            app.extensions["broker"].db.uploads.collection.find_one({"key": key})["kind"]
-            == "gallery"
-        )
+        assert broker.db.uploads.collection.find_one({"key": key})["kind"] == "gallery"
         response = presign(client, kind="banner")
         assert response.status_code == 400
         assert response.json["error"]["details"] == {
@@ -162,10 +162,10 @@ class TestPresign:
         assert response.status_code == 400
         assert "content_md5" in response.json["error"]["details"]
 
-    def test_refused_presign_records_nothing(self, app: Flask, client: FlaskClient) -> None:
+    def test_refused_presign_records_nothing(self, broker: Broker, client: FlaskClient) -> None:
         presign(client, size=0)
         presign(client, filetype="text/html")
-        assert app.extensions["broker"].db.uploads.collection.count_documents({}) == 0
+        assert broker.db.uploads.collection.count_documents({}) == 0
 
 
 class TestConfirm:
@@ -285,11 +285,11 @@ class TestConfirm:
         assert "pixels" in response.json["error"]["message"]
         assert objects_in(app) == []
 
-    def test_expired_upload_is_409(self, app: Flask, client: FlaskClient) -> None:
+    def test_expired_upload_is_409(self, app: Flask, broker: Broker, client: FlaskClient) -> None:
         data = png_bytes()
         body = presign(client, data=data).json
         put_to_bucket(body, data)
-        app.extensions["broker"].db.uploads.collection.update_one(
+        broker.db.uploads.collection.update_one(
             {"key": body["key"]}, {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}}
         )
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
@@ -304,11 +304,11 @@ class TestConfirm:
 
 
 class TestObjectTags:
-    def test_upload_is_pending_until_confirmed(self, app: Flask, client: FlaskClient) -> None:
+    def test_upload_is_pending_until_confirmed(self, broker: Broker, client: FlaskClient) -> None:
         data = png_bytes()
         body = presign(client, data=data).json
         put_to_bucket(body, data)
-        bucket = app.extensions["broker"].bucket
+        bucket = broker.bucket
 
         def tags() -> dict[str, str]:
             tag_set = bucket.client.get_object_tagging(Bucket=bucket.name, Key=body["key"])[

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 from tests.hostile.conftest import Flow, assert_envelope
 
 TIMEOUT = 60
@@ -55,11 +55,11 @@ def put_pending(flow: Flow, sub: str = "alice") -> str:
 
 
 def images(flow: Flow) -> Any:
-    return flow.app.extensions["broker"].db.images.collection
+    return broker_of(flow.app).db.images.collection
 
 
 def quota_images(flow: Flow, owner: str = "alice") -> int | None:
-    quotas = getattr(flow.app.extensions["broker"].db, "quotas", None)
+    quotas = getattr(broker_of(flow.app).db, "quotas", None)
     return None if quotas is None else int(quotas.usage(owner).images)
 
 
@@ -153,7 +153,7 @@ def test_concurrent_deletes_remove_once(flow: Flow) -> None:
     statuses = sorted(together(5, delete))
     assert statuses[0] == 204 and set(statuses) <= {204, 404}, statuses
     assert images(flow).count_documents({}) == 0
-    assert flow.app.extensions["broker"].bucket.head(image["key"]) is None
+    assert broker_of(flow.app).bucket.head(image["key"]) is None
     assert quota_images(flow) in (None, 0)
 
 
@@ -175,7 +175,7 @@ def test_concurrent_presigns_never_overshoot_the_quota(make_app: Callable[..., F
     statuses = sorted(together(6, presign))
     assert statuses == [201, 201, 201, 413, 413, 413], statuses
     assert quota_images(flow) == 3
-    uploads = flow.app.extensions["broker"].db.uploads.collection
+    uploads = broker_of(flow.app).db.uploads.collection
     assert uploads.count_documents({"owner": "alice"}) == 3
 
 
@@ -214,5 +214,5 @@ def test_concurrent_presigns_get_distinct_keys(flow: Flow) -> None:
 
     keys = together(10, presign)
     assert len(set(keys)) == 10
-    uploads = flow.app.extensions["broker"].db.uploads.collection
+    uploads = broker_of(flow.app).db.uploads.collection
     assert uploads.count_documents({}) == 10

@@ -24,20 +24,23 @@ from flask import Flask
 
 from broker import domain
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 from tests.hostile.conftest import Flow, assert_envelope
 
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import json, os, sys
-from broker import create_app, service
+from broker import create_app
+from broker.uploads import service
 from broker.domain import Principal
+from broker.extension import current_broker
 
 settings = json.loads(os.environ["CRASH_SETTINGS"])
 key, point = os.environ["CRASH_KEY"], os.environ["CRASH_POINT"]
 app = create_app(settings)
-broker = app.extensions["broker"]
+with app.app_context():
+    broker = current_broker()
 images = broker.db.images
 insert = images.insert
 
@@ -97,23 +100,23 @@ def pending_upload(flow: Flow) -> str:
 
 
 def state(flow: Flow, key: str) -> dict[str, Any]:
-    db = flow.app.extensions["broker"].db
+    db = broker_of(flow.app).db
     upload = db.uploads.collection.find_one({"key": key})
     return {
         "images": db.images.collection.count_documents({"key": key}),
         "upload": upload["state"] if upload else None,
-        "object": flow.app.extensions["broker"].bucket.head(key) is not None,
+        "object": broker_of(flow.app).bucket.head(key) is not None,
     }
 
 
 def quota_images(flow: Flow) -> int | None:
-    quotas = getattr(flow.app.extensions["broker"].db, "quotas", None)
+    quotas = getattr(broker_of(flow.app).db, "quotas", None)
     return None if quotas is None else int(quotas.usage("alice").images)
 
 
 def age_past_the_deadline(flow: Flow, key: str) -> None:
     past = domain.utcnow() - timedelta(hours=1)
-    flow.app.extensions["broker"].db.uploads.collection.update_one(
+    broker_of(flow.app).db.uploads.collection.update_one(
         {"key": key}, {"$set": {"expires_at": past, "confirm_by": past}}
     )
 
@@ -189,5 +192,5 @@ def test_killed_before_the_insert_leaves_the_quota_exact(
     else:
         age_past_the_deadline(flow, key)
         assert flow.app.test_cli_runner().invoke(args=["sweep"]).exit_code == 0
-    recorded = flow.app.extensions["broker"].db.images.collection.count_documents({})
+    recorded = broker_of(flow.app).db.images.collection.count_documents({})
     assert quota_images(flow) == recorded

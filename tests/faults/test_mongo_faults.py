@@ -14,7 +14,7 @@ from broker import domain
 from broker.devservers import MongoServer
 from tests.api.conftest import put_to_bucket
 from tests.faults.conftest import FAST_FAIL, timed
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 from tests.hostile.conftest import Flow, assert_envelope
 
 
@@ -42,7 +42,7 @@ def flow(make_app: Callable[..., Flask], own_mongo: MongoServer) -> Flow:
 
 
 def counts(flow: Flow) -> tuple[int, int]:
-    db = flow.app.extensions["broker"].db
+    db = broker_of(flow.app).db
     return db.images.collection.count_documents({}), db.uploads.collection.count_documents({})
 
 
@@ -120,7 +120,7 @@ def test_the_app_recovers_after_the_server_was_killed(flow: Flow, own_mongo: Mon
 def test_presign_failing_midway_records_nothing_and_returns_no_url(
     flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = flow.app.extensions["broker"].bucket
+    bucket = broker_of(flow.app).bucket
     signed: list[str] = []
     original = bucket.presign_put
 
@@ -142,7 +142,7 @@ def test_presign_failing_midway_records_nothing_and_returns_no_url(
     monkeypatch.setattr(bucket, "presign_put", original)
     own_mongo.start()
     assert counts(flow) == before
-    assert flow.app.extensions["broker"].db.uploads.collection.find_one({"key": signed[0]}) is None
+    assert broker_of(flow.app).db.uploads.collection.find_one({"key": signed[0]}) is None
 
 
 def test_confirm_failing_midway_records_nothing_and_can_be_retried(
@@ -153,7 +153,7 @@ def test_confirm_failing_midway_records_nothing_and_can_be_retried(
     presigned = client.post("/images/presign-upload", json=presign_body(), headers=auth()).json
     assert put_to_bucket(presigned, data).status_code == 200
     key = presigned["key"]
-    bucket = flow.app.extensions["broker"].bucket
+    bucket = broker_of(flow.app).bucket
     original = bucket.head
 
     def lose_the_database_then_head(object_key: str) -> Any:
@@ -166,7 +166,7 @@ def test_confirm_failing_midway_records_nothing_and_can_be_retried(
 
     monkeypatch.setattr(bucket, "head", original)
     own_mongo.start()
-    db = flow.app.extensions["broker"].db
+    db = broker_of(flow.app).db
     assert db.images.collection.count_documents({"key": key}) == 0
     assert db.uploads.collection.find_one({"key": key})["state"] == domain.PENDING
     assert bucket.head(key) is not None  # left for the retry (or the sweeper)
@@ -182,7 +182,7 @@ def test_delete_failing_midway_is_finished_later(
     flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = flow.upload()
-    bucket = flow.app.extensions["broker"].bucket
+    bucket = broker_of(flow.app).bucket
     original = bucket.delete
 
     def delete_then_lose_the_database(key: str) -> None:
@@ -206,12 +206,12 @@ def test_an_app_started_while_mongodb_is_down_makes_its_indexes_when_it_comes_ba
     # is away, and its first request after makes every index (then the request itself).
     own_mongo.stop()
     app = make_app(prepare=False, MONGODB_URI=own_mongo.uri, **FAST_FAIL)
-    app.extensions["broker"].bucket.ensure_bucket()
+    broker_of(app).bucket.ensure_bucket()
     client = app.test_client()
     assert_unavailable(timed(lambda: client.get("/images", headers=auth())))
     own_mongo.start()
     assert client.get("/images", headers=auth()).status_code == 200
-    database = app.extensions["broker"].db.database
+    database = broker_of(app).db.database
     assert "key_unique" in database["images"].index_information()
     assert "purge_at_ttl" in database["uploads"].index_information()
 
@@ -222,5 +222,5 @@ def test_many_processes_making_the_indexes_at_once_agree(make_app: Callable[...,
 
     apps = [make_app(prepare=False) for _ in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        names = list(pool.map(lambda app: app.extensions["broker"].db.ensure_indexes(), apps))
+        names = list(pool.map(lambda app: broker_of(app).db.ensure_indexes(), apps))
     assert all(found == names[0] for found in names) and "key_unique" in names[0]

@@ -25,7 +25,7 @@ from tests.faults.conftest import (
     FaultyS3,
     timed,
 )
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 from tests.hostile.conftest import Flow, assert_envelope
 
 BROKEN = ["closed port", "connect timeout", "hang", "error500", "refuse"]
@@ -56,11 +56,11 @@ def assert_unavailable(response: Any) -> None:
 
 
 def images_of(app: Flask) -> list[dict[str, Any]]:
-    return list(app.extensions["broker"].db.images.collection.find({}))
+    return list(broker_of(app).db.images.collection.find({}))
 
 
 def upload_state(app: Flask, key: str) -> str:
-    doc = app.extensions["broker"].db.uploads.collection.find_one({"key": key})
+    doc = broker_of(app).db.uploads.collection.find_one({"key": key})
     assert doc is not None
     return str(doc["state"])
 
@@ -68,7 +68,7 @@ def upload_state(app: Flask, key: str) -> str:
 @pytest.fixture
 def on_broken_s3(make_app: Callable[..., Flask], broken_endpoint: str) -> Flow:
     app = make_app(prepare=False, BROKER_S3_ENDPOINT_URL=broken_endpoint, **FAST_FAIL)
-    app.extensions["broker"].db.ensure_indexes()
+    broker_of(app).db.ensure_indexes()
     return Flow(app, app.test_client())
 
 
@@ -89,7 +89,7 @@ def test_confirm_is_503_and_records_nothing(on_broken_s3: Flow) -> None:
 
 def test_delete_is_503_and_keeps_the_record_hidden(on_broken_s3: Flow) -> None:
     flow = on_broken_s3
-    repositories = flow.app.extensions["broker"].db
+    repositories = broker_of(flow.app).db
     now = domain.utcnow()
     image = domain.Image(
         id="0123456789abcdef01234567",
@@ -147,7 +147,7 @@ def proxied(make_app: Callable[..., Flask], faulty_s3: FaultyS3, s3_server: S3Se
 @pytest.fixture
 def direct_bucket(make_app: Callable[..., Flask]) -> Any:
     """The same bucket seen without the proxy, to check what it really holds."""
-    return make_app(prepare=False).extensions["broker"].bucket
+    return broker_of(make_app(prepare=False)).bucket
 
 
 @pytest.mark.parametrize("mode", [ERROR_500, REFUSE, HANG])
@@ -211,7 +211,7 @@ def test_delete_during_an_outage_is_finished_by_the_sweeper(
     faulty_s3.set_mode(ERROR_500)
     assert_unavailable(flow.client.delete(f"/images/{image['id']}", headers=auth()))
 
-    collection = flow.app.extensions["broker"].db.images.collection
+    collection = broker_of(flow.app).db.images.collection
     # The sweeper takes over deletes older than a minute: age the tombstone.
     collection.update_one(
         {"key": image["key"]}, {"$set": {"deleting_at": domain.utcnow() - timedelta(minutes=5)}}
@@ -267,7 +267,7 @@ def put_pending(flow: Flow) -> str:
 def refuse_tagging(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
     """Refuse the next ``times`` tagging calls as RGW does while another request tags the same
     object (409 OperationAborted, which botocore does not retry)."""
-    client = flow.app.extensions["broker"].bucket.client
+    client = broker_of(flow.app).bucket.client
     real = client.put_object_tagging
     calls: list[str] = []
 
@@ -286,7 +286,7 @@ def refuse_tagging(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> l
 
 
 def tags(flow: Flow, key: str) -> dict[str, str]:
-    bucket = flow.app.extensions["broker"].bucket
+    bucket = broker_of(flow.app).bucket
     tag_set = bucket.client.get_object_tagging(Bucket=bucket.name, Key=key)["TagSet"]
     return {tag["Key"]: tag["Value"] for tag in tag_set}
 
@@ -306,7 +306,7 @@ def test_tagging_refused_because_another_confirm_tagged_it_is_done(
     tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = put_pending(tagging_flow)
-    bucket = tagging_flow.app.extensions["broker"].bucket
+    bucket = broker_of(tagging_flow.app).bucket
     bucket.tag(key, {"broker-state": "confirmed"})  # the other request won
     calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())

@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 from broker import create_app
 from broker.devservers import MongoServer, S3Server
 from tests.api.conftest import put_to_bucket
-from tests.helpers import JWT_SECRET, auth, md5_b64, png_bytes
+from tests.helpers import JWT_SECRET, auth, broker_of, md5_b64, png_bytes
 
 # The contract's error codes by status.
 CODES = {
@@ -181,7 +181,7 @@ def module_flows(mongo_server: MongoServer, s3_server: S3Server) -> Iterator[Cal
                 **overrides,
             }
         )
-        broker = app.extensions["broker"]
+        broker = broker_of(app)
         broker.db.ensure_indexes()
         broker.bucket.ensure_bucket()
         flow = Flow(app, app.test_client())
@@ -190,7 +190,7 @@ def module_flows(mongo_server: MongoServer, s3_server: S3Server) -> Iterator[Cal
 
     yield build
     for flow in made:
-        db = flow.app.extensions["broker"].db
+        db = broker_of(flow.app).db
         with contextlib.suppress(PyMongoError):
             db.client.drop_database(db.database.name)
         db.client.close()

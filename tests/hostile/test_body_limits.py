@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from broker.views.request_head import MAX_REQUEST_LINE
+from broker.http.request_head import MAX_REQUEST_LINE
 from tests.helpers import auth, md5_b64, png_bytes
 from tests.hostile.conftest import Flow, assert_envelope
 

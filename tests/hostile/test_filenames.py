@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, png_bytes
+from tests.helpers import auth, broker_of, png_bytes
 from tests.hostile.conftest import KEY_PATTERN, Flow, assert_envelope
 
 HOSTILE_NAMES = {
@@ -118,7 +118,7 @@ def test_the_stored_name_is_sanitised(
     # The record read back (and the listing) shows the same sanitised name.
     again = flow.client.get(f"/images/{image['id']}", headers=auth())
     assert again.status_code == 200 and again.json["image"]["filename"] == image["filename"]
-    doc = flow.app.extensions["broker"].db.images.collection.find_one({"key": image["key"]})
+    doc = broker_of(flow.app).db.images.collection.find_one({"key": image["key"]})
     assert doc is not None and doc["filename"] == image["filename"]
 
 

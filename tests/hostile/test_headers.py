@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from broker.views.request_head import MAX_HEADER_FIELD
+from broker.http.request_head import MAX_HEADER_FIELD
 from tests.helpers import auth
 from tests.hostile.conftest import Flow, assert_envelope
 

@@ -13,7 +13,7 @@ from jsonschema import Draft4Validator
 
 from broker.devservers import free_port
 from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 from tests.hostile.conftest import NO_RATE_LIMITS, Flow, assert_envelope
 
 LIMIT = 1024
@@ -82,7 +82,7 @@ def test_quota_413_at_confirm_is_documented(make_app: Callable[..., Any]) -> Non
         "content_md5": md5_b64(data),
     }
     first = flow.client.post("/images/presign-upload", json=body, headers=auth())
-    broker = app.extensions["broker"]
+    broker = broker_of(app)
     broker.db.uploads.collection.update_many({}, {"$unset": {"quota_held": ""}})
     broker.db.quotas.release("alice", len(data))
     second = flow.client.post("/images/presign-upload", json=body, headers=auth())

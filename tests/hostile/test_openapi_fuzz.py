@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from broker import create_app
 from tests.api.conftest import put_to_bucket
-from tests.helpers import JWT_SECRET, auth, md5_b64, png_bytes
+from tests.helpers import JWT_SECRET, auth, broker_of, md5_b64, png_bytes
 from tests.hostile.conftest import Flow
 
 MAX_EXAMPLES = 30
@@ -63,7 +63,7 @@ def _load_schema() -> Any:
     try:
         return schemathesis.openapi.from_wsgi("/openapi.json", app, config=SCHEMATHESIS_CONFIG)
     finally:
-        app.extensions["broker"].db.client.close()
+        broker_of(app).db.client.close()
 
 
 schema = _load_schema()

@@ -31,7 +31,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from broker.bucket_policy import apply_bucket_cors
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.helpers import auth, broker_of, md5_b64, png_bytes
 
 if TYPE_CHECKING:
     from tests.rgw.conftest import S3Endpoint
@@ -189,7 +189,7 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
 
 
 def images_recorded(app: Flask) -> int:
-    count: int = app.extensions["broker"].db.images.collection.count_documents({})
+    count: int = broker_of(app).db.images.collection.count_documents({})
     return count
 
 
@@ -213,7 +213,7 @@ def sweep(app: Flask) -> tuple[int, int]:
 def backdate_upload(app: Flask, key: str) -> None:
     """Move a pending upload's confirm deadline into the past (as if its time ran out)."""
     past = datetime.now(UTC) - timedelta(minutes=1)
-    uploads = app.extensions["broker"].db.uploads.collection
+    uploads = broker_of(app).db.uploads.collection
     assert uploads.update_one({"key": key}, {"$set": {"confirm_by": past}}).matched_count == 1
 
 
@@ -704,7 +704,7 @@ def test_apply_bucket_cors_function_uses_the_configured_origins(
     make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
 ) -> None:
     app = make_rgw_app(BROKER_CORS_ORIGINS="https://app.example")
-    rules = apply_bucket_cors(app.extensions["broker"])
+    rules = apply_bucket_cors(broker_of(app).bucket, broker_of(app).settings)
     assert [rule["AllowedOrigins"] for rule in rules] == [["https://app.example"]]
     (stored,) = s3.get_bucket_cors(Bucket=rgw_bucket)["CORSRules"]
     assert stored["AllowedOrigins"] == ["https://app.example"]
@@ -816,7 +816,7 @@ def test_sweep_deletes_an_upload_that_was_never_confirmed(
 
 def _fail_delete_once(monkeypatch: pytest.MonkeyPatch, app: Flask) -> list[str]:
     """Make the app's next S3 DeleteObject fail as if the endpoint were unreachable."""
-    client = app.extensions["broker"].bucket.client
+    client = broker_of(app).bucket.client
     real = client.delete_object
     calls: list[str] = []
 
@@ -873,7 +873,7 @@ def test_sweep_interrupted_by_s3_leaves_no_orphan(
     assert api_error(confirm(api, grant["key"])) == (409, "conflict")
 
     # S3 is back; once the failed attempt is old enough, a later sweep takes it over
-    uploads = rgw_app.extensions["broker"].db.uploads.collection
+    uploads = broker_of(rgw_app).db.uploads.collection
     doc = uploads.find_one({"key": grant["key"]})
     assert doc is not None and doc.get("closed_at") is not None, doc
     backdated = doc["closed_at"] - timedelta(minutes=2)
@@ -904,7 +904,7 @@ def test_delete_interrupted_by_s3_is_finished_by_the_sweeper(
     assert sweep(rgw_app) == (0, 0)
     assert exists(s3, rgw_bucket, image["key"])
 
-    images = rgw_app.extensions["broker"].db.images.collection
+    images = broker_of(rgw_app).db.images.collection
     doc = images.find_one({"key": image["key"]})
     assert doc is not None and doc["deleting_at"] is not None
     backdated = doc["deleting_at"] - timedelta(minutes=2)
@@ -961,7 +961,7 @@ def test_sweeper_expiring_the_upload_while_confirm_verifies(
     data = png_bytes()
     grant = presign(api, data)
     assert put(grant, data).status_code == 200
-    bucket = rgw_app.extensions["broker"].bucket
+    bucket = broker_of(rgw_app).bucket
     step = {"after-head": "head", "after-read": "read_prefix"}[when]
     real = getattr(bucket, step)
     swept: list[tuple[int, int]] = []

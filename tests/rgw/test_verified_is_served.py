@@ -34,7 +34,7 @@ from flask_jwt_extended import create_refresh_token
 
 from broker.devservers import MongoServer, free_port
 from tests.api.test_wsgi import gunicorn
-from tests.helpers import JWT_SECRET, auth, make_token, md5_b64, png_bytes
+from tests.helpers import JWT_SECRET, auth, broker_of, make_token, md5_b64, png_bytes
 from tests.rgw.conftest import S3Endpoint
 from tests.rgw.test_broker_on_rgw import (
     HTTP_TIMEOUT,
@@ -57,7 +57,7 @@ from tests.rgw.test_broker_on_rgw import (
 pytestmark = pytest.mark.s3
 
 COPY_SOURCE = "x-amz-copy-source"
-# The request-head limits the README documents (broker/views/request_head.py).
+# The request-head limits the README documents (broker/http/request_head.py).
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELD = 8190
 
@@ -236,7 +236,7 @@ def test_presign_without_a_checksum_is_400_naming_content_md5(
     resp = api.post("/images/presign-upload", json=body, headers=auth())
     assert api_error(resp) == (400, "validation_error")
     assert list(resp.json["error"]["details"]) == ["content_md5"]
-    assert rgw_app.extensions["broker"].db.uploads.collection.count_documents({}) == 0
+    assert broker_of(rgw_app).db.uploads.collection.count_documents({}) == 0
 
 
 @both_signers
@@ -386,7 +386,7 @@ def end_by_quota_at_confirm(app: Flask, api: FlaskClient) -> tuple[dict[str, Any
     # the owner's quota is used up: 413, object deleted.
     data = png_bytes(6, 5)
     grant = presign(api, data)
-    broker = app.extensions["broker"]
+    broker = broker_of(app)
     broker.db.uploads.collection.update_one({"key": grant["key"]}, {"$unset": {"quota_held": ""}})
     full = broker.settings.quota_max_images
     broker.db.quotas.collection.update_one({"_id": "alice"}, {"$set": {"images": full}})
@@ -424,8 +424,8 @@ def test_a_re_put_after_the_upload_ended_is_swept_once_the_url_died(
     assert exists(s3, rgw_bucket, live["key"])
     served = requests.get(signed_get(api, live["id"]), timeout=HTTP_TIMEOUT)
     assert served.status_code == 200
-    assert short_lived.extensions["broker"].db.quotas.usage("alice").images == (
-        1 if ending != "quota" else short_lived.extensions["broker"].settings.quota_max_images
+    assert broker_of(short_lived).db.quotas.usage("alice").images == (
+        1 if ending != "quota" else broker_of(short_lived).settings.quota_max_images
     )
     assert sweep_report(short_lived)["cleaned_uploads"] == 0  # once is enough
 
@@ -569,7 +569,7 @@ def test_concurrent_confirms_record_one_image_without_an_operator_step(
         )
         return app
 
-    database = fresh_app().extensions["broker"].db.database
+    database = broker_of(fresh_app()).db.database
     for _ in range(2):
         data = png_bytes(random.randint(2, 40), 3)
         grant = presign(fresh_app().test_client(), data)

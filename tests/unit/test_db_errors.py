@@ -1,4 +1,4 @@
-"""MongoDB failures leave db.py as the taxonomy's Unavailable, as S3 failures leave storage.py."""
+"""MongoDB failures leave broker.db as the taxonomy's Unavailable, as S3 failures leave storage."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import pytest
 from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure
 
-from broker import db
+from broker.db import Repositories
+from broker.db.images import ImageRepository
+from broker.db.indexes import IndexBootstrap
+from broker.db.quotas import QuotaRepository
+from broker.db.uploads import UploadRepository
 from broker.domain import Principal
 from broker.errors import Unavailable
 
-REPOSITORIES = (db.ImageRepository, db.UploadRepository, db.QuotaRepository, db.Repositories)
+REPOSITORIES = (ImageRepository, UploadRepository, QuotaRepository, Repositories)
 
 
 class _Failing:
@@ -50,7 +54,7 @@ def test_every_public_repository_method_translates_connection_errors(repository:
 
 
 def test_a_lost_connection_is_unavailable_counted_and_names_no_host() -> None:
-    images = db.ImageRepository(failing(AutoReconnect("10.1.2.3:27017: refused")))
+    images = ImageRepository(failing(AutoReconnect("10.1.2.3:27017: refused")))
     before = mongodb_errors_counted()
     with pytest.raises(Unavailable) as raised:
         images.get_by_key("alice/a.png", Principal("alice"))
@@ -61,7 +65,7 @@ def test_a_lost_connection_is_unavailable_counted_and_names_no_host() -> None:
 
 
 def test_other_driver_errors_are_not_reported_as_unavailable() -> None:
-    uploads = db.UploadRepository(failing(DuplicateKeyError("dup")))
+    uploads = UploadRepository(failing(DuplicateKeyError("dup")))
     with pytest.raises(DuplicateKeyError):
         uploads.state_of("u1")
 
@@ -69,13 +73,13 @@ def test_other_driver_errors_are_not_reported_as_unavailable() -> None:
 def test_ping_reports_any_refusal_as_unavailable() -> None:
     # Readiness: a server that answers but refuses (bad credentials) is not ready either.
     refusing = failing(OperationFailure("Authentication failed", code=18))
-    repositories = db.Repositories(
+    repositories = Repositories(
         client=refusing,
         database=refusing,
-        images=db.ImageRepository(refusing),
-        uploads=db.UploadRepository(refusing),
-        quotas=db.QuotaRepository(refusing),
-        indexes=db.IndexBootstrap(refusing),
+        images=ImageRepository(refusing),
+        uploads=UploadRepository(refusing),
+        quotas=QuotaRepository(refusing),
+        indexes=IndexBootstrap(refusing),
     )
     with pytest.raises(Unavailable):
         repositories.ping()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker import domain
+from broker import domain, imageinfo
 from broker.domain import ObjectHead, PendingUpload, UploadPolicy
 from broker.errors import TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
 from tests.helpers import jpeg_bytes, md5_b64, png_bytes
@@ -310,24 +310,24 @@ TRAILER = b"\x3b"
 class TestGifDimensions:
     def test_the_screen_when_every_frame_fits(self) -> None:
         data = gif((64, 48), GRAPHIC_CONTROL, frame(64, 48), frame(10, 10, 50, 30), TRAILER)
-        assert domain.gif_dimensions(data) == (64, 48)
+        assert imageinfo.gif_dimensions(data) == (64, 48)
 
     def test_a_frame_bigger_than_the_screen_counts(self) -> None:
         data = gif((10, 10), COMMENT, frame(8000, 8000), TRAILER)
-        assert domain.gif_dimensions(data) == (8000, 8000)
+        assert imageinfo.gif_dimensions(data) == (8000, 8000)
 
     def test_a_frame_counts_by_its_extent_offset_included(self) -> None:
         data = gif((10, 10), frame(5, 5), frame(1, 1, 30_000, 29_999), TRAILER)
-        assert domain.gif_dimensions(data) == (30_001, 30_000)
+        assert imageinfo.gif_dimensions(data) == (30_001, 30_000)
 
     def test_a_big_frame_after_small_ones_and_color_tables_counts(self) -> None:
         blocks = [GRAPHIC_CONTROL + frame(10, 10, local_table=True) for _ in range(50)]
         data = gif((10, 10), *blocks, COMMENT, frame(9000, 10), TRAILER, color_table=True)
-        assert domain.gif_dimensions(data) == (9000, 10)
+        assert imageinfo.gif_dimensions(data) == (9000, 10)
 
     def test_nothing_after_the_trailer_is_read(self) -> None:
         data = gif((10, 10), frame(10, 10), TRAILER, frame(9000, 9000))
-        assert domain.gif_dimensions(data) == (10, 10)
+        assert imageinfo.gif_dimensions(data) == (10, 10)
 
     def test_limits_apply_to_the_largest_frame(self) -> None:
         policy = UploadPolicy(**{**POLICY.__dict__, "allowed_types": ("image/gif",)})
@@ -345,7 +345,7 @@ class TestGifDimensions:
         ],
     )
     def test_no_screen_no_dimensions(self, data: bytes) -> None:
-        assert domain.gif_dimensions(data) is None
+        assert imageinfo.gif_dimensions(data) is None
 
     @pytest.mark.parametrize(
         "cut",
@@ -358,7 +358,7 @@ class TestGifDimensions:
     )
     def test_data_cut_off_by_the_read_ends_the_walk(self, cut: int) -> None:
         data = gif((10, 10), GRAPHIC_CONTROL, frame(20, 20), frame(30, 30), TRAILER)
-        width, height = domain.gif_dimensions(data[:cut]) or (0, 0)
+        width, height = imageinfo.gif_dimensions(data[:cut]) or (0, 0)
         assert (width, height) in ((10, 10), (20, 20))
 
     def test_a_zero_length_screen_with_no_frame_is_unreadable(self) -> None:
@@ -375,9 +375,9 @@ class TestGifDimensions:
         many_extensions = b"\x21\xfe\x00" * 5_000
         data = gif((10, 10), many_sub_blocks, many_extensions, frame(50, 40), TRAILER)
         assert len(data) < domain.VERIFY_READ_BYTES
-        assert domain.gif_dimensions(data[: domain.VERIFY_READ_BYTES]) == (50, 40)
+        assert imageinfo.gif_dimensions(data[: domain.VERIFY_READ_BYTES]) == (50, 40)
         # A color table announced bigger than the data simply ends it.
-        assert domain.gif_dimensions(gif((10, 10), color_table=True)[:14]) == (10, 10)
+        assert imageinfo.gif_dimensions(gif((10, 10), color_table=True)[:14]) == (10, 10)
 
     @pytest.mark.parametrize("junk", [b"\x00", b"\x2b", b"\xff"], ids=["nul", "plus", "ff"])
     def test_a_byte_that_starts_no_block_is_refused(self, junk: bytes) -> None:
@@ -385,4 +385,4 @@ class TestGifDimensions:
         # behind it must not pass.
         data = gif((10, 10), frame(10, 10), junk, frame(9000, 9000), TRAILER)
         with pytest.raises(UploadInvalid, match="malformed"):
-            domain.gif_dimensions(data)
+            imageinfo.gif_dimensions(data)

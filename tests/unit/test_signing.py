@@ -27,7 +27,8 @@ import botocore.utils
 import pytest
 
 from broker.signing import MAX_EXPIRES_IN, Credentials, CredentialsLike, SigV4Presigner
-from broker.storage import Boto3Presigner, boto3_call, credentials_source
+from broker.signing_reference import Boto3Presigner, boto3_call
+from broker.storage import credentials_source
 from tests.botocore_reference import botocore_frozen_time, make_s3_client
 
 ENDPOINTS = [

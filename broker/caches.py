@@ -1,17 +1,21 @@
-"""A bounded, short-lived in-process cache of what signing a GET needs to know about an image.
+"""In-process caches, bounded in size and age and safe across threads.
 
-An image's id → (owner, key, content type, filename) never changes and keys are never reused, so
-the signing hot path can skip MongoDB. Entries live ``ttl`` seconds; a delete in this process
-drops its entry at once. What a stale entry in another process can do: for at most ``ttl``
-seconds after a delete it lets the image's owner (or an admin) get a signed URL for the deleted
-key, which the bucket answers with 404 once the object is gone. Nobody else ever sees it: the
-owner check runs on every hit.
+- :class:`LookupCache`: an image's id → what signing a GET needs (owner, key, type, filename).
+  These never change and keys are never reused, so the signing hot path can skip MongoDB.
+  Entries live ``ttl`` seconds; a delete in this process drops its entry at once. What a stale
+  entry in another process can do: for at most ``ttl`` seconds after a delete it lets the
+  image's owner (or an admin) get a signed URL for the deleted key, which the bucket answers
+  with 404 once the object is gone. Nobody else ever sees it: the owner check runs on every hit.
+- :class:`SignedUrlMemo`: the URL signed for an image within one signing window.
+- :class:`TokenCache`: verified bearer tokens → their caller.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cachetools import TTLCache
 
@@ -83,3 +87,37 @@ class SignedUrlMemo:
         if self.enabled:
             with self._lock:
                 self._entries[key] = url
+
+
+# Verifying a token costs more than everything else a signed-URL request does; a browser sends
+# the same token hundreds of times. A verified token is remembered (bounded, at most five
+# minutes, never past its own exp), keyed by the whole token string: same string, same verdict.
+TOKEN_CACHE_SIZE = 10_000
+TOKEN_CACHE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_at: float
+
+
+class TokenCache:
+    """Verified tokens → caller, bounded in size and age, safe across threads."""
+
+    def __init__(self) -> None:
+        self._entries: TTLCache[str, _Verified] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        """The caller of a token verified before, if it has not expired since."""
+        with self._lock:
+            verified = self._entries.get(token)
+        if verified is None or verified.expires_at <= time.time():
+            return None
+        return verified.principal
+
+    def put(self, token: str, principal: Principal, expires_at: float) -> None:
+        """Remember a verified token until it expires (or the cache forgets it)."""
+        with self._lock:
+            self._entries[token] = _Verified(principal, expires_at)

@@ -1,20 +1,20 @@
-"""Operations: liveness, readiness and the OpenAPI document (no token needed)."""
+"""Operations routes: liveness, readiness, metrics and the OpenAPI document (no token needed),
+and ``GET /config``, the limits a client checks before uploading (token needed)."""
 
 from __future__ import annotations
 
 import json
-import logging
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Response, current_app, jsonify
 
 from broker import schemas
+from broker.auth import authenticate
 from broker.errors import Unavailable
+from broker.extension import current_broker
+from broker.http.errors import error_response
+from broker.observability import metrics_response
 from broker.openapi import openapi_document
-from broker.service import Broker
-from broker.views.errors import error_response
-
-bp = Blueprint("ops", __name__)
-log = logging.getLogger(__name__)
+from broker.ops import bp, service
 
 
 @bp.get("/healthz")
@@ -26,15 +26,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """200 when MongoDB and S3 both answer, else 503 with what failed."""
-    broker: Broker = current_app.extensions["broker"]
-    checks = {"mongodb": "ok", "s3": "ok"}
-    # Both gateways report an unreachable dependency as Unavailable (and count it in metrics).
-    for name, ping in (("mongodb", broker.db.ping), ("s3", broker.bucket.ping)):
-        try:
-            ping()
-        except Unavailable as e:
-            log.warning("readiness: %s unavailable: %s", name, e.message)
-            checks[name] = "unavailable"
+    checks = service.readiness(current_broker())
     if all(value == "ok" for value in checks.values()):
         return jsonify(schemas.status_response.dump({"status": "ok", "checks": checks}))
     # Not ready is an error like any other (the envelope), plus the per-dependency checks.
@@ -44,7 +36,20 @@ def readyz() -> Response:
     return response
 
 
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics (404 unless the metrics token is presented, or in demo and test)."""
+    return metrics_response(current_broker().settings)
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3 document of every endpoint."""
     return jsonify(openapi_document(current_app))
+
+
+@bp.get("/config")
+def config() -> Response:
+    """What the broker accepts, so browsers can refuse a file before presigning it."""
+    authenticate()
+    return jsonify(schemas.client_config_response.dump(service.client_config(current_broker())))

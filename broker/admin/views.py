@@ -14,40 +14,41 @@ stale copy after an upgrade.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
+from flask import Response, request, send_from_directory
+
+from broker.admin import bp
+from broker.extension import current_broker
 
 ADMIN_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 CACHE_CONTROL = "no-cache"
-_CSP_EXTENSION = "broker.admin_csp"
-
-bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-def content_security_policy(app: Flask) -> str:
-    """The admin pages' CSP, computed once per app (the bucket origin comes from a signed URL)."""
-    csp: str | None = app.extensions.get(_CSP_EXTENSION)
-    if csp is None:
-        bucket = app.extensions["broker"].bucket.public_origin
-        csp = "; ".join(
-            [
-                "default-src 'none'",
-                "script-src 'self'",
-                "style-src 'self'",
-                f"img-src 'self' blob: data: {bucket}",
-                f"connect-src 'self' {bucket}",
-                "base-uri 'none'",
-                "form-action 'self'",
-                "frame-ancestors 'none'",
-            ]
-        )
-        app.extensions[_CSP_EXTENSION] = csp
-    return csp
+def content_security_policy() -> str:
+    """The admin pages' CSP: scripts and styles from here, images also from the bucket."""
+    return _policy_allowing(current_broker().bucket.public_origin)
+
+
+@cache
+def _policy_allowing(bucket: str) -> str:
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src 'self' blob: data: {bucket}",
+            f"connect-src 'self' {bucket}",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def _harden(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy(current_app)
+    response.headers["Content-Security-Policy"] = content_security_policy()
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -1,0 +1,144 @@
+"""The ``uploads`` collection: presigned uploads, their states, and who holds the quota."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+
+from broker.db.failures import reports_unavailable
+from broker.domain import ABORTED, CONFIRMED, ENDED, PENDING, PendingUpload, utcnow
+
+# Upload records stay until the sweeper has cleaned their key after the PUT URL died (their
+# ``sweep_after``), then this long before MongoDB's TTL monitor removes them: confirm keeps
+# answering a late retry with the image, and the record says what happened.
+PENDING_RETENTION = timedelta(days=2)
+
+
+def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
+    return PendingUpload(
+        id=doc["_id"],
+        key=doc["key"],
+        owner=doc["owner"],
+        filename=doc["filename"],
+        content_type=doc["content_type"],
+        size=doc["size"],
+        kind=doc["kind"],
+        caption=doc.get("caption"),
+        content_md5=doc.get("content_md5"),
+        checksum_sha256=doc.get("checksum_sha256"),
+        state=doc["state"],
+        created_at=doc["created_at"],
+        expires_at=doc["expires_at"],
+        confirm_by=doc["confirm_by"],
+        quota_held=bool(doc.get("quota_held")),
+    )
+
+
+@reports_unavailable
+class UploadRepository:
+    """Pending uploads: presigned, awaiting confirm."""
+
+    def __init__(self, collection: Collection[dict[str, Any]]) -> None:
+        self.collection = collection
+
+    def create(self, pending: PendingUpload) -> None:
+        """Record a new pending upload (kept until the sweeper has cleaned up after it)."""
+        doc = asdict(pending)
+        doc["_id"] = doc.pop("id")
+        # After this nothing can PUT any more (the URL expired, and a PUT started just before
+        # has had the confirm grace to finish): the sweeper cleans the key from then on.
+        doc["sweep_after"] = pending.confirm_by
+        self.collection.insert_one(doc)
+
+    def remove(self, upload_id: str) -> None:
+        """Forget an upload whose grant was never handed out."""
+        self.collection.delete_one({"_id": upload_id})
+
+    def for_owner(self, key: str, owner: str) -> PendingUpload | None:
+        """The upload of ``key`` if ``owner`` presigned it."""
+        doc = self.collection.find_one({"key": key, "owner": owner})
+        return _pending_from_doc(doc) if doc else None
+
+    def claim(self, upload_id: str, state: str, reason: str | None = None) -> str:
+        """Atomically move a pending upload to a final state; return the state it ends in.
+
+        The result differs from ``state`` when someone else closed the upload first. Confirmed,
+        the upload's quota reservation passes to the image in the same write: from then on
+        removing the image gives it back, never the upload.
+        """
+        changes: dict[str, Any] = {"state": state, "reason": reason, "closed_at": utcnow()}
+        if state == CONFIRMED:
+            changes["quota_held"] = False
+        doc = self.collection.find_one_and_update(
+            {"_id": upload_id, "state": PENDING},
+            {"$set": changes},
+            projection={"state": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        return str(doc["state"]) if doc else self.state_of(upload_id)
+
+    def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
+        """Pending uploads whose confirm deadline passed before ``before``."""
+        docs = self.collection.find({"state": PENDING, "confirm_by": {"$lt": before}}).limit(limit)
+        return [_pending_from_doc(doc) for doc in docs]
+
+    def stalled(self, state: str, before: datetime, limit: int) -> list[PendingUpload]:
+        """Uploads left in ``state`` since before ``before`` (a sweep that failed midway)."""
+        docs = self.collection.find({"state": state, "closed_at": {"$lt": before}}).limit(limit)
+        return [_pending_from_doc(doc) for doc in docs]
+
+    def take_over(self, upload_id: str, state: str, before: datetime) -> bool:
+        """Atomically take a stalled upload (so one sweeper retries it); False if another did."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "state": state, "closed_at": {"$lt": before}},
+            {"$set": {"closed_at": utcnow()}},
+        )
+        return result.modified_count == 1
+
+    def settle(self, upload_id: str, from_state: str, to_state: str) -> None:
+        """Move an upload from one closed state to the next."""
+        self.collection.update_one(
+            {"_id": upload_id, "state": from_state}, {"$set": {"state": to_state}}
+        )
+
+    def unswept(self, before: datetime, limit: int) -> list[PendingUpload]:
+        """Ended uploads whose key the sweeper must clean (their URL died before ``before``)."""
+        docs = self.collection.find(
+            {"sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}}
+        ).limit(limit)
+        return [_pending_from_doc(doc) for doc in docs]
+
+    def swept(self, upload_id: str) -> None:
+        """Record that the upload's key is clean for good; the record may be purged later."""
+        self.collection.update_one(
+            {"_id": upload_id},
+            {"$unset": {"sweep_after": ""}, "$set": {"purge_at": utcnow() + PENDING_RETENTION}},
+        )
+
+    def mark_quota_held(self, upload_id: str) -> bool:
+        """Mark the upload as holding a quota reservation; False if it already did."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "quota_held": {"$ne": True}}, {"$set": {"quota_held": True}}
+        )
+        return result.modified_count == 1
+
+    def is_quota_held(self, upload_id: str) -> bool:
+        """Whether the upload holds a quota reservation."""
+        return self.collection.count_documents({"_id": upload_id, "quota_held": True}) == 1
+
+    def clear_quota_held(self, upload_id: str) -> bool:
+        """Clear the upload's reservation mark; True only for the caller that cleared it."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "quota_held": True}, {"$set": {"quota_held": False}}
+        )
+        return result.modified_count == 1
+
+    def state_of(self, upload_id: str) -> str:
+        """The upload's current state (``aborted`` if its record is gone)."""
+        doc = self.collection.find_one({"_id": upload_id}, {"state": True})
+        return str(doc["state"]) if doc else ABORTED

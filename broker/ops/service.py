@@ -1,0 +1,45 @@
+"""What the operations endpoints report: the limits clients check, and readiness."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from broker import domain
+from broker.errors import Unavailable
+from broker.extension import Broker
+
+log = logging.getLogger(__name__)
+
+
+def client_config(broker: Broker) -> dict[str, Any]:
+    """The limits a client should check before presigning (the broker checks them again)."""
+    settings = broker.settings
+    return {
+        "allowed_types": list(settings.allowed_types),
+        "extensions": {t: domain.extension_for(t) for t in settings.allowed_types},
+        "max_upload_bytes": settings.max_upload_bytes,
+        "kinds": list(settings.kinds),
+        "default_kind": broker.policy.default_kind,
+        "upload_expires": settings.upload_expires,
+        "download_expires": settings.download_expires,
+        "download_max_expires": settings.download_max_expires,
+        "max_pixels": settings.max_pixels,
+        "min_width": settings.min_width,
+        "min_height": settings.min_height,
+        "max_width": settings.max_width,
+        "max_height": settings.max_height,
+    }
+
+
+def readiness(broker: Broker) -> dict[str, str]:
+    """``ok`` or ``unavailable`` for MongoDB and for S3, each asked once."""
+    checks = {"mongodb": "ok", "s3": "ok"}
+    # Both gateways report an unreachable dependency as Unavailable (and count it in metrics).
+    for name, ping in (("mongodb", broker.db.ping), ("s3", broker.bucket.ping)):
+        try:
+            ping()
+        except Unavailable as e:
+            log.warning("readiness: %s unavailable: %s", name, e.message)
+            checks[name] = "unavailable"
+    return checks

@@ -1,0 +1,99 @@
+"""The sweep: what abandoned uploads and interrupted deletes leave behind, cleaned up.
+
+Run by ``flask sweep`` (cron) on any number of hosts: every step claims its item atomically in
+MongoDB first, or is idempotent, so sweepers and concurrent confirms never act on one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from broker import domain, quota
+from broker.domain import PendingUpload
+from broker.errors import Unavailable
+from broker.extension import Broker
+from broker.images.service import finish_delete
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did."""
+
+    expired_uploads: int
+    finished_deletes: int
+    failed: int
+    cleaned_uploads: int = 0
+
+
+# A delete that has not finished after this long is taken over by the sweeper (the request that
+# started it has long given up: its S3 call has a timeout of seconds).
+DELETE_TAKEOVER = timedelta(minutes=1)
+
+
+def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
+    """Delete what abandoned uploads and interrupted deletes left behind; safe to run anywhere.
+
+    Every step claims its item atomically in MongoDB first, so several sweepers (cron on several
+    hosts) and concurrent confirms never act on the same upload twice.
+    """
+    now = domain.utcnow()
+    uploads = broker.db.uploads
+    expired = finished = failed = cleaned = 0
+    for pending in uploads.overdue(now, batch):
+        if uploads.claim(pending.id, domain.EXPIRING) == domain.EXPIRING:
+            ok = _attempt(_expire, broker, pending)
+            expired, failed = expired + ok, failed + (not ok)
+    for pending in uploads.stalled(domain.EXPIRING, now - DELETE_TAKEOVER, batch):
+        if uploads.take_over(pending.id, domain.EXPIRING, now - DELETE_TAKEOVER):
+            ok = _attempt(_expire, broker, pending)
+            expired, failed = expired + ok, failed + (not ok)
+    for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
+        ok = _attempt(finish_delete, broker, image)
+        finished, failed = finished + ok, failed + (not ok)
+    # Each step is idempotent (a delete, a mark dropped once), so sweepers need no claim here.
+    for upload in uploads.unswept(now, batch):
+        ok = _attempt(_clean_ended, broker, upload)
+        cleaned, failed = cleaned + ok, failed + (not ok)
+    return SweepReport(expired, finished, failed, cleaned)
+
+
+def _expire(broker: Broker, pending: PendingUpload) -> None:
+    # If the bucket fails here the upload stays "expiring" and a later sweep takes it over.
+    broker.bucket.delete(pending.key)
+    # A confirm that crashed between recording and claiming left a record: it never won,
+    # and whatever it reserved is given back (once, even if it crashed before recording).
+    broker.db.images.remove_by_key(pending.key)
+    quota.release_upload(broker, pending)
+    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
+    # Overdue means the URL died before the delete above: nothing can come back.
+    broker.db.uploads.swept(pending.id)
+
+
+def _clean_ended(broker: Broker, upload: PendingUpload) -> None:
+    """Delete whatever stands under an ended upload's key, unless a live image stands there.
+
+    Until its URL died, a rejected, refused or deleted upload's key could be PUT again (the
+    URL writes once, but only over nothing); that object was never verified and has no record.
+    """
+    if not (upload.state == domain.CONFIRMED and broker.db.images.is_live(upload.key)):
+        broker.bucket.delete(upload.key)
+    if upload.state != domain.CONFIRMED:
+        # A reservation a crash left on a closed upload; confirmed ones passed theirs on.
+        quota.release_upload(broker, upload)
+    broker.db.uploads.swept(upload.id)
+
+
+def _attempt(step: Callable[[Broker, Any], None], broker: Broker, item: Any) -> bool:
+    # One unreachable object must not stop the sweep; what failed stays claimed for a retry.
+    try:
+        step(broker, item)
+    except Unavailable as e:
+        log.warning("sweep: %s left for a later sweep: %s", getattr(item, "key", item), e.message)
+        return False
+    return True

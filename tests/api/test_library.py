@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 
 from broker.domain import Image
 from broker.extension import Broker
-from tests.api.conftest import Uploader
-from tests.helpers import auth, broker_of
+from tests.support.apps import broker_of
+from tests.support.tokens import auth
+from tests.support.upload import Uploader
 
 
 def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:

@@ -16,15 +16,8 @@ import pytest
 import requests
 from playwright.sync_api import FilePayload, Route, expect
 
-from tests.browser.conftest import (
-    PHONE,
-    TOKEN_KEY,
-    UI,
-    DemoBroker,
-    canvas_jpeg,
-    drop_files,
-    gradient_png,
-)
+from tests.support.browser import PHONE, TOKEN_KEY, UI, DemoBroker, canvas_jpeg, drop_files
+from tests.support.images import gradient_png
 
 pytestmark = pytest.mark.browser
 

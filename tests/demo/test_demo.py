@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from broker.samples import SAMPLES
-from tests.demo.conftest import DemoRun, port_in_use, survivors
+from tests.support.demo import DemoRun, port_in_use, survivors
 
 pytestmark = pytest.mark.demo
 

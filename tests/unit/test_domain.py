@@ -11,7 +11,7 @@ import pytest
 from broker import domain, imageinfo
 from broker.domain import ObjectHead, PendingUpload, UploadPolicy
 from broker.errors import TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
-from tests.helpers import jpeg_bytes, md5_b64, png_bytes
+from tests.support.images import jpeg_bytes, md5_b64, png_bytes
 
 POLICY = UploadPolicy(
     allowed_types=("image/jpeg", "image/png"),

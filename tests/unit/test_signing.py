@@ -29,7 +29,7 @@ import pytest
 from broker.signing import MAX_EXPIRES_IN, Credentials, CredentialsLike, SigV4Presigner
 from broker.signing_reference import Boto3Presigner, boto3_call
 from broker.storage import credentials_source
-from tests.botocore_reference import botocore_frozen_time, make_s3_client
+from tests.support.botocore_reference import botocore_frozen_time, make_s3_client
 
 ENDPOINTS = [
     "https://s3.example.com",

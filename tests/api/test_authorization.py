@@ -123,13 +123,17 @@ def test_other_user_cannot_see_or_touch(client: FlaskClient, upload: Uploader, c
 
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda c: c.name)
-def test_owner_can(client: FlaskClient, upload: Uploader, call: Call) -> None:
+def test_the_owner_can_call_every_endpoint(
+    client: FlaskClient, upload: Uploader, call: Call
+) -> None:
     response = call.request(client, upload(), auth("alice"))
     assert response.status_code == call.ok, response.json
 
 
 @pytest.mark.parametrize("call", [c for c in CALLS if c.name != "confirm"], ids=lambda c: c.name)
-def test_admin_can(client: FlaskClient, upload: Uploader, call: Call) -> None:
+def test_an_admin_can_call_every_endpoint_but_confirm(
+    client: FlaskClient, upload: Uploader, call: Call
+) -> None:
     uploaded = upload()
     response = call.request(client, uploaded, auth("root", admin=True))
     assert response.status_code == call.ok, response.json

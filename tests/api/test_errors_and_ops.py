@@ -111,11 +111,11 @@ class TestEnvelope:
 
 
 class TestOperations:
-    def test_healthz(self, client: FlaskClient) -> None:
+    def test_healthz_says_ok(self, client: FlaskClient) -> None:
         response = client.get("/healthz")
         assert response.status_code == 200 and response.json["status"] == "ok"
 
-    def test_readyz_ok(self, client: FlaskClient) -> None:
+    def test_readyz_is_200_when_both_dependencies_answer(self, client: FlaskClient) -> None:
         response = client.get("/readyz")
         assert response.status_code == 200
         assert response.json["checks"] == {"mongodb": "ok", "s3": "ok"}
@@ -164,5 +164,5 @@ class TestClientConfig:
             body["kinds"] == ["profile", "gallery", "cover"] and body["default_kind"] == "gallery"
         )
 
-    def test_needs_a_token(self, client: FlaskClient) -> None:
+    def test_config_needs_a_token(self, client: FlaskClient) -> None:
         assert_envelope(client.get("/config"), 401, "unauthorized")

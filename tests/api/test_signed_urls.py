@@ -27,7 +27,9 @@ def lifetime(body: dict[str, Any]) -> float:
 
 
 class TestById:
-    def test_defaults(self, client: FlaskClient, upload: Uploader) -> None:
+    def test_default_url_is_cache_stable_inline_and_names_the_file(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
         image = upload(filename="Ünïcode name.png").image
         response = client.get(f"/images/{image['id']}/signed-url", headers=auth())
         assert response.status_code == 200
@@ -127,7 +129,7 @@ class TestBatch:
         )
         assert sorted(response.json["urls"]) == sorted(ids)
 
-    def test_limits(self, client: FlaskClient) -> None:
+    def test_a_batch_takes_1_to_100_ids_and_refuses_other_bodies(self, client: FlaskClient) -> None:
         bodies: list[dict[str, Any]] = [
             {"ids": []},
             {"ids": ["x"] * 101},

@@ -560,7 +560,7 @@ def test_lifecycle_rule_with_prefix_and_tags(s3: Any, rgw_bucket: str) -> None:
     assert tags == [{"Key": "state", "Value": "pending"}]
 
 
-def test_unique_bucket_per_test(s3: Any, rgw_bucket: str) -> None:
+def test_a_new_bucket_is_empty_and_private(s3: Any, rgw_bucket: str) -> None:
     assert rgw_bucket.startswith("broker-test-")
     assert s3.list_objects_v2(Bucket=rgw_bucket)["KeyCount"] == 0
     acl = s3.get_bucket_acl(Bucket=rgw_bucket)

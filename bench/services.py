@@ -17,14 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
 from pymongo import MongoClient
 
 from bench.load import tree_cpu_seconds
 from broker.db.images import image_document
 from broker.devservers import MongoServer
-from broker.domain import Image
 from tests.support import gunicorn
+from tests.support.records import image_record
 from tests.support.s3 import S3Endpoint
 from tests.support.settings import broker_settings
 from tests.support.tokens import make_token
@@ -68,19 +67,12 @@ def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, A
     documents = []
     for i in range(count):
         created = start + timedelta(seconds=i)
-        image = Image(
-            id=str(ObjectId()),
-            key=f"{owner}/{ObjectId()}.png",
-            owner=owner,
+        image = image_record(
+            owner,
             filename=f"photo-{i:06d}.png",
-            content_type="image/png",
             size=48_213 + i,
             width=640,
             height=480,
-            content_md5=None,
-            etag=None,
-            kind="gallery",
-            is_primary=False,
             caption=f"bench image {i}",
             created_at=created,
             updated_at=created,

@@ -26,6 +26,7 @@ from tests.support.faults import (
     FaultyS3,
     timed,
 )
+from tests.support.records import image_record
 from tests.support.tokens import auth
 from tests.support.upload import Flow
 
@@ -82,24 +83,7 @@ def test_confirm_is_503_and_records_nothing(on_broken_s3: Flow) -> None:
 def test_delete_is_503_and_keeps_the_record_hidden(on_broken_s3: Flow) -> None:
     flow = on_broken_s3
     repositories = broker_of(flow.app).db
-    now = domain.utcnow()
-    image = domain.Image(
-        id="0123456789abcdef01234567",
-        key="alice/0123456789abcdef0123456789abcdef.png",
-        owner="alice",
-        filename="a.png",
-        content_type="image/png",
-        size=10,
-        width=1,
-        height=1,
-        content_md5=None,
-        etag=None,
-        kind="gallery",
-        is_primary=False,
-        caption=None,
-        created_at=now,
-        updated_at=now,
-    )
+    image = image_record()
     repositories.images.insert(image)
     response = timed(lambda: flow.client.delete(f"/images/{image.id}", headers=auth()))
     assert_unavailable(response)

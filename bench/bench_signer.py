@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.signing import Credentials, SigV4Presigner
 from broker.signing_reference import Boto3Presigner
-from tests.botocore_reference import make_s3_client
+from tests.support.botocore_reference import make_s3_client
 
 ENDPOINT = "https://s3.example.com"
 HOST = "s3.example.com"

@@ -25,9 +25,11 @@ from typing import Any
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
-from bench.services import BUCKET, JWT_SECRET, REPO, Dataset, S3Endpoint, make_token
+from bench.services import Dataset, bench_token, broker_env
 from broker import create_app
 from broker.signing import Credentials, SigV4Presigner
+from tests.support import REPO
+from tests.support.s3 import S3Endpoint
 
 TOP = 12
 # Frames that wrap the whole request say nothing by their cumulative share; nor do the
@@ -123,20 +125,7 @@ def _client_requests(
     mongo_uri: str, s3: S3Endpoint, signer: str, requests: list[tuple[str, str, str, Any]]
 ) -> Request:
     """A callable sending the next of ``requests`` (method, path, user, body) in turn."""
-    app = create_app(
-        {
-            "BROKER_ENV": "production",
-            "MONGODB_URI": mongo_uri,
-            "BROKER_MONGODB_DB": "bench",
-            "BROKER_JWT_SECRET": JWT_SECRET,
-            "BROKER_S3_BUCKET": BUCKET,
-            "BROKER_S3_ENDPOINT_URL": s3.url,
-            "BROKER_S3_REGION": s3.region,
-            "AWS_ACCESS_KEY_ID": s3.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-            "BROKER_SIGNER": signer,
-        }
-    )
+    app = create_app(broker_env(mongo_uri, "bench", s3, BROKER_SIGNER=signer))
     # Environments are built once: each call goes straight into the WSGI app, as from gunicorn,
     # without the test client's own request building in the profile.
     prepared = []
@@ -145,7 +134,7 @@ def _client_requests(
         builder = EnvironBuilder(
             path=path,
             method=method,
-            headers=Headers({"Authorization": f"Bearer {make_token(user)}"}),
+            headers=Headers({"Authorization": f"Bearer {bench_token(user)}"}),
             data=data,
             content_type="application/json" if body is not None else None,
         )

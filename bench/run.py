@@ -19,18 +19,14 @@ Prints a table and whether each target was met, writes ``bench/results/latest.js
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,17 +37,12 @@ from bench import report
 from bench.countproxy import CountingProxy, ProxyThread
 from bench.load import WrkRequest, ensure_wrk, process_cpu_seconds, run_wrk
 from bench.services import (
-    BUCKET,
-    LOOPBACK,
-    REPO,
     Dataset,
     Gunicorn,
-    S3Endpoint,
+    bench_token,
     broker_env,
     image_documents,
-    make_token,
     mongo_server,
-    rgw_server,
     seed_dataset,
     seed_images,
 )
@@ -59,6 +50,12 @@ from broker import create_app
 from broker.devservers import MongoServer, free_port
 from broker.extension import current_broker
 from broker.pagination import encode_cursor
+from tests.support import REPO
+from tests.support.gunicorn import LOOPBACK
+from tests.support.images import png_of_size
+from tests.support.s3 import S3Endpoint, running_rgw
+from tests.support.tokens import bearer
+from tests.support.upload import HttpApi, UploadFailed, loopback_session, upload
 
 WORK_DIR = REPO / "var" / "bench"
 RESULTS_DIR = REPO / "bench" / "results"
@@ -121,17 +118,7 @@ def expect(status: int, payload: Any, wanted: int, what: str) -> Any:
 
 def prepare(mongo_uri: str, database: str, s3: S3Endpoint) -> None:
     """Create the bucket and the indexes through the app, as an operator would."""
-    app = create_app(
-        {
-            "MONGODB_URI": mongo_uri,
-            "BROKER_MONGODB_DB": database,
-            "BROKER_S3_BUCKET": BUCKET,
-            "BROKER_S3_ENDPOINT_URL": s3.url,
-            "BROKER_S3_REGION": s3.region,
-            "AWS_ACCESS_KEY_ID": s3.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-        }
-    )
+    app = create_app(broker_env(mongo_uri, database, s3))
     with app.app_context():
         broker = current_broker()
     broker.bucket.ensure_bucket()
@@ -157,7 +144,7 @@ def bench_signer() -> dict[str, Any]:
 def signed_url_requests(dataset: Dataset) -> list[WrkRequest]:
     """Each user asks for a signed GET of their own image, in turn."""
     return [
-        WrkRequest("GET", f"/images/{image_id}/signed-url", make_token(user))
+        WrkRequest("GET", f"/images/{image_id}/signed-url", bench_token(user))
         for user, image_id in dataset.singles
     ]
 
@@ -165,7 +152,7 @@ def signed_url_requests(dataset: Dataset) -> list[WrkRequest]:
 def batch_requests(dataset: Dataset) -> list[WrkRequest]:
     """Each batch user asks for signed GETs of their 100 images in one call, in turn."""
     return [
-        WrkRequest("POST", "/images/signed-urls", make_token(user), json.dumps({"ids": ids}))
+        WrkRequest("POST", "/images/signed-urls", bench_token(user), json.dumps({"ids": ids}))
         for user, ids in dataset.batches
     ]
 
@@ -173,7 +160,7 @@ def batch_requests(dataset: Dataset) -> list[WrkRequest]:
 def list_sign_requests(dataset: Dataset) -> list[WrkRequest]:
     """Each batch user lists their 100 images with a signed GET embedded in each, in turn."""
     return [
-        WrkRequest("GET", f"/images?limit={BATCH}&sign=1", make_token(user))
+        WrkRequest("GET", f"/images?limit={BATCH}&sign=1", bench_token(user))
         for user, _ids in dataset.batches
     ]
 
@@ -240,13 +227,13 @@ def bench_endpoints(
 def check_endpoints(url: str, dataset: Dataset) -> None:
     """Each endpoint answers what the contract says before it is loaded."""
     user, image_id = dataset.singles[0]
-    token = make_token(user)
+    token = bench_token(user)
     signed = call("GET", f"{url}/images/{image_id}/signed-url", token=token)
     signed_body = expect(*signed, 200, "signed-url")
     if not signed_body["url"].startswith("http") or not signed_body["expires_at"]:
         raise SystemExit(f"signed-url: unexpected answer {signed_body!r}")
     user, ids = dataset.batches[0]
-    token = make_token(user)
+    token = bench_token(user)
     batch = call("POST", f"{url}/images/signed-urls", token=token, body={"ids": ids})
     if len(expect(*batch, 200, "batch")["urls"]) != BATCH:
         raise SystemExit(f"batch: not {BATCH} URLs")
@@ -258,49 +245,24 @@ def check_endpoints(url: str, dataset: Dataset) -> None:
 # ---- 4. bytes per upload ----------------------------------------------------------------------
 
 
-def png_of_size(total: int, width: int = 640, height: int = 480) -> bytes:
-    """A valid PNG of exactly ``total`` bytes: a real header, then a private padding chunk."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    signature = b"\x89PNG\r\n\x1a\n"
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    pixels = chunk(b"IDAT", zlib.compress(b"".join(b"\0" + b"\0" * width for _ in range(height))))
-    end = chunk(b"IEND", b"")
-    padding = total - len(signature) - len(header) - len(pixels) - len(end) - 12
-    if padding < 0:
-        raise ValueError(f"{total} bytes is too small for a {width}x{height} PNG")
-    return signature + header + chunk(b"bnPd", b"\0" * padding) + pixels + end
-
-
 def upload_once(broker_url: str, token: str, body: bytes, name: str) -> dict[str, Any]:
-    """Presign, PUT straight to the bucket, confirm; returns the confirmed image."""
-    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-    request = {"filename": name, "filetype": "image/png", "size": len(body), "content_md5": md5}
-    grant = expect(
-        *call("POST", f"{broker_url}/images/presign-upload", token=token, body=request),
-        201,
-        "presign",
-    )
-    status, _ = call("PUT", grant["url"], data=body, headers=grant["headers"], timeout=300)
-    if status != 200:
-        raise SystemExit(f"PUT to the bucket answered {status}")
-    confirmed = expect(
-        *call("POST", f"{broker_url}/images", token=token, body={"key": grant["key"]}),
-        201,
-        "confirm",
-    )
-    image: dict[str, Any] = confirmed["image"]
-    if image["size"] != len(body):
-        raise SystemExit(f"confirmed size {image['size']} != {len(body)}")
-    return image
+    """The one upload flow (presign, PUT straight to the bucket, confirm); the image."""
+    with loopback_session() as session:
+        api = HttpApi(broker_url, timeout=120, session=session)
+        try:
+            uploaded = upload(
+                api, body, headers=bearer(token), filename=name, session=session, timeout=300
+            )
+        except UploadFailed as failed:
+            raise SystemExit(str(failed)) from None
+    if uploaded.image["size"] != len(body):
+        raise SystemExit(f"confirmed size {uploaded.image['size']} != {len(body)}")
+    return uploaded.image
 
 
 def bench_upload_bytes(mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
     """Bytes client↔broker and broker↔S3 for one upload of 1 MiB and one of 100 MiB."""
-    token = make_token("uploader")
+    token = bench_token("uploader")
     broker_port, client_proxy_port, s3_proxy_port = free_port(), free_port(), free_port()
     client_side = CountingProxy(client_proxy_port, "127.0.0.1", broker_port)
     s3_side = CountingProxy(s3_proxy_port, "127.0.0.1", s3.port)
@@ -311,7 +273,7 @@ def bench_upload_bytes(mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
         BROKER_MAX_UPLOAD_BYTES=str(128 * MIB),
         # The broker reaches S3 through the counting proxy; clients PUT to S3 directly.
         BROKER_S3_ENDPOINT_URL=f"http://127.0.0.1:{s3_proxy_port}",
-        BROKER_S3_PUBLIC_ENDPOINT_URL=s3.url,
+        BROKER_S3_PUBLIC_ENDPOINT_URL=s3.endpoint_url,
     )
     proxied = f"http://127.0.0.1:{client_proxy_port}"
     results: dict[str, Any] = {}
@@ -320,9 +282,9 @@ def bench_upload_bytes(mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
         Gunicorn(env, WORK_DIR / "gunicorn-upload.log", port=broker_port),
     ):
         log("upload: warm-up upload (1 MiB)")
-        upload_once(proxied, token, png_of_size(MIB), "warmup.png")
+        upload_once(proxied, token, png_of_size(MIB, 640, 480), "warmup.png")
         for label, size in (("1 MiB", MIB), ("100 MiB", 100 * MIB)):
-            body = png_of_size(size)
+            body = png_of_size(size, 640, 480)
             proxies.wait_quiet()
             proxies.reset()
             log(f"upload: {label}")
@@ -363,7 +325,7 @@ def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -
     def expected_cursor(page: int) -> str:
         return encode_cursor("newest", newest_first[page * PAGE_SIZE - 1])
 
-    token = make_token(DEEP_USER)
+    token = bench_token(DEEP_USER)
     env = broker_env(mongo_uri, database, s3)
     with Gunicorn(env, WORK_DIR / "gunicorn-pages.log") as broker:
 
@@ -443,8 +405,8 @@ def main() -> None:
     }
     log("1/5 signer micro-benchmark")
     results["signer"] = bench_signer()
-    with mongo_server(WORK_DIR / "mongo") as mongo, rgw_server() as s3:
-        log(f"MongoDB (secantusdb) at {mongo.uri}, S3 ({s3.server}) at {s3.url}")
+    with mongo_server(WORK_DIR / "mongo") as mongo, running_rgw() as s3:
+        log(f"MongoDB (secantusdb) at {mongo.uri}, S3 ({s3.server}) at {s3.endpoint_url}")
         results["services"] = {"mongodb": "secantusdb", "s3": s3.server}
         prepare(mongo.uri, "bench", s3)
         dataset = seed_dataset(mongo.uri, "bench")

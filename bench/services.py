@@ -1,61 +1,34 @@
-"""What the benchmarks run against: MongoDB, Ceph RGW, the broker under gunicorn, seeded data.
+"""What the benchmarks run against: MongoDB, the broker under gunicorn, seeded data.
 
 Everything listens on 127.0.0.1 only and is stopped by the process that started it: the
 MongoDB wire-protocol server (``secantusdb`` via ``broker.devservers``), a real S3 endpoint
-(Ceph RADOS Gateway via ``tests/rgw/rgw.sh``) and gunicorn serving ``wsgi:app``, configured by
-environment variables only, exactly as in production.
+(Ceph RADOS Gateway: ``tests.support.s3.running_rgw``) and gunicorn serving ``wsgi:app``
+(``tests.support.gunicorn``), configured by environment variables only, as in production.
+The broker's settings and tokens are the test suite's (``tests.support``).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jwt
-from bson import ObjectId
 from pymongo import MongoClient
 
 from bench.load import tree_cpu_seconds
 from broker.db.images import image_document
-from broker.devservers import MongoServer, free_port
-from broker.domain import Image
+from broker.devservers import MongoServer
+from tests.support import gunicorn
+from tests.support.records import image_record
+from tests.support.s3 import S3Endpoint
+from tests.support.settings import broker_settings
+from tests.support.tokens import make_token
 
-REPO = Path(__file__).resolve().parent.parent
-RGW_SCRIPT = REPO / "tests" / "rgw" / "rgw.sh"
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-JWT_SECRET = "bench-secret-for-hs256-tokens-0123456789abcdef"
 BUCKET = "bench-images"
-# Loopback only: no proxy from the environment may carry the benchmark's requests.
-LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@dataclass(frozen=True)
-class S3Endpoint:
-    """A running S3 endpoint and its credentials."""
-
-    url: str
-    access_key: str
-    secret_key: str
-    region: str
-    server: str
-
-    @property
-    def port(self) -> int:
-        """The TCP port of the endpoint."""
-        return int(self.url.rsplit(":", 1)[1])
 
 
 @contextmanager
@@ -70,163 +43,23 @@ def mongo_server(data_dir: Path) -> Iterator[MongoServer]:
         server.wipe()
 
 
-def _rgw(command: str, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``tests/rgw/rgw.sh COMMAND`` with ``env``."""
-    return subprocess.run(
-        ["bash", str(RGW_SCRIPT), command],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@contextmanager
-def rgw_server() -> Iterator[S3Endpoint]:
-    """Ceph RGW on free loopback ports (installed from Debian if needed), stopped afterwards."""
-    # Short path: the daemons' unix sockets live under it (107-byte limit).
-    state_dir = tempfile.mkdtemp(prefix="broker-bench-rgw-")
-    env = dict(os.environ, BROKER_RGW_DIR=state_dir)
-    try:
-        started = None
-        for _attempt in range(3):  # a port taken meanwhile (exit 3): pick others
-            env.update(BROKER_RGW_PORT=str(free_port()), BROKER_RGW_MON_PORT=str(free_port()))
-            started = _rgw("start", env, timeout=600)
-            if started.returncode != 3:
-                break
-        assert started is not None
-        if started.returncode != 0:
-            raise RuntimeError(f"rgw.sh start failed:\n{started.stderr[-4000:]}")
-        values = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
-        yield S3Endpoint(
-            url=values["BROKER_TEST_S3_ENDPOINT_URL"],
-            access_key=values["AWS_ACCESS_KEY_ID"],
-            secret_key=values["AWS_SECRET_ACCESS_KEY"],
-            region=values.get("AWS_DEFAULT_REGION", "us-east-1"),
-            server=values.get("BROKER_TEST_S3_SERVER", "unknown"),
-        )
-    finally:
-        stopped = _rgw("stop", env, timeout=120)
-        if stopped.returncode != 0:
-            print(f"warning: rgw.sh stop failed:\n{stopped.stderr[-2000:]}", file=sys.stderr)
-        shutil.rmtree(state_dir, ignore_errors=True)
+def bench_token(sub: str) -> str:
+    """A user's token that outlasts any benchmark run (six hours)."""
+    return make_token(sub, expires_in=6 * 3600)
 
 
 def broker_env(mongo_uri: str, database: str, s3: S3Endpoint, **overrides: str) -> dict[str, str]:
     """The broker's environment: production mode, our services, defaults for everything else."""
-    return {
-        "BROKER_ENV": "production",
-        "MONGODB_URI": mongo_uri,
-        "BROKER_MONGODB_DB": database,
-        "BROKER_JWT_SECRET": JWT_SECRET,
-        "BROKER_S3_BUCKET": BUCKET,
-        "BROKER_S3_ENDPOINT_URL": s3.url,
-        "BROKER_S3_REGION": s3.region,
-        "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-        **overrides,
-    }
+    production = {"BROKER_ENV": "production", **overrides}
+    return broker_settings(mongo_uri, database, s3, BUCKET, **production)
 
 
-def _clean_environ() -> dict[str, str]:
-    """The caller's environment without anything that would configure the broker or a proxy."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("BROKER_", "AWS_", "MONGODB_", "PROMETHEUS_"))
-        and not name.lower().endswith("_proxy")
-    }
-
-
-@dataclass
-class Gunicorn:
-    """``gunicorn --workers 2 --worker-class sync wsgi:app`` on a free loopback port."""
-
-    env: dict[str, str]
-    log_path: Path
-    workers: int = 2
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the broker."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> Gunicorn:
-        """Start it and wait until ``/healthz`` answers 200."""
-        self.port = self.port or free_port()
-        command = [
-            str(GUNICORN),
-            f"--workers={self.workers}",
-            "--worker-class=sync",
-            f"--bind=127.0.0.1:{self.port}",
-            "wsgi:app",
-        ]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # As the README says to run it under gunicorn: metrics summed over the workers.
-        metrics_dir = self.log_path.with_suffix(".metrics")
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir()
-        env = {**_clean_environ(), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **self.env}
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"gunicorn exited ({self.process.returncode}):\n{tail}")
-            try:
-                with LOOPBACK.open(f"{self.url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"gunicorn did not answer in {timeout}s; see {self.log_path}")
-            time.sleep(0.1)
+class Gunicorn(gunicorn.Gunicorn):
+    """The broker under gunicorn, and the CPU time it used (the benchmarks account for it)."""
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by the master and its workers."""
         return tree_cpu_seconds([self.process.pid]) if self.process is not None else 0.0
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM to the master we started), SIGKILL after 15 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def __enter__(self) -> Gunicorn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def make_token(sub: str, *, roles: list[str] | None = None, hours: int = 6) -> str:
-    """An HS256 token as an identity provider would issue it, for ``BROKER_JWT_SECRET``."""
-    now = datetime.now(UTC)
-    claims: dict[str, Any] = {
-        "sub": sub,
-        "roles": roles or [],
-        "iat": now,
-        "exp": now + timedelta(hours=hours),
-    }
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
 def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, Any]]:
@@ -234,19 +67,12 @@ def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, A
     documents = []
     for i in range(count):
         created = start + timedelta(seconds=i)
-        image = Image(
-            id=str(ObjectId()),
-            key=f"{owner}/{ObjectId()}.png",
-            owner=owner,
+        image = image_record(
+            owner,
             filename=f"photo-{i:06d}.png",
-            content_type="image/png",
             size=48_213 + i,
             width=640,
             height=480,
-            content_md5=None,
-            etag=None,
-            kind="gallery",
-            is_primary=False,
             caption=f"bench image {i}",
             created_at=created,
             updated_at=created,

@@ -24,18 +24,14 @@ time; loopback only.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import os
 import random
 import statistics
-import struct
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,32 +44,18 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import children_of
-from bench.services import Gunicorn, broker_env, make_token, mongo_server, rgw_server
+from bench.services import Gunicorn, bench_token, broker_env, mongo_server
 from broker import create_app
 from broker.extension import current_broker
+from tests.support.images import png_bytes
+from tests.support.s3 import running_rgw
+from tests.support.upload import HttpApi, UploadFailed, loopback_session, upload
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VIEWERS = 40
 UPLOADERS = 40
 LIBRARY_SIZE = 12
 MIX = (("upload", 0.10), ("list_signed", 0.30), ("signed_url", 0.50), ("batch", 0.10))
-
-
-def png(width: int, height: int) -> bytes:
-    """A small valid PNG."""
-    raw = b"".join(b"\x00" + b"\x30\x60\x90" * width for _ in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + (chunk(b"IEND", b""))
-    )
 
 
 @dataclass
@@ -103,16 +85,14 @@ class Mix:
         self.base = base
         self.viewers = viewers
         self.uploaders = uploaders
-        self.tokens = {user: make_token(user) for user in viewers + uploaders}
+        self.tokens = {user: bench_token(user) for user in viewers + uploaders}
         self.images: dict[str, list[str]] = {user: [] for user in viewers + uploaders}
         self.local = threading.local()
 
     def session(self) -> requests.Session:
         """A keep-alive session per thread, never routed through a proxy."""
         if not hasattr(self.local, "session"):
-            fresh = requests.Session()
-            fresh.trust_env = False
-            self.local.session = fresh
+            self.local.session = loopback_session()
         session: requests.Session = self.local.session
         return session
 
@@ -123,33 +103,15 @@ class Mix:
         http = self.session()
         ids = self.images[user]
         if op == "upload":
-            data = png(rng.randint(8, 64), rng.randint(8, 64))
-            md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-            body: dict[str, Any] = {
-                "filename": "soak.png",
-                "filetype": "image/png",
-                "size": len(data),
-                "content_md5": md5,
-            }
-            grant = http.post(
-                f"{self.base}/images/presign-upload", json=body, headers=headers, timeout=30
-            )
-            if grant.status_code != 201:
-                return f"presign {grant.status_code}"
-            put = http.put(
-                grant.json()["url"], data=data, headers=grant.json()["headers"], timeout=30
-            )
-            if put.status_code != 200:
-                return f"PUT {put.status_code}"
-            confirm = http.post(
-                f"{self.base}/images",
-                json={"key": grant.json()["key"]},
-                headers=headers,
-                timeout=30,
-            )
-            if confirm.status_code != 201:
-                return f"confirm {confirm.status_code}"
-            ids.append(confirm.json()["image"]["id"])
+            data = png_bytes(rng.randint(8, 64), rng.randint(8, 64))
+            api = HttpApi(self.base, timeout=30, session=http)
+            try:
+                uploaded = upload(
+                    api, data, headers=headers, filename="soak.png", session=http, timeout=30
+                )
+            except UploadFailed as failed:
+                return f"{failed.step} {failed.status}"
+            ids.append(uploaded.image["id"])
             return None
         if op == "list_signed":
             response = http.get(f"{self.base}/images?limit=20&sign=1", headers=headers, timeout=30)
@@ -342,7 +304,7 @@ def main() -> int:
     viewers = [f"viewer-{i}" for i in range(VIEWERS)]
     uploaders = [f"uploader-{i}" for i in range(UPLOADERS)]
     work = Path(tempfile.mkdtemp(prefix="broker-soak-"))
-    with mongo_server(work / "mongo") as mongo, rgw_server() as s3:
+    with mongo_server(work / "mongo") as mongo, running_rgw() as s3:
         env = broker_env(mongo.uri, "soak", s3, PROMETHEUS_MULTIPROC_DIR=str(work / "metrics"))
         (work / "metrics").mkdir()
         app = create_app({**env, "BROKER_ENV": "test"})

@@ -1,11 +1,13 @@
-"""Shared fixtures: a real MongoDB-wire server and a moto S3 server per session, an app per test.
+"""Shared fixtures: a real MongoDB-wire server and a moto S3 server per session, apps per test.
 
-Each test gets its own database and bucket, so tests never see each other's data.
+The session's one database has its indexes built once; every test's apps use it and it is
+emptied after each test, so tests never see each other's data. A test that needs a pristine
+database (no indexes, nothing in it) names one of its own with ``own_database``. Each test
+gets a bucket of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,12 +15,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pymongo.errors import PyMongoError
+from pymongo import MongoClient
 
-from broker import create_app
+from broker.db.indexes import create_indexes
 from broker.devservers import MongoServer, S3Server
 from broker.extension import Broker
-from tests.helpers import JWT_SECRET, broker_of
+from tests.support.apps import AppFactory, SharedDatabase, broker_of
+from tests.support.s3 import S3Endpoint
+from tests.support.settings import broker_settings
+from tests.support.upload import Flow, Uploader
 
 
 @pytest.fixture(scope="session")
@@ -37,49 +42,50 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
-@pytest.fixture
-def config(mongo_server: MongoServer, s3_server: S3Server) -> dict[str, Any]:
-    """Settings for one test: its own database and its own bucket."""
-    suffix = uuid.uuid4().hex[:12]
-    return {
-        "MONGODB_URI": mongo_server.uri,
-        "BROKER_MONGODB_DB": f"test_{suffix}",
-        "BROKER_JWT_SECRET": JWT_SECRET,
-        "BROKER_S3_BUCKET": f"test-{suffix}",
-        "BROKER_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "BROKER_S3_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "BROKER_MIN_WIDTH": "1",
-        "BROKER_MIN_HEIGHT": "1",
-    }
+@pytest.fixture(scope="session")
+def shared_database(mongo_server: MongoServer) -> Iterator[SharedDatabase]:
+    """The session's database, with every index the broker makes, built once."""
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_server.uri)
+    shared = SharedDatabase(mongo_server.uri, client["test_shared"])
+    built = sorted(create_indexes(shared.database))
+    yield shared
+    # Apps on it are told the indexes exist: a test that dropped one must not go unnoticed.
+    left = sorted(
+        name
+        for collection in shared.database.list_collection_names()
+        for name in shared.database[collection].index_information()
+        if name != "_id_"
+    )
+    client.close()
+    assert left == built, "a test changed the shared database's indexes: give it own_database"
 
 
 @pytest.fixture
-def make_app(config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
-    """Build apps with this test's settings plus overrides; drops their databases afterwards.
+def config(
+    mongo_server: MongoServer, s3_server: S3Server, shared_database: SharedDatabase
+) -> Iterator[dict[str, str]]:
+    """Settings for one test: the shared database (emptied afterwards), a bucket of its own."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    yield broker_settings(
+        mongo_server.uri, shared_database.name, S3Endpoint.of_moto(s3_server), bucket
+    )
+    shared_database.empty()
 
-    ``prepare=False`` skips creating the indexes and the bucket (for apps whose services are
-    deliberately unreachable).
-    """
-    apps: list[Flask] = []
 
-    def build(prepare: bool = True, **overrides: Any) -> Flask:
-        app = create_app({**config, **overrides})
-        apps.append(app)
-        if prepare:
-            broker = broker_of(app)
-            broker.db.ensure_indexes()
-            broker.bucket.ensure_bucket()
-        return app
+@pytest.fixture
+def own_database() -> str:
+    """The name of a database of this test's own, pristine (``make_app`` drops it afterwards)."""
+    return f"test_{uuid.uuid4().hex[:12]}"
 
-    yield build
-    for app in apps:
-        db = broker_of(app).db
-        # An app whose database is unreachable on purpose has nothing to drop.
-        with contextlib.suppress(PyMongoError):
-            db.client.drop_database(db.database.name)
-        db.client.close()
+
+@pytest.fixture
+def make_app(
+    config: dict[str, str], shared_database: SharedDatabase
+) -> Iterator[Callable[..., Flask]]:
+    """Build apps with this test's settings plus overrides (see ``AppFactory``)."""
+    factory = AppFactory(config, shared_database)
+    yield factory
+    factory.close()
 
 
 @pytest.fixture
@@ -98,3 +104,15 @@ def broker(app: Flask) -> Broker:
 def client(app: Flask) -> FlaskClient:
     """A test client for the app."""
     return app.test_client()
+
+
+@pytest.fixture
+def flow(app: Flask) -> Flow:
+    """The upload flow on the app under test."""
+    return Flow(app)
+
+
+@pytest.fixture
+def upload(flow: Flow) -> Uploader:
+    """Upload through the whole flow on the app under test; what the API answered."""
+    return flow.upload

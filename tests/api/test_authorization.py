@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.conftest import Uploaded, Uploader, put_to_bucket
-from tests.helpers import auth, make_token, md5_b64, png_bytes
+from tests.support.tokens import auth, make_token
+from tests.support.upload import Uploaded, Uploader, pending_upload, presign
 
 
 @dataclass(frozen=True)
@@ -26,38 +26,21 @@ class Call:
     other_check: Callable[[Any], bool] = lambda response: True
 
 
-def _fresh_pending(client: FlaskClient, headers: dict[str, str]) -> str:
-    data = png_bytes()
-    body = {
-        "filename": "p.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
-    presigned = client.post("/images/presign-upload", json=body, headers=auth("alice")).json
-    put_to_bucket(presigned, data)
-    return str(presigned["key"])
+def _alices_pending_key(client: FlaskClient) -> str:
+    """The key of an upload of alice's, stored in the bucket and not yet confirmed."""
+    return str(pending_upload(client)["key"])
 
 
 CALLS = [
     Call(
         "presign",
-        lambda c, u, h: c.post(
-            "/images/presign-upload",
-            json={
-                "filename": "a.png",
-                "filetype": "image/png",
-                "size": 10,
-                "content_md5": md5_b64(b"0123456789"),
-            },
-            headers=h,
-        ),
+        lambda c, u, h: presign(c, headers=h),
         201,
         other=201,
     ),
     Call(
         "confirm",
-        lambda c, u, h: c.post("/images", json={"key": _fresh_pending(c, h)}, headers=h),
+        lambda c, u, h: c.post("/images", json={"key": _alices_pending_key(c)}, headers=h),
         201,
     ),
     Call(
@@ -140,13 +123,17 @@ def test_other_user_cannot_see_or_touch(client: FlaskClient, upload: Uploader, c
 
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda c: c.name)
-def test_owner_can(client: FlaskClient, upload: Uploader, call: Call) -> None:
+def test_the_owner_can_call_every_endpoint(
+    client: FlaskClient, upload: Uploader, call: Call
+) -> None:
     response = call.request(client, upload(), auth("alice"))
     assert response.status_code == call.ok, response.json
 
 
 @pytest.mark.parametrize("call", [c for c in CALLS if c.name != "confirm"], ids=lambda c: c.name)
-def test_admin_can(client: FlaskClient, upload: Uploader, call: Call) -> None:
+def test_an_admin_can_call_every_endpoint_but_confirm(
+    client: FlaskClient, upload: Uploader, call: Call
+) -> None:
     uploaded = upload()
     response = call.request(client, uploaded, auth("root", admin=True))
     assert response.status_code == call.ok, response.json
@@ -155,7 +142,7 @@ def test_admin_can(client: FlaskClient, upload: Uploader, call: Call) -> None:
 
 
 def test_admin_cannot_confirm_someone_elses_pending_upload(client: FlaskClient) -> None:
-    key = _fresh_pending(client, auth("alice"))
+    key = _alices_pending_key(client)
     response = client.post("/images", json={"key": key}, headers=auth("root", admin=True))
     assert response.status_code == 404
 

@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
 from broker.extension import Broker
-from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import JWT_SECRET, auth, broker_of, png_bytes, presign_body
+from tests.support.apps import broker_of
+from tests.support.images import png_bytes
+from tests.support.tokens import JWT_SECRET, auth, bearer
+from tests.support.upload import Uploader, pending_upload, put
 
 
 def run(app: Flask, *args: str) -> Any:
@@ -45,18 +47,15 @@ def test_create_token_makes_working_tokens(app: Flask) -> None:
     assert claims["sub"] == "root" and claims["roles"] == ["admin"]
     assert 50 <= claims["exp"] - claims["iat"] <= 60
     client = app.test_client()
-    assert client.get("/images", headers={"Authorization": f"Bearer {user}"}).status_code == 200
-    assert (
-        client.get("/images?owner=x", headers={"Authorization": f"Bearer {user}"}).status_code
-        == 403
-    )
-    assert (
-        client.get("/images?owner=x", headers={"Authorization": f"Bearer {admin}"}).status_code
-        == 200
-    )
+    assert client.get("/images", headers=bearer(user)).status_code == 200
+    assert client.get("/images?owner=x", headers=bearer(user)).status_code == 403
+    assert client.get("/images?owner=x", headers=bearer(admin)).status_code == 200
 
 
-def test_ensure_indexes_is_idempotent(app: Flask) -> None:
+def test_ensure_indexes_makes_every_index_then_changes_nothing(
+    make_app: Any, own_database: str
+) -> None:
+    app = make_app(prepare=False, BROKER_MONGODB_DB=own_database)
     first = run(app, "ensure-indexes").output.split()
     assert (
         "key_unique" in first and "one_primary_per_owner_kind" in first and "purge_at_ttl" in first
@@ -75,9 +74,7 @@ def test_apply_cors_sets_the_configured_origins(make_app: Any) -> None:
 
 def test_sweep_deletes_abandoned_uploads(app: Flask, broker: Broker) -> None:
     client = app.test_client()
-    data = png_bytes()
-    presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
-    put_to_bucket(presigned, data)
+    presigned = pending_upload(client)
     assert json.loads(run(app, "sweep").output) == {
         "expired_uploads": 0,
         "finished_deletes": 0,
@@ -136,13 +133,13 @@ def test_rs256_tokens_verify_with_the_public_key(make_app: Any) -> None:
     now = datetime.now(UTC)
     claims = {"sub": "dave", "iat": now, "exp": now + timedelta(minutes=5)}
     good = jwt.encode(claims, private, algorithm="RS256")
-    assert client.get("/images", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    assert client.get("/images", headers=bearer(good)).status_code == 200
     other_private, _ = _rsa_keys()
     forged = jwt.encode(claims, other_private, algorithm="RS256")
-    assert client.get("/images", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert client.get("/images", headers=bearer(forged)).status_code == 401
     # HS/RS confusion: an HS256 token "signed" with the public key must not pass.
     confused = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-    assert client.get("/images", headers={"Authorization": f"Bearer {confused}"}).status_code == 401
+    assert client.get("/images", headers=bearer(confused)).status_code == 401
 
 
 def test_create_token_with_rs256_needs_the_private_key(make_app: Any) -> None:
@@ -154,12 +151,7 @@ def test_create_token_with_rs256_needs_the_private_key(make_app: Any) -> None:
         BROKER_JWT_SECRET="", BROKER_JWT_PUBLIC_KEY=public, BROKER_JWT_PRIVATE_KEY=private
     )
     token = run(signing, "create-token", "erin").output.strip()
-    assert (
-        signing.test_client()
-        .get("/images", headers={"Authorization": f"Bearer {token}"})
-        .status_code
-        == 200
-    )
+    assert signing.test_client().get("/images", headers=bearer(token)).status_code == 200
 
 
 def test_apply_lifecycle_expires_pending_objects_and_multipart(make_app: Any) -> None:
@@ -194,14 +186,7 @@ def test_apply_cors_refuses_a_broken_template(app: Flask, tmp_path: Any) -> None
 
 
 def _overdue_upload(app: Flask) -> dict[str, Any]:
-    client = app.test_client()
-    data = png_bytes()
-    presigned: dict[str, Any] = client.post(
-        "/images/presign-upload",
-        json=presign_body(data),
-        headers=auth(),
-    ).json
-    put_to_bucket(presigned, data)
+    presigned = pending_upload(app.test_client())
     broker_of(app).db.uploads.collection.update_one(
         {"key": presigned["key"]},
         {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}},
@@ -241,10 +226,8 @@ def test_sweep_retries_an_upload_whose_object_delete_failed(
 def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
     app: Flask, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = png_bytes()
     client = app.test_client()
-    presigned = client.post("/images/presign-upload", json=presign_body(data), headers=auth()).json
-    put_to_bucket(presigned, data)
+    presigned = pending_upload(client)
     real_read = broker.bucket.read_prefix
 
     def sweeper_strikes(key: str, length: int) -> bytes:
@@ -316,12 +299,11 @@ def test_sweep_cleans_the_keys_of_ended_uploads_once_their_urls_died(
     deleted = upload(data=png_bytes(5, 5))
     assert client.delete(f"/images/{deleted.image['id']}", headers=auth()).status_code == 204
     html = b"<html><script>alert(1)</script></html>"
-    rejected = client.post("/images/presign-upload", json=presign_body(html), headers=auth()).json
-    put_to_bucket(rejected, html)
+    rejected = pending_upload(client, html)
     assert client.post("/images", json={"key": rejected["key"]}, headers=auth()).status_code == 422
     # The URLs still live: a replay stores an object nobody verified or recorded.
-    put_to_bucket(deleted.presign, deleted.data)
-    put_to_bucket(rejected, html)
+    put(deleted.grant, deleted.data)
+    put(rejected, html)
     assert broker.bucket.head(deleted.image["key"]) is not None
     assert broker.bucket.head(rejected["key"]) is not None
 

@@ -12,21 +12,15 @@ from flask.testing import FlaskClient
 from broker.devservers import free_port
 from broker.errors import Unavailable
 from broker.extension import Broker
-from tests.helpers import auth, broker_of, md5_b64, png_bytes
+from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import auth
+from tests.support.upload import presign
 
 
 def closed_port() -> int:
     """A loopback port nothing listens on."""
     return free_port()
-
-
-def assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response.mimetype == "application/json"
-    error: dict[str, Any] = response.json["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    return error
 
 
 class TestEnvelope:
@@ -99,7 +93,6 @@ class TestEnvelope:
         assert ready.json["checks"] == {"mongodb": "unavailable", "s3": "ok"}
 
     def test_storage_down_is_503_and_names_no_endpoint(self, make_app: Any) -> None:
-        make_app()  # the database of this test, with its indexes
         port = closed_port()
         broken = make_app(
             prepare=False,
@@ -107,18 +100,8 @@ class TestEnvelope:
             BROKER_S3_CONNECT_TIMEOUT="0.3",
         )
         client = broken.test_client()
-        data = png_bytes()
         # Presigning needs no S3 call, so it keeps working while the bucket is unreachable.
-        presigned = client.post(
-            "/images/presign-upload",
-            json={
-                "filename": "a.png",
-                "filetype": "image/png",
-                "size": len(data),
-                "content_md5": md5_b64(data),
-            },
-            headers=auth(),
-        )
+        presigned = presign(client)
         assert presigned.status_code == 201
         response = client.post("/images", json={"key": presigned.json["key"]}, headers=auth())
         assert_envelope(response, 503, "unavailable")
@@ -128,11 +111,11 @@ class TestEnvelope:
 
 
 class TestOperations:
-    def test_healthz(self, client: FlaskClient) -> None:
+    def test_healthz_says_ok(self, client: FlaskClient) -> None:
         response = client.get("/healthz")
         assert response.status_code == 200 and response.json["status"] == "ok"
 
-    def test_readyz_ok(self, client: FlaskClient) -> None:
+    def test_readyz_is_200_when_both_dependencies_answer(self, client: FlaskClient) -> None:
         response = client.get("/readyz")
         assert response.status_code == 200
         assert response.json["checks"] == {"mongodb": "ok", "s3": "ok"}
@@ -181,5 +164,5 @@ class TestClientConfig:
             body["kinds"] == ["profile", "gallery", "cover"] and body["default_kind"] == "gallery"
         )
 
-    def test_needs_a_token(self, client: FlaskClient) -> None:
+    def test_config_needs_a_token(self, client: FlaskClient) -> None:
         assert_envelope(client.get("/config"), 401, "unauthorized")

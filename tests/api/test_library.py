@@ -9,10 +9,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from broker.domain import Image
 from broker.extension import Broker
-from tests.api.conftest import Uploader
-from tests.helpers import auth, broker_of
+from tests.support.apps import broker_of
+from tests.support.records import image_record
+from tests.support.tokens import auth
+from tests.support.upload import Uploader
 
 
 def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
@@ -25,21 +26,10 @@ def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
     step = timedelta(0) if "at" in fields else timedelta(seconds=1)
     ids = []
     for i in range(count):
-        from bson import ObjectId
-
-        image = Image(
-            id=str(ObjectId()),
-            key=f"{owner}/{i:04d}-{ObjectId()}.png",
-            owner=owner,
+        image = image_record(
+            owner,
             filename=fields.get("filename", f"file-{i}.png"),
-            content_type="image/png",
-            size=10,
-            width=1,
-            height=1,
-            content_md5=None,
-            etag=None,
             kind=fields.get("kind", "gallery"),
-            is_primary=False,
             caption=fields.get("caption"),
             usage_count=fields.get("usage", i % 3),
             created_at=start + step * i,

@@ -10,26 +10,22 @@ from flask import Flask
 
 from broker.db.quotas import Usage
 from broker.extension import Broker
-from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, broker_of, png_bytes, presign_body
+from tests.support.apps import broker_of
+from tests.support.images import png_bytes
+from tests.support.tokens import auth
+from tests.support.upload import pending_upload, presign
 
 
 class TestRateLimits:
     def test_presign_limit_is_per_user_with_retry_after(self, make_app: Any) -> None:
         client = make_app(BROKER_RATE_LIMIT_PRESIGN="3/minute").test_client()
-        body = presign_body(png_bytes())
-        statuses = [
-            client.post("/images/presign-upload", json=body, headers=auth()).status_code
-            for _ in range(4)
-        ]
+        statuses = [presign(client).status_code for _ in range(4)]
         assert statuses == [201, 201, 201, 429]
-        refused = client.post("/images/presign-upload", json=body, headers=auth())
+        refused = presign(client)
         assert refused.json["error"]["code"] == "rate_limited"
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         # Another user has a budget of their own.
-        assert (
-            client.post("/images/presign-upload", json=body, headers=auth("bob")).status_code == 201
-        )
+        assert presign(client, sub="bob").status_code == 201
 
     def test_signed_url_issuance_is_limited(self, make_app: Any) -> None:
         client = make_app(BROKER_RATE_LIMIT_SIGN="2/minute").test_client()
@@ -60,37 +56,20 @@ class TestRateLimits:
         client = make_app(BROKER_RATE_LIMIT_PRESIGN="1/minute").test_client()
         for _ in range(3):
             assert client.post("/images/presign-upload", json={}).status_code == 401
-        assert (
-            client.post(
-                "/images/presign-upload", json=presign_body(b"x"), headers=auth()
-            ).status_code
-            == 201
-        )
+        assert presign(client, b"x").status_code == 201
 
     def test_limits_shared_through_mongodb(self, make_app: Any, mongo_server: Any) -> None:
         storage = mongo_server.uri
         first = make_app(
             BROKER_RATE_LIMIT_PRESIGN="2/minute", BROKER_RATE_LIMIT_STORAGE_URI=storage
         )
-        body = presign_body(png_bytes())
         client = first.test_client()
-        assert [
-            client.post("/images/presign-upload", json=body, headers=auth("shared")).status_code
-            for _ in range(3)
-        ] == [201, 201, 429]
+        assert [presign(client, sub="shared").status_code for _ in range(3)] == [201, 201, 429]
 
 
 def upload_all(client: Any, sub: str, count: int) -> list[dict[str, Any]]:
-    """Presign and PUT ``count`` images without confirming them."""
-    grants = []
-    for i in range(count):
-        data = png_bytes(4 + i, 3)
-        grant = client.post(
-            "/images/presign-upload", json=presign_body(data), headers=auth(sub)
-        ).json
-        put_to_bucket(grant, data)
-        grants.append(grant)
-    return grants
+    """Presign and PUT ``count`` images (each of other bytes) without confirming them."""
+    return [pending_upload(client, png_bytes(4 + i, 3), sub=sub) for i in range(count)]
 
 
 class TestQuotas:
@@ -101,12 +80,12 @@ class TestQuotas:
         app = make_app(BROKER_QUOTA_MAX_IMAGES="2")
         client = app.test_client()
         grants = upload_all(client, "alice", 2)
-        refused = client.post("/images/presign-upload", json=presign_body(b"x"), headers=auth())
+        refused = presign(client, b"x")
         assert refused.status_code == 413
         assert refused.json["error"]["code"] == "too_large"
         assert "2 images" in refused.json["error"]["message"]
         assert list(refused.json["error"]["details"]) == ["quota"]
-        other = client.post("/images/presign-upload", json=presign_body(b"x"), headers=auth("bob"))
+        other = presign(client, b"x", sub="bob")
         assert other.status_code == 201
         quotas = broker_of(app).db.quotas
         assert quotas.usage("alice").images == 2
@@ -122,12 +101,7 @@ class TestQuotas:
         client = app.test_client()
         quotas = broker_of(app).db.quotas
         # rejected at confirm (the bytes are not the declared type)
-        grant = client.post(
-            "/images/presign-upload",
-            json={**presign_body(data), "filetype": "image/jpeg"},
-            headers=auth(),
-        ).json
-        put_to_bucket(grant, data)
+        grant = pending_upload(client, data, filetype="image/jpeg")
         rejected = client.post("/images", json={"key": grant["key"]}, headers=auth())
         assert rejected.status_code == 422
         assert quotas.usage("alice") == Usage(0, 0)
@@ -146,27 +120,19 @@ class TestQuotas:
         client = app.test_client()
         grants = upload_all(client, "alice", 1)
         image = client.post("/images", json={"key": grants[0]["key"]}, headers=auth()).json["image"]
-        too_big = {**presign_body(data), "size": len(data) * 2}
-        assert (
-            client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 413
-        )
+        assert presign(client, data, size=len(data) * 2).status_code == 413
         assert client.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
         assert broker_of(app).db.quotas.usage("alice").images == 0
-        assert (
-            client.post("/images/presign-upload", json=too_big, headers=auth()).status_code == 201
-        )
+        assert presign(client, data, size=len(data) * 2).status_code == 201
 
     def test_concurrent_presigns_cannot_overshoot(self, make_app: Any) -> None:
         app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
-        body = presign_body(png_bytes())
 
-        def presign(_: int) -> int:
-            client = app.test_client()
-            response = client.post("/images/presign-upload", json=body, headers=auth())
-            return int(response.status_code)
+        def presign_once(_: int) -> int:
+            return int(presign(app.test_client()).status_code)
 
         with ThreadPoolExecutor(max_workers=6) as pool:
-            statuses = sorted(pool.map(presign, range(6)))
+            statuses = sorted(pool.map(presign_once, range(6)))
         assert statuses == [201, 201, 201, 413, 413, 413]
         broker = broker_of(app)
         assert broker.db.uploads.collection.count_documents({"owner": "alice"}) == 3
@@ -221,9 +187,5 @@ def test_a_broken_counter_store_does_not_refuse_everyone(make_app: Any, monkeypa
         raise ConnectionError("counter store unreachable")
 
     monkeypatch.setattr(limiter.limiter, "hit", down)
-    body = presign_body(png_bytes())
-    statuses = [
-        client.post("/images/presign-upload", json=body, headers=auth()).status_code
-        for _ in range(3)
-    ]
+    statuses = [presign(client).status_code for _ in range(3)]
     assert statuses == [201, 201, 201]

@@ -12,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from broker.observability import JsonFormatter, TextFormatter
-from tests.api.conftest import Uploader
-from tests.helpers import auth
+from tests.support.tokens import auth
+from tests.support.upload import Uploader
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

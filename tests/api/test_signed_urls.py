@@ -13,8 +13,9 @@ from flask.testing import FlaskClient
 from flask_jwt_extended import decode_token
 
 import broker.auth as broker_auth
-from tests.api.conftest import Uploader, upload_with
-from tests.helpers import auth, broker_of, make_token
+from tests.support.apps import broker_of
+from tests.support.tokens import auth, make_token
+from tests.support.upload import Flow, Uploader
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -26,7 +27,9 @@ def lifetime(body: dict[str, Any]) -> float:
 
 
 class TestById:
-    def test_defaults(self, client: FlaskClient, upload: Uploader) -> None:
+    def test_default_url_is_cache_stable_inline_and_names_the_file(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
         image = upload(filename="Ünïcode name.png").image
         response = client.get(f"/images/{image['id']}/signed-url", headers=auth())
         assert response.status_code == 200
@@ -109,7 +112,7 @@ class TestByKey:
 class TestBatch:
     def test_visible_ids_only(self, client: FlaskClient, upload: Uploader) -> None:
         mine = [upload().image["id"], upload().image["id"]]
-        theirs = upload("bob").image["id"]
+        theirs = upload(sub="bob").image["id"]
         response = client.post(
             "/images/signed-urls", json={"ids": [*mine, theirs, "garbage", mine[0]]}, headers=auth()
         )
@@ -120,13 +123,13 @@ class TestBatch:
         assert all(set(entry) == {"url", "expires_at"} for entry in urls.values())
 
     def test_admin_gets_all(self, client: FlaskClient, upload: Uploader) -> None:
-        ids = [upload().image["id"], upload("bob").image["id"]]
+        ids = [upload().image["id"], upload(sub="bob").image["id"]]
         response = client.post(
             "/images/signed-urls", json={"ids": ids}, headers=auth("root", admin=True)
         )
         assert sorted(response.json["urls"]) == sorted(ids)
 
-    def test_limits(self, client: FlaskClient) -> None:
+    def test_a_batch_takes_1_to_100_ids_and_refuses_other_bodies(self, client: FlaskClient) -> None:
         bodies: list[dict[str, Any]] = [
             {"ids": []},
             {"ids": ["x"] * 101},
@@ -181,9 +184,10 @@ class TestCacheStable:
         assert query_of(signed["url"])["X-Amz-Expires"] == "3600"
         assert 3595 < lifetime(signed) <= 3600
 
-    def test_window_zero_signs_now_for_the_lifetime(self, make_app: Any, upload: Uploader) -> None:
-        client = make_app(BROKER_SIGNED_URL_WINDOW="0").test_client()
-        image = upload_with(client).image
+    def test_window_zero_signs_now_for_the_lifetime(self, make_app: Any) -> None:
+        flow = Flow(make_app(BROKER_SIGNED_URL_WINDOW="0"))
+        client = flow.client
+        image = flow.upload().image
         signed = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
         assert query_of(signed["url"])["X-Amz-Expires"] == "300"
         assert 295 < lifetime(signed) <= 300
@@ -213,8 +217,9 @@ class TestListSigned:
 
 
 def test_boto3_signer_cannot_pin_time_so_it_signs_now(make_app: Any) -> None:
-    client = make_app(BROKER_SIGNER="boto3").test_client()
-    image = upload_with(client).image
+    flow = Flow(make_app(BROKER_SIGNER="boto3"))
+    client = flow.client
+    image = flow.upload().image
     signed = client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
     query = query_of(signed["url"])
     signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

@@ -7,32 +7,20 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
 from broker.observability import RequestIdFilter, TextFormatter
-from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, md5_b64
+from tests.support.tokens import auth
+from tests.support.upload import pending_upload
 
 
 def test_other_lines_of_a_request_keep_its_request_id(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = b"not an image at all, whatever the upload said"
-    presigned = client.post(
-        "/images/presign-upload",
-        json={
-            "filename": "lying.png",
-            "filetype": "image/png",
-            "size": len(data),
-            "content_md5": md5_b64(data),
-        },
-        headers=auth(),
-    )
-    grant: dict[str, Any] = presigned.get_json()
-    assert put_to_bucket(grant, data).status_code == 200
+    grant = pending_upload(client, data, filename="lying.png")
     caplog.clear()
     # As on the broker's own handler: records get the request id while the request runs.
     caplog.handler.addFilter(RequestIdFilter())

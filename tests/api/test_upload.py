@@ -11,19 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from broker.extension import Broker
-from tests.api.conftest import Uploader, put_to_bucket
-from tests.helpers import auth, broker_of, jpeg_bytes, md5_b64, png_bytes
-
-
-def presign(
-    client: FlaskClient, sub: str = "alice", data: bytes | None = None, **fields: Any
-) -> Any:
-    """Presign ``data`` (size and MD5 from it), or 100 bytes that are never PUT."""
-    size = 100 if data is None else len(data)
-    body = {"filename": "IMG_1.png", "filetype": "image/png", "size": size, **fields}
-    if "content_md5" not in fields and "checksum_sha256" not in fields:
-        body["content_md5"] = md5_b64(data if data is not None else b"x")
-    return client.post("/images/presign-upload", json=body, headers=auth(sub))
+from tests.support.apps import broker_of
+from tests.support.images import jpeg_bytes, md5_b64, png_bytes
+from tests.support.tokens import auth
+from tests.support.upload import Uploader, pending_upload, presign, presign_body, put
 
 
 def objects_in(app: Flask) -> list[str]:
@@ -38,7 +29,7 @@ def images_in(app: Flask) -> list[dict[str, Any]]:
 
 class TestPresign:
     def test_grant_has_the_contract_shape(self, client: FlaskClient) -> None:
-        response = presign(client, content_md5=md5_b64(b"x"))
+        response = presign(client)
         assert response.status_code == 201
         assert response.headers["Cache-Control"] == "no-store"
         body = response.json
@@ -47,7 +38,7 @@ class TestPresign:
         assert body["headers"] == {
             "Content-Type": "image/png",
             "Cache-Control": "private",
-            "Content-MD5": md5_b64(b"x"),
+            "Content-MD5": md5_b64(png_bytes()),
             "x-amz-acl": "bucket-owner-full-control",
             "x-amz-tagging": "broker-state=pending",
             "If-None-Match": "*",
@@ -58,7 +49,7 @@ class TestPresign:
         assert timedelta(seconds=295) < expires - datetime.now(UTC) <= timedelta(seconds=300)
 
     def test_url_signs_type_length_md5_and_write_once(self, client: FlaskClient) -> None:
-        url = presign(client, content_md5=md5_b64(b"x")).json["url"]
+        url = presign(client).json["url"]
         signed = (
             "cache-control%3Bcontent-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match"
             "%3Bx-amz-acl%3Bx-amz-tagging"
@@ -67,7 +58,7 @@ class TestPresign:
         assert "X-Amz-Expires=300" in url
 
     def test_a_checksum_is_required(self, broker: Broker, client: FlaskClient) -> None:
-        body = {"filename": "a.png", "filetype": "image/png", "size": 100}
+        body = presign_body(omit=("content_md5",))
         response = client.post("/images/presign-upload", json=body, headers=auth())
         assert response.status_code == 400
         assert response.json["error"]["code"] == "validation_error"
@@ -83,8 +74,7 @@ class TestPresign:
         self, make_app: Any
     ) -> None:
         client = make_app(BROKER_REQUIRE_CHECKSUM="false").test_client()
-        body = {"filename": "a.png", "filetype": "image/png", "size": 100}
-        url = client.post("/images/presign-upload", json=body, headers=auth()).json["url"]
+        url = presign(client, omit=("content_md5",)).json["url"]
         signed = (
             "cache-control%3Bcontent-length%3Bcontent-type%3Bhost%3Bif-none-match"
             "%3Bx-amz-acl%3Bx-amz-tagging"
@@ -105,7 +95,7 @@ class TestPresign:
 
     def test_sha256_checksum_is_signed_when_given(self, client: FlaskClient) -> None:
         checksum = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
-        body = presign(client, checksum_sha256=checksum).json
+        body = presign(client, omit=("content_md5",), checksum_sha256=checksum).json
         assert body["headers"]["x-amz-checksum-sha256"] == checksum
         assert "x-amz-checksum-sha256" in body["url"]
 
@@ -173,7 +163,7 @@ class TestConfirm:
         data = png_bytes(32, 16)
         result = upload(data=data, filename="Holiday.png", caption="sea")
         image = result.image
-        assert image["key"] == result.presign["key"]
+        assert image["key"] == result.grant["key"]
         assert image["owner"] == "alice"
         assert (image["width"], image["height"], image["size"]) == (32, 16, len(data))
         assert image["content_md5"] == md5_b64(data)
@@ -199,8 +189,9 @@ class TestConfirm:
 
     def test_kind_and_caption_given_at_confirm_override(self, client: FlaskClient) -> None:
         data = jpeg_bytes()
-        body = presign(client, data=data, filetype="image/jpeg", caption="old").json
-        put_to_bucket(body, data)
+        body = pending_upload(
+            client, data, filename="IMG_1.png", filetype="image/jpeg", caption="old"
+        )
         confirmed = client.post(
             "/images",
             json={
@@ -218,8 +209,7 @@ class TestConfirm:
 
     def test_filename_or_type_differing_from_presign_is_422(self, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, data=data).json
-        put_to_bucket(body, data)
+        body = pending_upload(client, data)
         for field, value in (("filename", "other.png"), ("filetype", "image/jpeg")):
             response = client.post(
                 "/images", json={"key": body["key"], field: value}, headers=auth()
@@ -234,8 +224,7 @@ class TestConfirm:
 
     def test_someone_elses_pending_upload_is_404(self, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, data=data).json
-        put_to_bucket(body, data)
+        body = pending_upload(client, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth("bob"))
         assert response.status_code == 404
 
@@ -243,11 +232,11 @@ class TestConfirm:
         self, app: Flask, client: FlaskClient
     ) -> None:
         data = png_bytes()
-        body = presign(client, data=data).json
+        body = presign(client, data).json
         missing = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert missing.status_code == 422
         assert "not found" in missing.json["error"]["message"]
-        put_to_bucket(body, data)
+        put(body, data)
         assert client.post("/images", json={"key": body["key"]}, headers=auth()).status_code == 201
 
     def test_wrong_size_is_rejected_deleted_and_closed(
@@ -255,8 +244,8 @@ class TestConfirm:
     ) -> None:
         # moto does not enforce the signed length, so the object really is the wrong size here.
         data = png_bytes()
-        body = presign(client, data=data, size=len(data) + 5).json
-        requests.put(body["url"], data=data, headers=body["headers"], timeout=10)
+        body = presign(client, data, size=len(data) + 5).json
+        put(body, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert response.status_code == 422
         assert "size" in response.json["error"]["message"]
@@ -268,8 +257,7 @@ class TestConfirm:
 
     def test_html_declared_as_png_is_rejected(self, app: Flask, client: FlaskClient) -> None:
         data = b"<html><script>alert(1)</script></html>"
-        body = presign(client, data=data).json
-        put_to_bucket(body, data)
+        body = pending_upload(client, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert response.status_code == 422
         assert objects_in(app) == [] and images_in(app) == []
@@ -278,8 +266,7 @@ class TestConfirm:
         app = make_app(BROKER_MAX_PIXELS="100")
         client = app.test_client()
         data = png_bytes(20, 20)
-        body = presign(client, data=data).json
-        put_to_bucket(body, data)
+        body = pending_upload(client, data)
         response = client.post("/images", json={"key": body["key"]}, headers=auth())
         assert response.status_code == 422
         assert "pixels" in response.json["error"]["message"]
@@ -287,8 +274,7 @@ class TestConfirm:
 
     def test_expired_upload_is_409(self, app: Flask, broker: Broker, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, data=data).json
-        put_to_bucket(body, data)
+        body = pending_upload(client, data)
         broker.db.uploads.collection.update_one(
             {"key": body["key"]}, {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}}
         )
@@ -306,8 +292,7 @@ class TestConfirm:
 class TestObjectTags:
     def test_upload_is_pending_until_confirmed(self, broker: Broker, client: FlaskClient) -> None:
         data = png_bytes()
-        body = presign(client, data=data).json
-        put_to_bucket(body, data)
+        body = pending_upload(client, data)
         bucket = broker.bucket
 
         def tags() -> dict[str, str]:

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.browser.conftest import UI
+from tests.support.browser import UI
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,6 @@ bucket (asked with boto3) must agree.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from typing import Any
@@ -16,15 +15,8 @@ import pytest
 import requests
 from playwright.sync_api import FilePayload, Route, expect
 
-from tests.browser.conftest import (
-    PHONE,
-    TOKEN_KEY,
-    UI,
-    DemoBroker,
-    canvas_jpeg,
-    drop_files,
-    gradient_png,
-)
+from tests.support.browser import PHONE, TOKEN_KEY, UI, DemoBroker, canvas_jpeg, drop_files
+from tests.support.images import gradient_png, md5_b64
 
 pytestmark = pytest.mark.browser
 
@@ -484,7 +476,7 @@ def test_browser_module_confirms_when_its_put_retry_finds_the_object_stored(
     assert "id" in outcome, outcome
     assert outcome["phases"][-2:] == ["confirming", "done"]
     image = demo.api("GET", f"/images/{outcome['id']}").json()["image"]
-    assert image["size"] == len(png) and image["content_md5"] == _b64(hashlib.md5(png).digest())
+    assert image["size"] == len(png) and image["content_md5"] == md5_b64(png)
     unexpected = [
         message
         for message in ui.console_errors
@@ -512,7 +504,7 @@ def test_browser_module_md5_and_signed_url_cache(ui: UI, demo: DemoBroker) -> No
         size,
     )
     expected = bytes((i * 31 + (i >> 9)) & 255 for i in range(size))
-    assert digests == [_b64(hashlib.md5(expected).digest())] * 2
+    assert digests == [md5_b64(expected)] * 2
 
     image = demo.upload(gradient_png(32, 24, (10, 10, 10), (90, 90, 90)), "cached.png", "image/png")
     ui.requests.clear()

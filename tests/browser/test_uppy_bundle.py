@@ -19,7 +19,9 @@ import pytest
 import requests
 from playwright.sync_api import FilePayload, Route, expect
 
-from tests.browser.conftest import REPO, UI, DemoBroker, gradient_png
+from tests.support import REPO
+from tests.support.browser import UI, DemoBroker
+from tests.support.images import gradient_png
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,6 @@ moto's S3 thread, the broker) on free ports.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import shlex
 import signal
@@ -20,7 +19,8 @@ import pytest
 import requests
 
 from broker.samples import SAMPLES
-from tests.demo.conftest import DemoRun, port_in_use, survivors
+from tests.support.demo import DemoRun, port_in_use, survivors
+from tests.support.images import md5_b64
 
 pytestmark = pytest.mark.demo
 
@@ -132,7 +132,7 @@ def test_the_banner_and_the_seeded_library_as_listed_through_the_api(
     sample = next(s for s in SAMPLES if s.owner == "alice" and s.primary and s.kind == "profile")
     image = next(i for i in listed["alice"] if i["filename"] == sample.filename)
     data = sample.data()
-    assert image["content_md5"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+    assert image["content_md5"] == md5_b64(data)
     assert (image["size"], image["width"], image["height"]) == (len(data), 400, 400)
     signed = demo.api("alice", "GET", f"/images/{image['id']}/signed-url")
     assert signed.status_code == 200, signed.text

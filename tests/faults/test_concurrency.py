@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, broker_of, md5_b64, png_bytes
-from tests.hostile.conftest import Flow, assert_envelope
+from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import auth
+from tests.support.upload import Flow
 
 TIMEOUT = 60
 
@@ -33,34 +34,17 @@ def together(count: int, call: Callable[[Any], Any], args: list[Any] | None = No
         return [future.result(timeout=TIMEOUT) for future in futures]
 
 
-@pytest.fixture
-def flow(make_app: Callable[..., Flask]) -> Flow:
-    app = make_app()
-    return Flow(app, app.test_client())
-
-
-def put_pending(flow: Flow, sub: str = "alice") -> str:
-    data = png_bytes()
-    body = {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
-    presigned = flow.client.post("/images/presign-upload", json=body, headers=auth(sub))
-    assert presigned.status_code == 201
-    assert put_to_bucket(presigned.json, data).status_code == 200
-    key: str = presigned.json["key"]
-    return key
+def put_pending(flow: Flow) -> str:
+    """The key of an upload of alice's, stored and not yet confirmed."""
+    return str(flow.pending()["key"])
 
 
 def images(flow: Flow) -> Any:
     return broker_of(flow.app).db.images.collection
 
 
-def quota_images(flow: Flow, owner: str = "alice") -> int | None:
-    quotas = getattr(broker_of(flow.app).db, "quotas", None)
-    return None if quotas is None else int(quotas.usage(owner).images)
+def quota_images(flow: Flow) -> int:
+    return int(broker_of(flow.app).db.quotas.usage("alice").images)
 
 
 @pytest.mark.parametrize("round_", range(2))
@@ -77,13 +61,13 @@ def test_the_same_confirm_from_ten_threads_records_one_image(flow: Flow, round_:
     assert statuses == [200] * 9 + [201], results
     assert len({body["image"]["id"] for _, body in results}) == 1
     assert images(flow).count_documents({"key": key}) == 1
-    assert quota_images(flow) in (None, 1)
+    assert quota_images(flow) == 1
 
 
 @pytest.mark.parametrize("count", [2, 5])
 def test_concurrent_make_primary_leaves_exactly_one(flow: Flow, count: int) -> None:
-    ids = [flow.upload(kind="profile")["id"] for _ in range(count)]
-    other_kind = flow.upload(kind="cover")["id"]
+    ids = [flow.upload(kind="profile").image["id"] for _ in range(count)]
+    other_kind = flow.upload(kind="cover").image["id"]
     headers = auth()
     for _ in range(3):  # a few rounds: the race differs each time
 
@@ -111,7 +95,7 @@ def test_concurrent_make_primary_leaves_exactly_one(flow: Flow, count: int) -> N
 
 
 def test_concurrent_primary_and_kind_change_keep_one_primary_per_kind(flow: Flow) -> None:
-    ids = [flow.upload(kind="profile")["id"] for _ in range(4)]
+    ids = [flow.upload(kind="profile").image["id"] for _ in range(4)]
     headers = auth()
 
     def act(index: int) -> int:
@@ -126,7 +110,7 @@ def test_concurrent_primary_and_kind_change_keep_one_primary_per_kind(flow: Flow
 
 
 def test_usage_from_ten_threads_counts_every_use(flow: Flow) -> None:
-    image = flow.upload()
+    image = flow.upload().image
     headers = auth()
 
     def use(_: Any) -> list[int]:
@@ -144,7 +128,7 @@ def test_usage_from_ten_threads_counts_every_use(flow: Flow) -> None:
 
 
 def test_concurrent_deletes_remove_once(flow: Flow) -> None:
-    image = flow.upload()
+    image = flow.upload().image
     headers = auth()
 
     def delete(_: Any) -> int:
@@ -154,16 +138,13 @@ def test_concurrent_deletes_remove_once(flow: Flow) -> None:
     assert statuses[0] == 204 and set(statuses) <= {204, 404}, statuses
     assert images(flow).count_documents({}) == 0
     assert broker_of(flow.app).bucket.head(image["key"]) is None
-    assert quota_images(flow) in (None, 0)
+    assert quota_images(flow) == 0
 
 
 def test_concurrent_presigns_never_overshoot_the_quota(make_app: Callable[..., Flask]) -> None:
     # Uploads hold their quota from presign on (the contract counts pending bytes), so the race
     # to the limit is run at presign: one conditional $inc each, no overshoot.
-    app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
-    flow = Flow(app, app.test_client())
-    if quota_images(flow) is None:
-        pytest.skip("no quotas in this broker")
+    flow = Flow(make_app(BROKER_QUOTA_MAX_IMAGES="3"))
     headers = auth()
 
     def presign(_: Any) -> int:
@@ -180,10 +161,7 @@ def test_concurrent_presigns_never_overshoot_the_quota(make_app: Callable[..., F
 
 
 def test_concurrent_confirms_keep_what_presign_held(make_app: Callable[..., Flask]) -> None:
-    app = make_app(BROKER_QUOTA_MAX_IMAGES="3")
-    flow = Flow(app, app.test_client())
-    if quota_images(flow) is None:
-        pytest.skip("no quotas in this broker")
+    flow = Flow(make_app(BROKER_QUOTA_MAX_IMAGES="3"))
     keys = [put_pending(flow) for _ in range(3)]
     headers = auth()
 
@@ -198,16 +176,9 @@ def test_concurrent_confirms_keep_what_presign_held(make_app: Callable[..., Flas
 
 def test_concurrent_presigns_get_distinct_keys(flow: Flow) -> None:
     headers = auth()
-    data = png_bytes()
-    body = {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
 
     def presign(_: Any) -> str:
-        response = flow.app.test_client().post("/images/presign-upload", json=body, headers=headers)
+        response = Flow(flow.app).presign(headers=headers)
         assert response.status_code == 201
         key: str = response.json["key"]
         return key

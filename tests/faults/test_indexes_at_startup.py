@@ -12,8 +12,9 @@ from flask import Flask
 
 from broker.db.indexes import missing_indexes
 from broker.devservers import MongoServer
-from tests.faults.conftest import FAST_FAIL, timed
-from tests.helpers import auth, broker_of
+from tests.support.apps import broker_of
+from tests.support.faults import FAST_FAIL, timed
+from tests.support.tokens import auth
 
 
 @pytest.fixture(autouse=True)
@@ -34,25 +35,29 @@ def index_names(app: Flask) -> set[str]:
 
 @pytest.mark.parametrize("mode", ["production", "demo"])
 def test_an_app_has_its_indexes_before_its_first_request(
-    make_app: Callable[..., Flask], mode: str
+    make_app: Callable[..., Flask], own_database: str, mode: str
 ) -> None:
-    app = make_app(prepare=False, BROKER_ENV=mode)
+    app = make_app(prepare=False, BROKER_ENV=mode, BROKER_MONGODB_DB=own_database)
     made = index_names(app)
     assert broker_of(app).db.indexes.done
     assert set(broker_of(app).db.ensure_indexes()) <= made
     assert {"key_unique", "one_primary_per_owner_kind", "purge_at_ttl"} <= made
 
 
-def test_a_later_start_makes_what_went_missing(make_app: Callable[..., Flask]) -> None:
-    first = make_app(prepare=False, BROKER_ENV="production")
+def test_a_later_start_makes_what_went_missing(
+    make_app: Callable[..., Flask], own_database: str
+) -> None:
+    first = make_app(prepare=False, BROKER_ENV="production", BROKER_MONGODB_DB=own_database)
     database = broker_of(first).db.database
     database["images"].drop_index("list_owner_kind_most_used")
     second = make_app(prepare=False, BROKER_ENV="production", BROKER_MONGODB_DB=database.name)
     assert "list_owner_kind_most_used" in index_names(second)
 
 
-def test_a_test_app_leaves_the_indexes_to_the_tests_set_up(make_app: Callable[..., Flask]) -> None:
-    app = make_app(prepare=False)
+def test_a_test_app_leaves_the_indexes_to_the_tests_set_up(
+    make_app: Callable[..., Flask], own_database: str
+) -> None:
+    app = make_app(prepare=False, BROKER_MONGODB_DB=own_database)
     assert not broker_of(app).db.indexes.done
     assert index_names(app) == set()
 
@@ -79,9 +84,9 @@ def test_mongodb_down_at_start_up_stops_nothing(
 
 
 def test_an_index_named_alike_but_made_otherwise_is_not_in_place(
-    make_app: Callable[..., Flask],
+    make_app: Callable[..., Flask], own_database: str
 ) -> None:
-    database = broker_of(make_app(prepare=False)).db.database
+    database = broker_of(make_app(prepare=False, BROKER_MONGODB_DB=own_database)).db.database
     database["images"].create_index([("key", 1)], name="key_unique")  # not unique
 
     def missing() -> set[tuple[str, str]]:
@@ -91,6 +96,6 @@ def test_an_index_named_alike_but_made_otherwise_is_not_in_place(
 
     assert {("images", "key_unique"), ("uploads", "key_unique")} <= missing()
     # Serving goes on: the conflict is logged, and flask ensure-indexes shows it to fix.
-    indexes = broker_of(make_app(prepare=False)).db.indexes
+    indexes = broker_of(make_app(prepare=False, BROKER_MONGODB_DB=own_database)).db.indexes
     indexes.ensure()
     assert indexes.done and ("images", "key_unique") in missing()

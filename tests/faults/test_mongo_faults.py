@@ -12,33 +12,17 @@ from flask import Flask
 
 from broker import domain
 from broker.devservers import MongoServer
-from tests.api.conftest import put_to_bucket
-from tests.faults.conftest import FAST_FAIL, timed
-from tests.helpers import auth, broker_of, md5_b64, png_bytes
-from tests.hostile.conftest import Flow, assert_envelope
-
-
-def assert_unavailable(response: Any) -> None:
-    assert_envelope(response, 503, "unavailable")
-    assert int(response.headers["Retry-After"]) >= 1
-    body = response.get_data(as_text=True)
-    assert "mongodb://" not in body and "127.0.0.1" not in body and "Traceback" not in body
-
-
-def presign_body() -> dict[str, Any]:
-    data = png_bytes()
-    return {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
+from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope, assert_unavailable
+from tests.support.faults import FAST_FAIL, timed
+from tests.support.tokens import auth
+from tests.support.upload import Flow
 
 
 @pytest.fixture
 def flow(make_app: Callable[..., Flask], own_mongo: MongoServer) -> Flow:
-    app = make_app(MONGODB_URI=own_mongo.uri, **FAST_FAIL)
-    return Flow(app, app.test_client())
+    """The upload flow on an app whose MongoDB server the test stops and starts."""
+    return Flow(make_app(MONGODB_URI=own_mongo.uri, **FAST_FAIL))
 
 
 def counts(flow: Flow) -> tuple[int, int]:
@@ -50,19 +34,16 @@ def test_every_call_is_503_while_down_and_the_same_app_recovers(
     flow: Flow, own_mongo: MongoServer
 ) -> None:
     client = flow.client
-    kept = flow.upload(caption="kept")
+    kept = flow.upload(caption="kept").image
     # A signed URL warms the in-process lookup cache for this image.
     assert client.get(f"/images/{kept['id']}/signed-url", headers=auth()).status_code == 200
-    cold = flow.upload(caption="cold")
-    pending = client.post("/images/presign-upload", json=presign_body(), headers=auth()).json
-    assert put_to_bucket(pending, png_bytes()).status_code == 200
+    cold = flow.upload(caption="cold").image
+    pending = flow.pending()
     before = counts(flow)
 
     own_mongo.stop()
     calls = {
-        "presign": lambda: client.post(
-            "/images/presign-upload", json=presign_body(), headers=auth()
-        ),
+        "presign": lambda: flow.presign(),
         "confirm": lambda: client.post("/images", json={"key": pending["key"]}, headers=auth()),
         "get": lambda: client.get(f"/images/{kept['id']}", headers=auth()),
         "list": lambda: client.get("/images", headers=auth()),
@@ -103,7 +84,7 @@ def test_every_call_is_503_while_down_and_the_same_app_recovers(
     confirmed = client.post("/images", json={"key": pending["key"]}, headers=auth())
     assert confirmed.status_code == 201, confirmed.json
     assert client.delete(f"/images/{kept['id']}", headers=auth()).status_code == 204
-    assert flow.upload()["key"]
+    assert flow.upload().image["key"]
 
 
 def test_the_app_recovers_after_the_server_was_killed(flow: Flow, own_mongo: MongoServer) -> None:
@@ -114,7 +95,7 @@ def test_the_app_recovers_after_the_server_was_killed(flow: Flow, own_mongo: Mon
     own_mongo.start()
     assert timed(lambda: flow.client.get("/readyz")).status_code == 200
     assert flow.client.get("/images", headers=auth()).status_code == 200
-    assert flow.upload()["key"]
+    assert flow.upload().image["key"]
 
 
 def test_presign_failing_midway_records_nothing_and_returns_no_url(
@@ -132,9 +113,7 @@ def test_presign_failing_midway_records_nothing_and_returns_no_url(
 
     monkeypatch.setattr(bucket, "presign_put", sign_then_lose_the_database)
     before = counts(flow)
-    response = timed(
-        lambda: flow.client.post("/images/presign-upload", json=presign_body(), headers=auth())
-    )
+    response = timed(lambda: flow.presign())
     assert_unavailable(response)
     assert signed and signed[0] not in response.get_data(as_text=True)
     assert "X-Amz-Signature" not in response.get_data(as_text=True)
@@ -149,10 +128,7 @@ def test_confirm_failing_midway_records_nothing_and_can_be_retried(
     flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = flow.client
-    data = png_bytes()
-    presigned = client.post("/images/presign-upload", json=presign_body(), headers=auth()).json
-    assert put_to_bucket(presigned, data).status_code == 200
-    key = presigned["key"]
+    key = flow.pending()["key"]
     bucket = broker_of(flow.app).bucket
     original = bucket.head
 
@@ -173,15 +149,13 @@ def test_confirm_failing_midway_records_nothing_and_can_be_retried(
     retried = client.post("/images", json={"key": key}, headers=auth())
     assert retried.status_code == 201, retried.json
     assert db.images.collection.count_documents({"key": key}) == 1
-    quotas = getattr(db, "quotas", None)
-    if quotas is not None:
-        assert quotas.usage("alice").images == 1
+    assert db.quotas.usage("alice").images == 1
 
 
 def test_delete_failing_midway_is_finished_later(
     flow: Flow, own_mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    image = flow.upload()
+    image = flow.upload().image
     bucket = broker_of(flow.app).bucket
     original = bucket.delete
 
@@ -216,11 +190,14 @@ def test_an_app_started_while_mongodb_is_down_makes_its_indexes_when_it_comes_ba
     assert "purge_at_ttl" in database["uploads"].index_information()
 
 
-def test_many_processes_making_the_indexes_at_once_agree(make_app: Callable[..., Flask]) -> None:
-    # Every gunicorn worker of every instance makes the indexes as it starts serving.
+def test_many_processes_making_the_indexes_at_once_agree(
+    make_app: Callable[..., Flask], own_database: str
+) -> None:
+    # Every gunicorn worker of every instance makes the indexes as it starts serving: here
+    # six at once on a database that has none yet.
     from concurrent.futures import ThreadPoolExecutor
 
-    apps = [make_app(prepare=False) for _ in range(6)]
+    apps = [make_app(prepare=False, BROKER_MONGODB_DB=own_database) for _ in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:
         names = list(pool.map(lambda app: broker_of(app).db.ensure_indexes(), apps))
     assert all(found == names[0] for found in names) and "key_unique" in names[0]

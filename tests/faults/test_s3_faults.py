@@ -14,8 +14,9 @@ from flask import Flask
 
 from broker import domain, storage
 from broker.devservers import S3Server, free_port
-from tests.api.conftest import put_to_bucket
-from tests.faults.conftest import (
+from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope, assert_unavailable
+from tests.support.faults import (
     ERROR_500,
     FAST_FAIL,
     FORWARD,
@@ -25,8 +26,9 @@ from tests.faults.conftest import (
     FaultyS3,
     timed,
 )
-from tests.helpers import auth, broker_of, md5_b64, png_bytes
-from tests.hostile.conftest import Flow, assert_envelope
+from tests.support.records import image_record
+from tests.support.tokens import auth
+from tests.support.upload import Flow
 
 BROKEN = ["closed port", "connect timeout", "hang", "error500", "refuse"]
 
@@ -48,13 +50,6 @@ def broken_endpoint(
         yield make_faulty_s3(mode).endpoint_url
 
 
-def assert_unavailable(response: Any) -> None:
-    error = assert_envelope(response, 503, "unavailable")
-    assert int(response.headers["Retry-After"]) >= 1
-    body = response.get_data(as_text=True)
-    assert "127.0.0.1" not in body and "Traceback" not in body, error
-
-
 def images_of(app: Flask) -> list[dict[str, Any]]:
     return list(broker_of(app).db.images.collection.find({}))
 
@@ -67,9 +62,7 @@ def upload_state(app: Flask, key: str) -> str:
 
 @pytest.fixture
 def on_broken_s3(make_app: Callable[..., Flask], broken_endpoint: str) -> Flow:
-    app = make_app(prepare=False, BROKER_S3_ENDPOINT_URL=broken_endpoint, **FAST_FAIL)
-    broker_of(app).db.ensure_indexes()
-    return Flow(app, app.test_client())
+    return Flow(make_app(prepare=False, BROKER_S3_ENDPOINT_URL=broken_endpoint, **FAST_FAIL))
 
 
 def test_presign_needs_no_s3(on_broken_s3: Flow) -> None:
@@ -90,24 +83,7 @@ def test_confirm_is_503_and_records_nothing(on_broken_s3: Flow) -> None:
 def test_delete_is_503_and_keeps_the_record_hidden(on_broken_s3: Flow) -> None:
     flow = on_broken_s3
     repositories = broker_of(flow.app).db
-    now = domain.utcnow()
-    image = domain.Image(
-        id="0123456789abcdef01234567",
-        key="alice/0123456789abcdef0123456789abcdef.png",
-        owner="alice",
-        filename="a.png",
-        content_type="image/png",
-        size=10,
-        width=1,
-        height=1,
-        content_md5=None,
-        etag=None,
-        kind="gallery",
-        is_primary=False,
-        caption=None,
-        created_at=now,
-        updated_at=now,
-    )
+    image = image_record()
     repositories.images.insert(image)
     response = timed(lambda: flow.client.delete(f"/images/{image.id}", headers=auth()))
     assert_unavailable(response)
@@ -141,7 +117,7 @@ def proxied(make_app: Callable[..., Flask], faulty_s3: FaultyS3, s3_server: S3Se
         BROKER_S3_PUBLIC_ENDPOINT_URL=s3_server.endpoint_url,
         **FAST_FAIL,
     )
-    return Flow(app, app.test_client())
+    return Flow(app)
 
 
 @pytest.fixture
@@ -155,19 +131,7 @@ def test_confirm_during_an_outage_then_after_it(
     proxied: Flow, faulty_s3: FaultyS3, direct_bucket: Any, mode: str
 ) -> None:
     flow = proxied
-    data = png_bytes()
-    presigned = flow.client.post(
-        "/images/presign-upload",
-        json={
-            "filename": "a.png",
-            "filetype": "image/png",
-            "size": len(data),
-            "content_md5": md5_b64(data),
-        },
-        headers=auth(),
-    )
-    assert put_to_bucket(presigned.json, data).status_code == 200
-    key = presigned.json["key"]
+    key = flow.pending()["key"]
 
     faulty_s3.set_mode(mode)
     response = timed(lambda: flow.client.post("/images", json={"key": key}, headers=auth()))
@@ -188,7 +152,7 @@ def test_delete_during_an_outage_is_finished_by_a_retry(
     proxied: Flow, faulty_s3: FaultyS3, direct_bucket: Any, mode: str
 ) -> None:
     flow = proxied
-    image = flow.upload()
+    image = flow.upload().image
     faulty_s3.set_mode(mode)
     response = timed(lambda: flow.client.delete(f"/images/{image['id']}", headers=auth()))
     assert_unavailable(response)
@@ -207,7 +171,7 @@ def test_delete_during_an_outage_is_finished_by_the_sweeper(
     proxied: Flow, faulty_s3: FaultyS3, direct_bucket: Any
 ) -> None:
     flow = proxied
-    image = flow.upload()
+    image = flow.upload().image
     faulty_s3.set_mode(ERROR_500)
     assert_unavailable(flow.client.delete(f"/images/{image['id']}", headers=auth()))
 
@@ -242,7 +206,7 @@ def test_readyz_recovers_by_itself(proxied: Flow, faulty_s3: FaultyS3, mode: str
 
 def test_signing_keeps_working_during_an_outage(proxied: Flow, faulty_s3: FaultyS3) -> None:
     flow = proxied
-    image = flow.upload()
+    image = flow.upload().image
     faulty_s3.set_mode(ERROR_500)
     signed = timed(lambda: flow.client.get(f"/images/{image['id']}/signed-url", headers=auth()))
     assert signed.status_code == 200
@@ -253,15 +217,12 @@ def test_signing_keeps_working_during_an_outage(proxied: Flow, faulty_s3: Faulty
 @pytest.fixture
 def tagging_flow(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> Flow:
     monkeypatch.setattr(storage, "TAG_BACKOFF_SECONDS", 0.001)
-    app = make_app()
-    return Flow(app, app.test_client())
+    return Flow(make_app())
 
 
 def put_pending(flow: Flow) -> str:
-    presigned = flow.presign()
-    assert put_to_bucket(presigned.json, png_bytes()).status_code == 200
-    key: str = presigned.json["key"]
-    return key
+    """The key of an upload of alice's, stored and not yet confirmed."""
+    return str(flow.pending()["key"])
 
 
 def refuse_tagging(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import auth, md5_b64, png_bytes
-from tests.hostile.conftest import Flow, assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import auth
+from tests.support.upload import Flow, presign_body
 
 MAX_EXAMPLES = 60
 
@@ -70,26 +70,14 @@ def _check(response: Any, allowed_success: set[int]) -> None:
 
 
 @pytest.fixture
-def target(make_app: Callable[..., Flask]) -> tuple[Flow, dict[str, Any]]:
+def target(flow: Flow) -> tuple[Flow, dict[str, Any]]:
     """An app with one real image, so PATCH and usage reach the image."""
-    app = make_app()
-    flow = Flow(app, app.test_client())
-    return flow, flow.upload()
+    return flow, flow.upload().image
 
 
-def _presign_body() -> dict[str, Any]:
-    data = png_bytes()
-    return {
-        "filename": "photo.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-        "kind": "gallery",
-        "caption": "a caption",
-    }
-
-
-PRESIGN_FIELDS = [*_presign_body(), "checksum_sha256", "unknown_field"]
+# A valid declaration with every optional field too: each case changes one of them.
+PRESIGN = presign_body(kind="gallery", caption="a caption")
+PRESIGN_FIELDS = [*PRESIGN, "checksum_sha256", "unknown_field"]
 CONFIRM_FIELDS = ["key", "filename", "filetype", "kind", "caption", "unknown_field"]
 PATCH_FIELDS = ["caption", "kind", "tags", "is_primary", "unknown_field"]
 
@@ -98,7 +86,7 @@ PATCH_FIELDS = ["caption", "kind", "tags", "is_primary", "unknown_field"]
 @given(field=st.sampled_from(PRESIGN_FIELDS), value=json_values)
 def test_presign_field_values(target: tuple[Flow, dict[str, Any]], field: str, value: Any) -> None:
     flow, _ = target
-    body = {**_presign_body(), field: value}
+    body = {**PRESIGN, field: value}
     _check(_send(flow, "POST", "/images/presign-upload", body), {201})
 
 
@@ -163,7 +151,7 @@ LONE = "a\ud800b"
 @pytest.fixture(scope="module")
 def shared_target(module_flows: Callable[..., Flow]) -> tuple[Flow, dict[str, Any]]:
     flow = module_flows()
-    return flow, flow.upload()
+    return flow, flow.upload().image
 
 
 @pytest.mark.parametrize(
@@ -186,7 +174,7 @@ def test_lone_surrogates_are_refused_not_crashing(
 ) -> None:
     flow, image = shared_target
     value: Any = [LONE] if field in ("tags", "ids") else LONE
-    body = {**_presign_body(), field: value} if path.endswith("presign-upload") else {field: value}
+    body = {**PRESIGN, field: value} if path.endswith("presign-upload") else {field: value}
     raw = json.dumps(body)  # ensure_ascii: the surrogate travels as the escape "\ud800"
     assert "\\ud800" in raw
     response = flow.client.open(

@@ -17,8 +17,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from broker.http.request_head import MAX_REQUEST_LINE
-from tests.helpers import auth, md5_b64, png_bytes
-from tests.hostile.conftest import Flow, assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.images import md5_b64
+from tests.support.tokens import auth
+from tests.support.upload import Flow, presign_body
 
 LIMIT = 1024
 JSON = {"Content-Type": "application/json"}
@@ -28,29 +30,18 @@ def _headers() -> dict[str, str]:
     return {**auth(), **JSON}
 
 
-def _presign_body(**fields: Any) -> dict[str, Any]:
-    data = png_bytes()
-    return {
-        "filename": "photo.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-        **fields,
-    }
-
-
 @pytest.fixture(scope="module")
 def small(module_flows: Callable[..., Flow]) -> tuple[Flow, dict[str, Any]]:
     """An app whose body limit is 1 KiB, with one real image."""
     flow = module_flows(BROKER_MAX_BODY_BYTES=str(LIMIT))
-    return flow, flow.upload()
+    return flow, flow.upload().image
 
 
 @pytest.fixture(scope="module")
 def shared(module_flows: Callable[..., Flow]) -> tuple[Flow, dict[str, Any]]:
     """An app with the default limits and one real image, for cases refused before any write."""
     flow = module_flows()
-    return flow, flow.upload()
+    return flow, flow.upload().image
 
 
 @pytest.fixture
@@ -94,7 +85,7 @@ class TestSizeLimit:
 
     def test_exactly_at_the_limit_is_parsed(self, small: tuple[Flow, dict[str, Any]]) -> None:
         flow, _ = small
-        body = json.dumps(_presign_body())
+        body = json.dumps(presign_body())
         body = body[:-1] + " " * (LIMIT - len(body)) + "}"
         assert len(body.encode()) == LIMIT
         assert (
@@ -106,7 +97,7 @@ class TestSizeLimit:
         self, small: tuple[Flow, dict[str, Any]]
     ) -> None:
         flow, _ = small
-        stream = io.BytesIO(json.dumps(_presign_body()).encode())
+        stream = io.BytesIO(json.dumps(presign_body()).encode())
         response = flow.client.post(
             "/images/presign-upload",
             input_stream=stream,
@@ -120,7 +111,7 @@ class TestSizeLimit:
         self, small: tuple[Flow, dict[str, Any]]
     ) -> None:
         flow, _ = small
-        raw = json.dumps(_presign_body()).encode() + b" " * (LIMIT * 8)
+        raw = json.dumps(presign_body()).encode() + b" " * (LIMIT * 8)
         stream = io.BytesIO(raw)
         response = flow.client.post(
             "/images/presign-upload",
@@ -193,7 +184,7 @@ class TestSizeLimit:
         self, small: tuple[Flow, dict[str, Any]]
     ) -> None:
         flow, _ = small
-        raw = json.dumps(_presign_body()).encode() + b" " * (LIMIT * 8)
+        raw = json.dumps(presign_body()).encode() + b" " * (LIMIT * 8)
         response = flow.client.post(
             "/images/presign-upload",
             input_stream=io.BytesIO(raw),
@@ -206,7 +197,7 @@ class TestSizeLimit:
         flow, _ = small
         response = flow.client.post(
             "/images/presign-upload",
-            input_stream=io.BytesIO(json.dumps(_presign_body()).encode()),
+            input_stream=io.BytesIO(json.dumps(presign_body()).encode()),
             headers={**_headers(), "Transfer-Encoding": "chunked"},
             environ_overrides={"wsgi.input_terminated": True},
         )
@@ -225,7 +216,7 @@ class TestSizeLimit:
 
 # ---- hostile JSON text -------------------------------------------------------------------------
 
-VALID = json.dumps(_presign_body())
+VALID = json.dumps(presign_body())
 
 NOT_AN_OBJECT = {
     "array": b"[1, 2]",
@@ -310,7 +301,7 @@ class TestParsing:
     def test_non_finite_number_literals_are_400(
         self, client: FlaskClient, literal: str, field: str
     ) -> None:
-        body = {k: v for k, v in _presign_body().items() if k != field}
+        body = presign_body(omit=(field,))
         raw = json.dumps(body)[:-1] + f', "{field}": {literal}}}'
         response = client.post("/images/presign-upload", data=raw, headers=_headers())
         assert_envelope(response, 400, "validation_error")
@@ -321,7 +312,7 @@ class TestParsing:
     def test_huge_numbers_are_refused_without_a_crash(
         self, client: FlaskClient, number: str
     ) -> None:
-        body = {k: v for k, v in _presign_body().items() if k != "size"}
+        body = presign_body(omit=("size",))
         raw = json.dumps(body)[:-1] + f', "size": {number}}}'
         response = client.post("/images/presign-upload", data=raw, headers=_headers())
         assert response.status_code in (400, 413)
@@ -330,7 +321,7 @@ class TestParsing:
     @pytest.mark.parametrize("case", WRONG_TYPES.values(), ids=list(WRONG_TYPES))
     def test_wrong_types_are_400(self, client: FlaskClient, case: dict[str, Any]) -> None:
         response = client.post(
-            "/images/presign-upload", data=json.dumps(_presign_body(**case)), headers=_headers()
+            "/images/presign-upload", data=json.dumps(presign_body(**case)), headers=_headers()
         )
         error = assert_envelope(response, 400, "validation_error")
         (field,) = case
@@ -369,8 +360,8 @@ class TestStrictness:
     @pytest.mark.parametrize(
         ("method", "path", "body"),
         [
-            ("POST", "/images/presign-upload", _presign_body(owner="bob")),
-            ("POST", "/images/presign-upload", _presign_body(key="bob/x.png")),
+            ("POST", "/images/presign-upload", presign_body(owner="bob")),
+            ("POST", "/images/presign-upload", presign_body(key="bob/x.png")),
             ("POST", "/images", {"key": "alice/x.png", "owner": "bob"}),
             ("PATCH", "/images/{id}", {"caption": "x", "owner": "bob"}),
             ("PATCH", "/images/{id}", {"key": "bob/x.png"}),
@@ -428,7 +419,7 @@ class TestStrictness:
         def body(value: str) -> dict[str, Any]:
             wrapped: Any = [value] if field in ("tags", "ids") else value
             if path == "/images/presign-upload":
-                return _presign_body(**{field: wrapped})
+                return presign_body(**{field: wrapped})
             if path == "/images":
                 return {"key": image["key"], field: wrapped} if field != "key" else {"key": value}
             return {field: wrapped}

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import auth
-from tests.hostile.conftest import Flow, assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import auth
+from tests.support.upload import Flow
 
 OID = "0123456789abcdef01234567"
 SORTS = ["newest", "oldest", "most_used"]

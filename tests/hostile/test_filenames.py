@@ -16,9 +16,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
-from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, broker_of, png_bytes
-from tests.hostile.conftest import KEY_PATTERN, Flow, assert_envelope
+from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import auth
+from tests.support.upload import KEY_PATTERN, Flow
 
 HOSTILE_NAMES = {
     "unix traversal": "../../etc/passwd.png",
@@ -99,7 +100,7 @@ def flow(module_flows: Callable[..., Flow]) -> Flow:
 @pytest.fixture(scope="module")
 def uploaded(flow: Flow) -> dict[str, dict[str, Any]]:
     """Every hostile name uploaded once, by name id."""
-    return {name_id: flow.upload(filename=name) for name_id, name in HOSTILE_NAMES.items()}
+    return {name_id: flow.upload(filename=name).image for name_id, name in HOSTILE_NAMES.items()}
 
 
 @pytest.mark.parametrize("name_id", list(HOSTILE_NAMES))
@@ -164,14 +165,8 @@ def test_nfc_and_nfd_spellings_store_the_same_name(uploaded: dict[str, dict[str,
 
 def test_confirm_accepts_another_normalisation_of_the_presigned_name(flow: Flow) -> None:
     nfd_name = "e\u0301te\u0301.png"
-    presigned = flow.presign(filename=nfd_name)
-    assert presigned.status_code == 201
-    assert put_to_bucket(presigned.json, png_bytes()).status_code == 200
-    confirmed = flow.client.post(
-        "/images",
-        json={"key": presigned.json["key"], "filename": unicodedata.normalize("NFC", nfd_name)},
-        headers=auth(),
-    )
+    grant = flow.pending(filename=nfd_name)
+    confirmed = flow.confirm(grant["key"], filename=unicodedata.normalize("NFC", nfd_name))
     assert confirmed.status_code == 201, confirmed.json
 
 
@@ -208,7 +203,7 @@ def test_names_are_searchable_as_stored_not_as_sent(
 
 @pytest.mark.parametrize("name", ["x.png.php", "\u202egnp.exe", "invoice.html", "drawing.svg"])
 def test_the_offered_name_ends_with_the_verified_types_extension(flow: Flow, name: str) -> None:
-    image = flow.upload(filename=name)
+    image = flow.upload(filename=name).image
     signed = flow.client.get(
         f"/images/{image['id']}/signed-url?disposition=attachment", headers=auth()
     )

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from broker.http.request_head import MAX_HEADER_FIELD
-from tests.helpers import auth
-from tests.hostile.conftest import Flow, assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import auth
+from tests.support.upload import Flow
 
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -80,7 +81,7 @@ def test_errors_carry_the_protective_headers(flow: Flow, status: str) -> None:
 
 
 def test_signed_url_answers_are_not_cached(flow: Flow) -> None:
-    image = flow.upload()
+    image = flow.upload().image
     for path in (
         f"/images/{image['id']}/signed-url",
         f"/images/{image['id']}/content",

@@ -19,8 +19,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.helpers import JWT_SECRET
-from tests.hostile.conftest import KEY_PATTERN, Flow, assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.tokens import JWT_SECRET, bearer
+from tests.support.upload import KEY_PATTERN, Flow
 
 NOW = int(time.time())
 HOUR = 3600
@@ -62,10 +63,6 @@ def claims(sub: Any = "alice", **extra: Any) -> dict[str, Any]:
     if sub is not None:
         payload["sub"] = sub
     return payload
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_unauthorized(flow: Flow, headers: dict[str, str], token: str = "") -> None:
@@ -415,7 +412,7 @@ UNUSUAL_SUBJECTS = {
 @pytest.fixture(scope="module")
 def unusual_uploads(flow: Flow) -> dict[str, dict[str, Any]]:
     return {
-        sub_id: flow.upload(headers=bearer(hs_token(claims(sub))))
+        sub_id: flow.upload(headers=bearer(hs_token(claims(sub)))).image
         for sub_id, sub in UNUSUAL_SUBJECTS.items()
     }
 
@@ -450,7 +447,7 @@ def test_a_subject_spelling_another_users_segment_gets_its_own(
 ) -> None:
     victim = unusual_uploads["path traversal"]
     impostor_sub = victim["key"].split("/", 1)[0]  # "u.<digest>" of "../x"
-    image = flow.upload(headers=bearer(hs_token(claims(impostor_sub))))
+    image = flow.upload(headers=bearer(hs_token(claims(impostor_sub)))).image
     assert image["key"].split("/", 1)[0] != impostor_sub
     seen = flow.client.get(
         f"/images/{victim['id']}", headers=bearer(hs_token(claims(impostor_sub)))
@@ -459,7 +456,7 @@ def test_a_subject_spelling_another_users_segment_gets_its_own(
 
 
 def test_a_plain_subject_keeps_its_readable_segment(flow: Flow) -> None:
-    image = flow.upload(headers=bearer(hs_token(claims("Bob_42-x"))))
+    image = flow.upload(headers=bearer(hs_token(claims("Bob_42-x")))).image
     assert image["key"].startswith("Bob_42-x/")
 
 

@@ -12,9 +12,12 @@ import pytest
 from jsonschema import Draft4Validator
 
 from broker.devservers import free_port
-from tests.api.conftest import put_to_bucket
-from tests.helpers import auth, broker_of, md5_b64, png_bytes
-from tests.hostile.conftest import NO_RATE_LIMITS, Flow, assert_envelope
+from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope
+from tests.support.images import png_bytes
+from tests.support.settings import NO_RATE_LIMITS
+from tests.support.tokens import auth
+from tests.support.upload import Flow, put
 
 LIMIT = 1024
 
@@ -73,24 +76,18 @@ def test_quota_413_at_confirm_is_documented(make_app: Callable[..., Any]) -> Non
     # Presign holds the quota now; confirm still counts an upload presigned before the upgrade
     # (its record holds no reservation), and may refuse it with 413.
     app = make_app(BROKER_QUOTA_MAX_IMAGES="1", **NO_RATE_LIMITS)
-    flow = Flow(app, app.test_client())
+    flow = Flow(app)
     data = png_bytes()
-    body = {
-        "filename": "a.png",
-        "filetype": "image/png",
-        "size": len(data),
-        "content_md5": md5_b64(data),
-    }
-    first = flow.client.post("/images/presign-upload", json=body, headers=auth())
+    first = flow.presign(data)
     broker = broker_of(app)
     broker.db.uploads.collection.update_many({}, {"$unset": {"quota_held": ""}})
     broker.db.quotas.release("alice", len(data))
-    second = flow.client.post("/images/presign-upload", json=body, headers=auth())
+    second = flow.presign(data)
     broker.db.uploads.collection.update_many({}, {"$unset": {"quota_held": ""}})
     broker.db.quotas.release("alice", len(data))
     for presigned in (first, second):
         assert presigned.status_code == 201
-        assert put_to_bucket(presigned.json, data).status_code == 200
+        assert put(presigned.json, data).status_code == 200
     assert (
         flow.client.post("/images", json={"key": first.json["key"]}, headers=auth()).status_code
         == 201
@@ -115,8 +112,8 @@ def test_rate_limit_429_is_documented(
     make_app: Callable[..., Any], method: str, template: str, setting: str
 ) -> None:
     app = make_app(**{**NO_RATE_LIMITS, setting: "2/minute"})
-    flow = Flow(app, app.test_client())
-    image = flow.upload() if setting != "BROKER_RATE_LIMIT_PRESIGN" else None
+    flow = Flow(app)
+    image = flow.upload().image if setting != "BROKER_RATE_LIMIT_PRESIGN" else None
     path = template.format(image_id=image["id"] if image else "x")
     if template == "/images/signed-url":
         path += f"?key={image['key'] if image else 'x'}"
@@ -137,7 +134,7 @@ def test_readyz_503_matches_the_document(make_app: Callable[..., Any]) -> None:
         BROKER_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
         BROKER_S3_CONNECT_TIMEOUT="0.5",
     )
-    flow = Flow(app, app.test_client())
+    flow = Flow(app)
     response = flow.client.get("/readyz")
     assert_envelope(response, 503, "unavailable")
     validate_against_document(flow, "GET", "/readyz", 503, response.json)

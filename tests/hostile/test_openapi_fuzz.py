@@ -24,9 +24,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from broker import create_app
-from tests.api.conftest import put_to_bucket
-from tests.helpers import JWT_SECRET, auth, broker_of, md5_b64, png_bytes
-from tests.hostile.conftest import Flow
+from tests.support.apps import broker_of
+from tests.support.images import md5_b64, png_bytes
+from tests.support.s3 import S3Endpoint
+from tests.support.settings import broker_settings
+from tests.support.tokens import auth
+from tests.support.upload import Flow, put
 
 MAX_EXAMPLES = 30
 
@@ -51,15 +54,8 @@ SCHEMATHESIS_CONFIG = schemathesis.Config.from_dict(
 
 def _load_schema() -> Any:
     """The document as the app serves it (no backing service is contacted to build it)."""
-    app = create_app(
-        {
-            "MONGODB_URI": "mongodb://127.0.0.1:9/openapi",
-            "BROKER_JWT_SECRET": JWT_SECRET,
-            "BROKER_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-    )
+    nowhere = S3Endpoint("http://127.0.0.1:9", "testing", "testing")
+    app = create_app(broker_settings("mongodb://127.0.0.1:9/", "openapi", nowhere, "openapi"))
     try:
         return schemathesis.openapi.from_wsgi("/openapi.json", app, config=SCHEMATHESIS_CONFIG)
     finally:
@@ -73,8 +69,8 @@ schema = _load_schema()
 def fuzz_target(make_app: Callable[..., Flask]) -> tuple[Flow, dict[str, Any]]:
     """An app of this operation's own, holding one real image of alice's."""
     app = make_app()
-    flow = Flow(app, app.test_client())
-    return flow, flow.upload()
+    flow = Flow(app)
+    return flow, flow.upload().image
 
 
 def _positive(case: Any, location: ParameterLocation) -> bool:
@@ -103,18 +99,9 @@ def _aim_at_real_data(case: Any, flow: Flow, image: dict[str, Any]) -> None:
     if case.path == "/images" and case.method.upper() == "POST":
         # A fresh upload for every valid confirm, so 201 responses are checked too.
         data = png_bytes()
-        presigned = flow.client.post(
-            "/images/presign-upload",
-            json={
-                "filename": case.body.get("filename") or "photo.png",
-                "filetype": "image/png",
-                "size": len(data),
-                "content_md5": md5_b64(data),
-            },
-            headers=auth(),
-        )
+        presigned = flow.presign(data, filename=case.body.get("filename") or "photo.png")
         if presigned.status_code == 201:
-            assert put_to_bucket(presigned.json, data).status_code == 200
+            assert put(presigned.json, data).status_code == 200
             case.body["key"] = presigned.json["key"]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.hostile.conftest import Flow
+from tests.support.upload import Flow
 
 ORIGIN = "http://localhost:8000"  # the default BROKER_CORS_ORIGINS
 

@@ -22,144 +22,39 @@ Only tests that ask for these fixtures start anything; such modules carry
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
 
-RGW_SCRIPT = Path(__file__).with_name("rgw.sh")
+from tests.support.s3 import S3Endpoint, endpoint_from_env, running_rgw
+from tests.support.settings import s3_settings
+
 EXTERNAL_ENDPOINT_VAR = "BROKER_TEST_S3_ENDPOINT_URL"
-# a fresh machine installs the packages first (~20-60 s); a start alone is ~1.5 s
-START_TIMEOUT_S = 900
-STOP_TIMEOUT_S = 60
-PORT_IN_USE_EXIT = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class S3Endpoint:
-    endpoint_url: str
-    access_key: str
-    secret_key: str
-    region: str
-    # the implementation, e.g. "ceph-rgw-16.2.15"; "unknown" for an external
-    # endpoint that does not say (tests of one implementation's quirks skip)
-    server: str = "unknown"
-
-    @property
-    def is_rgw16(self) -> bool:
-        return self.server.startswith("ceph-rgw-16.")
-
-    def client(self, **config: object) -> Any:
-        """A plain boto3 S3 client: SigV4, path-style addressing."""
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 2, "mode": "standard"},
-                **config,
-            ),
-        )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _parse_env(text: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def _run_script(
-    command: str, env: dict[str, str], timeout: float
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(RGW_SCRIPT), command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _external_endpoint() -> S3Endpoint | None:
-    url = os.environ.get(EXTERNAL_ENDPOINT_VAR, "").strip()
-    if not url:
+    if not os.environ.get(EXTERNAL_ENDPOINT_VAR, "").strip():
         return None
     missing = [v for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
     if missing:
         raise pytest.UsageError(f"{EXTERNAL_ENDPOINT_VAR} is set but {', '.join(missing)} is not")
-    return S3Endpoint(
-        endpoint_url=url.rstrip("/"),
-        access_key=os.environ["AWS_ACCESS_KEY_ID"],
-        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        region=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        server=os.environ.get("BROKER_TEST_S3_SERVER") or "unknown",
-    )
+    return endpoint_from_env(os.environ)
 
 
 @pytest.fixture(scope="session")
 def rgw() -> Iterator[S3Endpoint]:
+    """The gateway: the external endpoint when one is set, else our own for the session."""
     external = _external_endpoint()
     if external is not None:
         yield external
         return
-
-    # short path: the daemons' unix sockets live under it (107-byte limit)
-    state_dir = tempfile.mkdtemp(prefix="broker-rgw-")
-    env = dict(os.environ, BROKER_RGW_DIR=state_dir)
-    result = None
-    try:
-        for _attempt in range(3):
-            # the script refuses ports that are taken; a race with another
-            # process picking the same port just means: pick again
-            env.update(BROKER_RGW_PORT=str(_free_port()), BROKER_RGW_MON_PORT=str(_free_port()))
-            result = _run_script("start", env, START_TIMEOUT_S)
-            if result.returncode != PORT_IN_USE_EXIT:
-                break
-        assert result is not None
-        if result.returncode != 0:
-            pytest.fail(
-                f"tests/rgw/rgw.sh start failed (exit {result.returncode}):\n"
-                f"{result.stderr[-6000:]}",
-                pytrace=False,
-            )
-        values = _parse_env(result.stdout)
-        endpoint = S3Endpoint(
-            endpoint_url=values["BROKER_TEST_S3_ENDPOINT_URL"],
-            access_key=values["AWS_ACCESS_KEY_ID"],
-            secret_key=values["AWS_SECRET_ACCESS_KEY"],
-            region=values["AWS_DEFAULT_REGION"],
-            server=values.get("BROKER_TEST_S3_SERVER", "unknown"),
-        )
+    with running_rgw() as endpoint:
         yield endpoint
-    finally:
-        stopped = _run_script("stop", env, STOP_TIMEOUT_S)
-        shutil.rmtree(state_dir, ignore_errors=True)
-        if stopped.returncode != 0:
-            pytest.fail(f"tests/rgw/rgw.sh stop failed:\n{stopped.stderr[-3000:]}", pytrace=False)
 
 
 def _empty_and_delete_bucket(s3: Any, bucket: str) -> None:
@@ -214,14 +109,7 @@ def make_rgw_app(
     """Build broker apps pointed at the gateway and this test's fresh bucket."""
 
     def build(**overrides: Any) -> Flask:
-        return make_app(
-            BROKER_S3_ENDPOINT_URL=rgw.endpoint_url,
-            BROKER_S3_REGION=rgw.region,
-            BROKER_S3_BUCKET=rgw_bucket,
-            AWS_ACCESS_KEY_ID=rgw.access_key,
-            AWS_SECRET_ACCESS_KEY=rgw.secret_key,
-            **overrides,
-        )
+        return make_app(**{**s3_settings(rgw, rgw_bucket), **overrides})
 
     return build
 

@@ -14,33 +14,36 @@ import base64
 import hashlib
 import json
 import re
-import struct
-import time
-import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 import requests
 from botocore.exceptions import EndpointConnectionError
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from broker.bucket_policy import apply_bucket_cors
-from tests.helpers import auth, broker_of, md5_b64, png_bytes
-
-if TYPE_CHECKING:
-    from tests.rgw.conftest import S3Endpoint
+from tests.support.apps import broker_of
+from tests.support.envelope import api_error
+from tests.support.images import md5_b64, png_bytes, png_claiming
+from tests.support.rgw import both_signers, images_recorded, signed_get
+from tests.support.s3 import (
+    S3Endpoint,
+    object_exists,
+    query_params,
+    replace_param,
+    s3_error,
+    signed_headers,
+    signed_window,
+    sleep_past_expiry,
+)
+from tests.support.tokens import auth
+from tests.support.upload import HTTP_TIMEOUT, confirm, presigned, put, upload
 
 pytestmark = pytest.mark.s3
-
-HTTP_TIMEOUT = 10
-SIGNERS = ("fast", "boto3")
-both_signers = pytest.mark.parametrize("signer", SIGNERS)
 
 ALLOWED_ORIGINS = ("http://localhost:8000", "https://app.example")
 OTHER_ORIGIN = "http://evil.example"
@@ -48,99 +51,12 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # ---------------------------------------------------------------- helpers
-def presign(
-    client: FlaskClient,
-    data: bytes,
-    *,
-    sub: str = "alice",
-    filename: str = "photo.png",
-    filetype: str = "image/png",
-    size: int | None = None,
-    with_md5: bool = True,
-    **extra: Any,
-) -> dict[str, Any]:
-    """``POST /images/presign-upload`` for ``data``; the grant."""
-    body: dict[str, Any] = {
-        "filename": filename,
-        "filetype": filetype,
-        "size": len(data) if size is None else size,
-        **extra,
-    }
-    if with_md5:
-        body["content_md5"] = md5_b64(data)
-    resp = client.post("/images/presign-upload", json=body, headers=auth(sub))
-    assert resp.status_code == 201, resp.json
-    grant: dict[str, Any] = resp.json
-    return grant
-
-
-def put(
-    grant: dict[str, Any], data: bytes, *, url: str | None = None, **header_changes: str | None
-) -> requests.Response:
-    """PUT to the bucket as a browser would: the grant's headers, changed as asked (None drops)."""
-    headers = dict(grant["headers"])
-    for name, value in header_changes.items():
-        name = name.replace("_", "-")
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
-    return requests.put(url or grant["url"], data=data, headers=headers, timeout=HTTP_TIMEOUT)
-
-
-def confirm(client: FlaskClient, key: str, sub: str = "alice", **extra: Any) -> TestResponse:
-    return client.post("/images", json={"key": key, **extra}, headers=auth(sub))
-
-
-def upload(client: FlaskClient, data: bytes | None = None, **presign_args: Any) -> dict[str, Any]:
-    """The whole flow (presign → PUT to the bucket → confirm); the image."""
-    data = png_bytes() if data is None else data
-    grant = presign(client, data, **presign_args)
-    resp = put(grant, data)
-    assert resp.status_code == 200, resp.text
-    confirmed = confirm(client, grant["key"], presign_args.get("sub", "alice"))
-    assert confirmed.status_code == 201, confirmed.json
-    image: dict[str, Any] = confirmed.json["image"]
-    return image
-
-
-def signed_get(client: FlaskClient, image_id: str, sub: str = "alice", **query: Any) -> str:
-    resp = client.get(f"/images/{image_id}/signed-url", query_string=query, headers=auth(sub))
-    assert resp.status_code == 200, resp.json
-    url: str = resp.json["url"]
-    return url
-
-
-def params(url: str) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
-
-
-def signed_headers(url: str) -> list[str]:
-    return params(url)["X-Amz-SignedHeaders"].split(";")
-
-
 def assert_grant_signs(grant: dict[str, Any], *required: str) -> None:
     """The PUT URL signs every header the grant tells the client to send, Content-Length (which
     the client's HTTP stack sets from the body) and the required ones; nothing else."""
     given = {name.lower() for name in grant["headers"]}
     assert sorted(signed_headers(grant["url"])) == sorted(given | {"content-length", "host"})
     assert set(required) <= given | {"content-length"}, (required, given)
-
-
-def replace_param(url: str, name: str, value: str | None) -> str:
-    """The URL with one query parameter changed (None: removed); the others kept byte for byte."""
-    parts = urlsplit(url)
-    pairs = []
-    found = False
-    for pair in parts.query.split("&"):
-        if unquote(pair.partition("=")[0]) == name:
-            found = True
-            if value is not None:
-                pairs.append(f"{pair.partition('=')[0]}={quote(value, safe='-._~')}")
-        else:
-            pairs.append(pair)
-    assert found, f"{name} is not in {url}"
-    return urlunsplit(parts._replace(query="&".join(pairs)))
 
 
 def replace_path(url: str, path: str) -> str:
@@ -155,46 +71,9 @@ def flip_checksum(b64: str) -> str:
     return ("B" if b64[0] == "A" else "A") + b64[1:]
 
 
-def sleep_past_expiry(url: str, margin: float = 1.2) -> None:
-    """Sleep until a presigned URL has surely expired (X-Amz-Date has 1 s resolution)."""
-    signed_at, lifetime = signed_window(url)
-    time.sleep(max(0.0, signed_at.timestamp() + lifetime + margin - time.time()))
-
-
-def signed_window(url: str) -> tuple[datetime, int]:
-    """(X-Amz-Date, X-Amz-Expires) of a presigned URL."""
-    q = params(url)
-    signed_at = datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return signed_at, int(q["X-Amz-Expires"])
-
-
 def parse_time(value: str) -> datetime:
     assert value.endswith("Z"), value
     return datetime.fromisoformat(value[:-1] + "+00:00")
-
-
-def s3_error(resp: requests.Response) -> tuple[int, str | None]:
-    """(status, <Code> of the S3 XML error body)."""
-    code = ET.fromstring(resp.content).findtext("Code") if resp.content else None
-    return resp.status_code, code
-
-
-def exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404, exc.response
-        return False
-    return True
-
-
-def images_recorded(app: Flask) -> int:
-    count: int = broker_of(app).db.images.collection.count_documents({})
-    return count
-
-
-def api_error(resp: TestResponse) -> tuple[int, str]:
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def run_cli(app: Flask, *args: str) -> dict[str, Any]:
@@ -217,24 +96,13 @@ def backdate_upload(app: Flask, key: str) -> None:
     assert uploads.update_one({"key": key}, {"$set": {"confirm_by": past}}).matched_count == 1
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose IHDR announces ``width`` x ``height`` (no pixel data: only the header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
 # ---------------------------------------------------------------- 1. presigned PUT
 @both_signers
 def test_presigned_put_pins_signature_type_length_md5_and_key(
     api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str
 ) -> None:
     data = png_bytes(5, 4)
-    grant = presign(api, data)
+    grant = presigned(api, data)
     key, url = grant["key"], grant["url"]
     assert grant["method"] == "PUT"
     assert_grant_signs(grant, "content-type", "content-length", "content-md5")
@@ -242,7 +110,9 @@ def test_presigned_put_pins_signature_type_length_md5_and_key(
     assert grant["headers"]["Content-MD5"] == md5_b64(data)
 
     # the signature itself
-    tampered = replace_param(url, "X-Amz-Signature", flip_last_hex(params(url)["X-Amz-Signature"]))
+    tampered = replace_param(
+        url, "X-Amz-Signature", flip_last_hex(query_params(url)["X-Amz-Signature"])
+    )
     assert s3_error(put(grant, data, url=tampered)) == (403, "SignatureDoesNotMatch")
     stretched = replace_param(url, "X-Amz-Expires", "604800")
     assert s3_error(put(grant, data, url=stretched)) == (403, "SignatureDoesNotMatch")
@@ -301,12 +171,12 @@ def test_presigned_put_without_md5_still_pins_type_and_length(
     # Only with the checksum rule relaxed for legacy clients (BROKER_REQUIRE_CHECKSUM=false).
     api = make_rgw_app(BROKER_SIGNER=signer, BROKER_REQUIRE_CHECKSUM="false").test_client()
     data = png_bytes()
-    grant = presign(api, data, with_md5=False)
+    grant = presigned(api, data, omit=("content_md5",))
     assert_grant_signs(grant, "content-type", "content-length", "if-none-match")
     assert "content-md5" not in {name.lower() for name in grant["headers"]}
     assert s3_error(put(grant, data, Content_Type="image/gif")) == (403, "SignatureDoesNotMatch")
     assert s3_error(put(grant, data + b"\0")) == (403, "SignatureDoesNotMatch")
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert put(grant, data).status_code == 200
     assert confirm(api, grant["key"]).status_code == 201
 
@@ -320,7 +190,7 @@ def test_presigned_put_signs_the_sha256_checksum(
     # the broker signs it and hands it to the client, so that a provider that enforces it will.
     data = png_bytes()
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    grant = presign(api, data, checksum_sha256=checksum)
+    grant = presigned(api, data, checksum_sha256=checksum)
     assert_grant_signs(grant, "content-type", "content-length", "content-md5")
     assert "x-amz-checksum-sha256" in signed_headers(grant["url"])
     assert grant["headers"]["x-amz-checksum-sha256"] == checksum
@@ -339,13 +209,13 @@ def test_expired_put_and_get_urls_are_refused(
     app = make_rgw_app(BROKER_SIGNER=signer, BROKER_SIGNED_URL_WINDOW="0")
     short = make_rgw_app(BROKER_SIGNER=signer, BROKER_UPLOAD_EXPIRES="1")
     api, short_api = app.test_client(), short.test_client()
-    image = upload(api)
+    image = upload(api).image
 
     data = png_bytes()
-    grant = presign(short_api, data)
+    grant = presigned(short_api, data)
     get_url = signed_get(api, image["id"], expires_in=1)
-    assert params(grant["url"])["X-Amz-Expires"] == "1"
-    assert params(get_url)["X-Amz-Expires"] == "1"
+    assert query_params(grant["url"])["X-Amz-Expires"] == "1"
+    assert query_params(get_url)["X-Amz-Expires"] == "1"
     # the expiry the API announces is the one the signature carries
     signed_at, lifetime = signed_window(grant["url"])
     signed_expiry = signed_at + timedelta(seconds=lifetime)
@@ -354,7 +224,7 @@ def test_expired_put_and_get_urls_are_refused(
     sleep_past_expiry(grant["url"])
     sleep_past_expiry(get_url)
     assert s3_error(put(grant, data)) == (403, "AccessDenied")
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert s3_error(requests.get(get_url, timeout=HTTP_TIMEOUT)) == (403, "AccessDenied")
     # a fresh URL for the same image still works: the expiry, nothing else, refused it
     fresh = requests.get(signed_get(api, image["id"]), timeout=HTTP_TIMEOUT)
@@ -367,10 +237,12 @@ def test_signed_get_serves_the_bytes_with_pinned_type_and_disposition(
     api: FlaskClient, rgw: S3Endpoint, rgw_bucket: str
 ) -> None:
     data = png_bytes(6, 2)
-    image = upload(api, data, filename="holiday photo.png")
+    image = upload(api, data, filename="holiday photo.png").image
     url = signed_get(api, image["id"])
-    assert params(url)["response-content-type"] == "image/png"
-    assert params(url)["response-content-disposition"] == 'inline; filename="holiday photo.png"'
+    assert query_params(url)["response-content-type"] == "image/png"
+    assert (
+        query_params(url)["response-content-disposition"] == 'inline; filename="holiday photo.png"'
+    )
     assert {"host"} == set(signed_headers(url))
 
     resp = requests.get(url, timeout=HTTP_TIMEOUT)
@@ -403,7 +275,7 @@ def test_signed_get_lives_as_asked_never_past_the_cap_and_expires_as_announced(
     # lives at least as long as asked, never longer than the cap (BROKER_DOWNLOAD_MAX_EXPIRES,
     # 1 hour by default), and stops working exactly when the API's expires_at says.
     data = png_bytes()
-    image = upload(api, data)
+    image = upload(api, data).image
     for asked in (60, 3600, 10**6):
         resp = api.get(
             f"/images/{image['id']}/signed-url",
@@ -424,11 +296,11 @@ def test_signed_get_lives_as_asked_never_past_the_cap_and_expires_as_announced(
 def test_signed_get_refuses_altered_response_overrides_and_other_keys(
     api: FlaskClient, s3: Any, rgw_bucket: str
 ) -> None:
-    victim = upload(api, png_bytes(), sub="bob")
-    image = upload(api, png_bytes(3, 3), filename="mine.png")
+    victim = upload(api, png_bytes(), sub="bob").image
+    image = upload(api, png_bytes(3, 3), filename="mine.png").image
     url = signed_get(api, image["id"])
     # replace_param re-encodes a value exactly as both signers do: unchanged, the URL still works
-    same = replace_param(url, "response-content-type", params(url)["response-content-type"])
+    same = replace_param(url, "response-content-type", query_params(url)["response-content-type"])
     assert same == url
     assert requests.get(same, timeout=HTTP_TIMEOUT).status_code == 200
 
@@ -437,7 +309,7 @@ def test_signed_get_refuses_altered_response_overrides_and_other_keys(
         replace_param(url, "response-content-type", None),
         replace_param(url, "response-content-disposition", 'attachment; filename="invoice.html"'),
         replace_param(url, "response-content-disposition", None),
-        replace_param(url, "X-Amz-Signature", flip_last_hex(params(url)["X-Amz-Signature"])),
+        replace_param(url, "X-Amz-Signature", flip_last_hex(query_params(url)["X-Amz-Signature"])),
         replace_param(url, "X-Amz-Expires", "604800"),
         # the same signature on someone else's object
         replace_path(url, "/" + rgw_bucket + "/" + victim["key"]),
@@ -460,7 +332,7 @@ def test_signed_get_refuses_altered_response_overrides_and_other_keys(
 def test_private_bucket_refuses_unsigned_requests(
     api: FlaskClient, rgw: S3Endpoint, s3: Any, rgw_bucket: str
 ) -> None:
-    image = upload(api)
+    image = upload(api).image
     base = f"{rgw.endpoint_url}/{rgw_bucket}"
     assert s3_error(requests.get(f"{base}/{image['key']}", timeout=HTTP_TIMEOUT)) == (
         403,
@@ -479,7 +351,7 @@ def test_private_bucket_refuses_unsigned_requests(
         f"{base}/{image['key']}", data=b"x", headers={"Content-Type": "image/png"}, timeout=10
     )
     assert s3_error(overwrite) == (403, "AccessDenied")
-    assert not exists(s3, rgw_bucket, "alice/planted.png")
+    assert not object_exists(s3, rgw_bucket, "alice/planted.png")
     assert s3.head_object(Bucket=rgw_bucket, Key=image["key"])["ContentLength"] == image["size"]
     acl = s3.get_object_acl(Bucket=rgw_bucket, Key=image["key"])
     assert all(g["Grantee"].get("URI") != ALL_USERS for g in acl["Grants"])
@@ -500,7 +372,7 @@ def test_a_hardened_bucket_takes_the_grant_but_no_smuggled_public_acl(
 ) -> None:
     harden(rgw_app)
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     ok = put(grant, data)
     assert ok.status_code == 200, f"the hardened bucket refuses the grant: {s3_error(ok)}"
 
@@ -519,7 +391,7 @@ def test_a_smuggled_acl_grant_cannot_publish_or_wedge_the_upload(
     # grant is ignored, but the owner's own grant is gone too, so the broker's HEAD gets 403.
     harden(rgw_app)
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     resp = put(grant, data, **{"x-amz-grant-read": f'uri="{ALL_USERS}"'})
     assert resp.status_code in (200, 400, 403), resp.text
     public = f"{rgw.endpoint_url}/{rgw_bucket}/{grant['key']}"
@@ -530,7 +402,7 @@ def test_a_smuggled_acl_grant_cannot_publish_or_wedge_the_upload(
     confirmed = confirm(api, grant["key"])
     assert confirmed.status_code in (201, 422), confirmed.json
     if confirmed.status_code == 422:
-        assert not exists(s3, rgw_bucket, grant["key"])
+        assert not object_exists(s3, rgw_bucket, grant["key"])
         assert images_recorded(rgw_app) == 0
     else:
         url = signed_get(api, confirmed.json["image"]["id"])
@@ -543,14 +415,14 @@ def test_the_pending_tag_is_signed_and_flipped_on_confirm(
 ) -> None:
     # the lifecycle rule that expires never-confirmed objects relies on this tag
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert_grant_signs(grant, "x-amz-tagging")
     pending = grant["headers"]["x-amz-tagging"]
     for forged in ("broker-state=confirmed", "", pending + "&x=y"):
         resp = put(grant, data, **{"x-amz-tagging": forged})
         assert s3_error(resp) == (403, "SignatureDoesNotMatch"), forged
     assert s3_error(put(grant, data, **{"x-amz-tagging": None})) == (403, "SignatureDoesNotMatch")
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
 
     assert put(grant, data).status_code == 200
     tags = s3.get_object_tagging(Bucket=rgw_bucket, Key=grant["key"])["TagSet"]
@@ -612,7 +484,7 @@ def test_signed_get_of_a_nasty_filename_is_safe_to_render(
     api: FlaskClient, filename: str, display: str
 ) -> None:
     data = png_bytes()
-    image = upload(api, data, filename=filename)
+    image = upload(api, data, filename=filename).image
     assert image["filename"] == display
     for disposition in ("inline", "attachment"):
         url = signed_get(api, image["id"], disposition=disposition)
@@ -620,7 +492,9 @@ def test_signed_get_of_a_nasty_filename_is_safe_to_render(
         assert resp.status_code == 200, resp.text
         assert resp.content == data
         # the header is exactly what the broker signed, and it is safe
-        assert resp.headers["Content-Disposition"] == params(url)["response-content-disposition"]
+        assert (
+            resp.headers["Content-Disposition"] == query_params(url)["response-content-disposition"]
+        )
         _assert_safe_disposition(resp, disposition, display)
 
 
@@ -655,7 +529,7 @@ def test_bucket_cors_applied_by_the_broker_lets_allowed_origins_upload(
     assert {origin for rule in stored for origin in rule["AllowedOrigins"]} == set(ALLOWED_ORIGINS)
 
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     # what a browser asks before PUTting the grant's headers cross-origin
     asked = ",".join(name.lower() for name in grant["headers"])
     assert {"content-type", "content-md5"} <= header_set(asked)
@@ -748,10 +622,10 @@ def test_confirm_rejects_an_object_that_is_not_what_was_declared(
 ) -> None:
     app = make_rgw_app(**settings)
     api = app.test_client()
-    grant = presign(api, data, filetype=filetype)
+    grant = presigned(api, data, filetype=filetype)
     # the declaration matches the bytes' length, type header and MD5: the bucket takes them
     assert put(grant, data).status_code == 200
-    assert exists(s3, rgw_bucket, grant["key"])
+    assert object_exists(s3, rgw_bucket, grant["key"])
 
     resp = confirm(api, grant["key"])
     assert api_error(resp) == (422, "upload_invalid"), resp.json
@@ -759,7 +633,7 @@ def test_confirm_rejects_an_object_that_is_not_what_was_declared(
     for word in words:
         assert word in message, message
 
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert images_recorded(app) == 0
     again = confirm(api, grant["key"])
     assert api_error(again) == (409, "conflict"), again.json
@@ -774,10 +648,10 @@ def test_a_size_other_than_declared_cannot_be_put_and_confirm_records_nothing(
 ) -> None:
     data = png_bytes()
     padded = data + b"\0" * 10
-    grant = presign(api, padded)
+    grant = presigned(api, padded)
     for body in (data, data + b"\0" * 20):
         assert s3_error(put(grant, body)) == (403, "SignatureDoesNotMatch")
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
 
     resp = confirm(api, grant["key"])
     assert api_error(resp) == (422, "upload_invalid"), resp.json
@@ -794,23 +668,23 @@ def test_sweep_deletes_an_upload_that_was_never_confirmed(
     rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
 ) -> None:
     data = png_bytes()
-    grant = presign(api, data)
-    kept = presign(api, data)  # still within its deadline: the sweeper leaves it alone
+    grant = presigned(api, data)
+    kept = presigned(api, data)  # still within its deadline: the sweeper leaves it alone
     assert put(grant, data).status_code == 200
     assert put(kept, data).status_code == 200
     backdate_upload(rgw_app, grant["key"])
 
     assert sweep(rgw_app) == (1, 0)
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert api_error(confirm(api, grant["key"])) == (409, "conflict")
     assert images_recorded(rgw_app) == 0
 
-    assert exists(s3, rgw_bucket, kept["key"])
+    assert object_exists(s3, rgw_bucket, kept["key"])
     assert confirm(api, kept["key"]).status_code == 201
     # a second sweep has nothing left to do, and does not touch confirmed images
     backdate_upload(rgw_app, kept["key"])
     assert sweep(rgw_app) == (0, 0)
-    assert exists(s3, rgw_bucket, kept["key"])
+    assert object_exists(s3, rgw_bucket, kept["key"])
     assert images_recorded(rgw_app) == 1
 
 
@@ -833,7 +707,7 @@ def _fail_delete_once(monkeypatch: pytest.MonkeyPatch, app: Flask) -> list[str]:
 def _delete_fails_midway(
     monkeypatch: pytest.MonkeyPatch, app: Flask, api: FlaskClient, s3: Any, bucket: str
 ) -> dict[str, Any]:
-    image = upload(api)
+    image = upload(api).image
     before = requests.get(signed_get(api, image["id"]), timeout=HTTP_TIMEOUT)  # a reader had it
     assert before.status_code == 200
     calls = _fail_delete_once(monkeypatch, app)
@@ -852,7 +726,7 @@ def _delete_fails_midway(
     assert api.get("/images", headers=auth("alice")).json["images"] == []
     signed = api.get(f"/images/{image['id']}/signed-url", headers=auth("alice"))
     assert api_error(signed) == (404, "not_found")
-    assert exists(s3, bucket, image["key"])
+    assert object_exists(s3, bucket, image["key"])
     assert images_recorded(app) == 1
     return image
 
@@ -861,14 +735,14 @@ def test_sweep_interrupted_by_s3_leaves_no_orphan(
     monkeypatch: pytest.MonkeyPatch, rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
 ) -> None:
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert put(grant, data).status_code == 200
     backdate_upload(rgw_app, grant["key"])
     calls = _fail_delete_once(monkeypatch, rgw_app)
     failed = rgw_app.test_cli_runner().invoke(args=["sweep"])
     assert failed.exit_code != 0, failed.output  # cron must see that this run did not finish
     assert calls == [grant["key"]]
-    assert exists(s3, rgw_bucket, grant["key"])
+    assert object_exists(s3, rgw_bucket, grant["key"])
     # the upload is closed all the same: confirm can no longer win it
     assert api_error(confirm(api, grant["key"])) == (409, "conflict")
 
@@ -879,7 +753,7 @@ def test_sweep_interrupted_by_s3_leaves_no_orphan(
     backdated = doc["closed_at"] - timedelta(minutes=2)
     uploads.update_one({"_id": doc["_id"]}, {"$set": {"closed_at": backdated}})
     assert sweep(rgw_app) == (1, 0)
-    assert not exists(s3, rgw_bucket, grant["key"]), "the sweeper left an orphan behind"
+    assert not object_exists(s3, rgw_bucket, grant["key"]), "the sweeper left an orphan behind"
     assert api_error(confirm(api, grant["key"])) == (409, "conflict")
     assert images_recorded(rgw_app) == 0
 
@@ -890,7 +764,7 @@ def test_delete_interrupted_by_s3_is_finished_by_a_retry(
     image = _delete_fails_midway(monkeypatch, rgw_app, api, s3, rgw_bucket)
     retry = api.delete(f"/images/{image['id']}", headers=auth("alice"))
     assert retry.status_code == 204, retry.json
-    assert not exists(s3, rgw_bucket, image["key"])
+    assert not object_exists(s3, rgw_bucket, image["key"])
     assert images_recorded(rgw_app) == 0
     gone = api.delete(f"/images/{image['id']}", headers=auth("alice"))
     assert api_error(gone) == (404, "not_found")
@@ -902,7 +776,7 @@ def test_delete_interrupted_by_s3_is_finished_by_the_sweeper(
     image = _delete_fails_midway(monkeypatch, rgw_app, api, s3, rgw_bucket)
     # a fresh tombstone belongs to the request that made it: the sweeper leaves it alone
     assert sweep(rgw_app) == (0, 0)
-    assert exists(s3, rgw_bucket, image["key"])
+    assert object_exists(s3, rgw_bucket, image["key"])
 
     images = broker_of(rgw_app).db.images.collection
     doc = images.find_one({"key": image["key"]})
@@ -911,7 +785,7 @@ def test_delete_interrupted_by_s3_is_finished_by_the_sweeper(
     images.update_one({"_id": doc["_id"]}, {"$set": {"deleting_at": backdated}})
 
     assert sweep(rgw_app) == (0, 1)
-    assert not exists(s3, rgw_bucket, image["key"])
+    assert not object_exists(s3, rgw_bucket, image["key"])
     assert images_recorded(rgw_app) == 0
 
 
@@ -920,7 +794,7 @@ def test_confirm_after_the_sweeper_expired_the_upload_is_409(
     rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
 ) -> None:
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert put(grant, data).status_code == 200
     backdate_upload(rgw_app, grant["key"])
 
@@ -928,14 +802,14 @@ def test_confirm_after_the_sweeper_expired_the_upload_is_409(
     resp = confirm(api, grant["key"])
     assert api_error(resp) == (409, "conflict"), resp.json
     assert images_recorded(rgw_app) == 0
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
 
 
 def test_confirm_after_the_deadline_is_409_and_the_sweeper_cleans_up(
     rgw_app: Flask, api: FlaskClient, s3: Any, rgw_bucket: str
 ) -> None:
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert put(grant, data).status_code == 200
     backdate_upload(rgw_app, grant["key"])
 
@@ -943,7 +817,7 @@ def test_confirm_after_the_deadline_is_409_and_the_sweeper_cleans_up(
     assert api_error(resp) == (409, "conflict"), resp.json
     assert images_recorded(rgw_app) == 0
     assert sweep(rgw_app) == (1, 0)
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert api_error(confirm(api, grant["key"])) == (409, "conflict")
 
 
@@ -959,7 +833,7 @@ def test_sweeper_expiring_the_upload_while_confirm_verifies(
     """The deadline passes and the sweeper runs while confirm is checking the object: exactly
     one of them wins, and nothing outlives the other (no record without its object)."""
     data = png_bytes()
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert put(grant, data).status_code == 200
     bucket = broker_of(rgw_app).bucket
     step = {"after-head": "head", "after-read": "read_prefix"}[when]
@@ -978,4 +852,4 @@ def test_sweeper_expiring_the_upload_while_confirm_verifies(
     assert swept == [(1, 0)]
     assert api_error(resp) == (409, "conflict"), resp.json
     assert images_recorded(rgw_app) == 0
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])

@@ -12,8 +12,7 @@ import base64
 import calendar
 import hashlib
 import time
-import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import boto3
@@ -21,8 +20,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-if TYPE_CHECKING:
-    from tests.rgw.conftest import S3Endpoint
+from tests.support.images import md5_b64
+from tests.support.s3 import S3Endpoint, object_exists, s3_error, signed_headers
 
 pytestmark = pytest.mark.s3
 
@@ -33,10 +32,6 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # ---------------------------------------------------------------- helpers
-def b64_md5(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
-
-
 def b64_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -52,10 +47,6 @@ def with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(params)))
 
 
-def signed_headers(url: str) -> list[str]:
-    return query(url)["X-Amz-SignedHeaders"].split(";")
-
-
 def presign_put(s3: Any, bucket: str, key: str, expires: int = 60, **params: Any) -> str:
     url: str = s3.generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": key, **params}, ExpiresIn=expires
@@ -63,24 +54,8 @@ def presign_put(s3: Any, bucket: str, key: str, expires: int = 60, **params: Any
     return url
 
 
-def error_code(resp: requests.Response) -> str | None:
-    """The <Code> of an S3 XML error body."""
-    if not resp.content:
-        return None
-    return ET.fromstring(resp.content).findtext("Code")
-
-
 def assert_refused(resp: requests.Response, status: int, code: str) -> None:
-    assert (resp.status_code, error_code(resp)) == (status, code), resp.text[:300]
-
-
-def object_exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        assert exc.response["Error"]["Code"] in ("404", "NoSuchKey"), exc.response
-        return False
-    return True
+    assert s3_error(resp) == (status, code), resp.text[:300]
 
 
 # ---------------------------------------------------------------- what botocore signs
@@ -106,7 +81,7 @@ def test_botocore_signs_exactly_the_headers_given_as_params() -> None:
             "k",
             ContentType="image/png",
             ContentLength=len(PNG),
-            ContentMD5=b64_md5(PNG),
+            ContentMD5=md5_b64(PNG),
         )
         assert signed_headers(full) == ["content-length", "content-md5", "content-type", "host"]
         q = query(full)
@@ -258,7 +233,7 @@ def test_presigned_get_returns_bytes_and_signed_response_headers(s3: Any, rgw_bu
 
 # ---------------------------------------------------------------- (g) Content-MD5
 def test_signed_content_md5_refuses_other_bytes(s3: Any, rgw_bucket: str) -> None:
-    md5 = b64_md5(PNG)
+    md5 = md5_b64(PNG)
     url = presign_put(
         s3, rgw_bucket, "u/g.png", ContentType="image/png", ContentLength=len(PNG), ContentMD5=md5
     )
@@ -275,7 +250,7 @@ def test_signed_content_md5_refuses_other_bytes(s3: Any, rgw_bucket: str) -> Non
     assert_refused(resp, 403, "SignatureDoesNotMatch")
     # sending the digest of the other bytes breaks it too
     resp = requests.put(
-        url, data=other, headers={**headers, "Content-MD5": b64_md5(other)}, timeout=HTTP_TIMEOUT
+        url, data=other, headers={**headers, "Content-MD5": md5_b64(other)}, timeout=HTTP_TIMEOUT
     )
     assert_refused(resp, 403, "SignatureDoesNotMatch")
     assert not object_exists(s3, rgw_bucket, "u/g.png")
@@ -290,7 +265,7 @@ def test_content_md5_is_checked_even_when_not_signed(s3: Any, rgw_bucket: str) -
     resp = requests.put(
         url,
         data=PNG,
-        headers={"Content-Type": "image/png", "Content-MD5": b64_md5(b"other")},
+        headers={"Content-Type": "image/png", "Content-MD5": md5_b64(b"other")},
         timeout=HTTP_TIMEOUT,
     )
     assert_refused(resp, 400, "BadDigest")
@@ -585,7 +560,7 @@ def test_lifecycle_rule_with_prefix_and_tags(s3: Any, rgw_bucket: str) -> None:
     assert tags == [{"Key": "state", "Value": "pending"}]
 
 
-def test_unique_bucket_per_test(s3: Any, rgw_bucket: str) -> None:
+def test_a_new_bucket_is_empty_and_private(s3: Any, rgw_bucket: str) -> None:
     assert rgw_bucket.startswith("broker-test-")
     assert s3.list_objects_v2(Bucket=rgw_bucket)["KeyCount"] == 0
     acl = s3.get_bucket_acl(Bucket=rgw_bucket)

@@ -10,18 +10,16 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import os
 import random
 import socket
 import string
 import struct
 import threading
-import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,27 +30,23 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_refresh_token
 
-from broker.devservers import MongoServer, free_port
-from tests.api.test_wsgi import gunicorn
-from tests.helpers import JWT_SECRET, auth, broker_of, make_token, md5_b64, png_bytes
-from tests.rgw.conftest import S3Endpoint
-from tests.rgw.test_broker_on_rgw import (
-    HTTP_TIMEOUT,
-    api_error,
-    both_signers,
-    confirm,
-    exists,
-    images_recorded,
-    params,
-    png_claiming,
-    presign,
-    put,
+from broker.devservers import MongoServer
+from tests.support.apps import broker_of
+from tests.support.envelope import api_error
+from tests.support.gunicorn import Gunicorn
+from tests.support.images import png_bytes, png_claiming, png_of_size
+from tests.support.rgw import both_signers, images_recorded, signed_get
+from tests.support.s3 import (
+    S3Endpoint,
+    object_exists,
+    query_params,
     replace_param,
     s3_error,
-    signed_get,
     sleep_past_expiry,
-    upload,
 )
+from tests.support.settings import broker_settings
+from tests.support.tokens import JWT_SECRET, auth, bearer, make_token
+from tests.support.upload import HTTP_TIMEOUT, confirm, presign, presigned, put, upload
 
 pytestmark = pytest.mark.s3
 
@@ -151,12 +145,12 @@ def test_the_broker_works_on_a_bucket_set_up_to_refuse_copies(
     setup_bucket(app)
     api = app.test_client()
     data = png_bytes(7, 5)
-    image = upload(api, data)
+    image = upload(api, data).image
     assert tags_of(s3, rgw_bucket, image["key"]) == {"broker-state": "confirmed"}
     got = requests.get(signed_get(api, image["id"]), timeout=HTTP_TIMEOUT)
     assert (got.status_code, got.content) == (200, data)
     assert api.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
-    assert not exists(s3, rgw_bucket, image["key"])
+    assert not object_exists(s3, rgw_bucket, image["key"])
 
 
 @pytest.fixture
@@ -178,10 +172,10 @@ def test_an_upload_url_cannot_copy_another_users_object(
     setup_bucket(app)
     api = app.test_client()
     alice_bytes = png_bytes(6, 6)
-    alice = upload(api, alice_bytes, sub="alice")
+    alice = upload(api, alice_bytes, sub="alice").image
 
     junk = same_length_junk(alice_bytes, b"\x89PNG junk")
-    grant = presign(api, junk, sub="bob")
+    grant = presigned(api, junk, sub="bob")
     for source in (
         f"/{rgw_bucket}/{alice['key']}",
         f"{rgw_bucket}/{alice['key']}",
@@ -189,10 +183,10 @@ def test_an_upload_url_cannot_copy_another_users_object(
     ):
         copied = put(grant, junk, **{COPY_SOURCE: source})
         assert s3_error(copied) == (403, "AccessDenied"), (source, copied.text)
-        assert not exists(s3, rgw_bucket, grant["key"])
+        assert not object_exists(s3, rgw_bucket, grant["key"])
 
     # Bob's confirm finds nothing to record, let alone Alice's bytes.
-    resp = confirm(api, grant["key"], "bob")
+    resp = confirm(api, grant["key"], sub="bob")
     assert api_error(resp) == (422, "upload_invalid")
     assert api.get("/images", headers=auth("bob")).json["images"] == []
     # Alice's image is untouched and hers alone.
@@ -205,25 +199,21 @@ def test_without_the_bucket_policy_confirm_still_refuses_a_copied_object(
     # A bucket nobody ran setup-bucket on: RGW 16 performs the copy, and the required checksum
     # is what stops confirm from recording someone else's bytes.
     alice_bytes = png_bytes(6, 6)
-    alice = upload(api, alice_bytes, sub="alice")
-    no_checksum = api.post(
-        "/images/presign-upload",
-        json={"filename": "x.png", "filetype": "image/png", "size": len(alice_bytes)},
-        headers=auth("bob"),
-    )
+    alice = upload(api, alice_bytes, sub="alice").image
+    no_checksum = presign(api, alice_bytes, sub="bob", omit=("content_md5",))
     assert api_error(no_checksum) == (400, "validation_error")
     assert "content_md5" in no_checksum.json["error"]["details"]
 
     junk = same_length_junk(alice_bytes, b"\x89PNG junk")
-    grant = presign(api, junk, sub="bob")
+    grant = presigned(api, junk, sub="bob")
     copied = put(grant, junk, **{COPY_SOURCE: f"/{rgw_bucket}/{alice['key']}"})
     if rgw.is_rgw16:
         assert copied.status_code == 200, copied.text  # the quirk this defends against
         assert object_bytes(s3, rgw_bucket, grant["key"]) == alice_bytes
-    resp = confirm(api, grant["key"], "bob")
+    resp = confirm(api, grant["key"], sub="bob")
     assert api_error(resp) == (422, "upload_invalid")
     assert "content_md5" in resp.json["error"]["message"]
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert images_recorded(rgw_app) == 1  # Alice's only
     assert api.get("/images", headers=auth("bob")).json["images"] == []
 
@@ -232,8 +222,7 @@ def test_without_the_bucket_policy_confirm_still_refuses_a_copied_object(
 def test_presign_without_a_checksum_is_400_naming_content_md5(
     api: FlaskClient, rgw_app: Flask
 ) -> None:
-    body = {"filename": "a.png", "filetype": "image/png", "size": 100}
-    resp = api.post("/images/presign-upload", json=body, headers=auth())
+    resp = presign(api, omit=("content_md5",))
     assert api_error(resp) == (400, "validation_error")
     assert list(resp.json["error"]["details"]) == ["content_md5"]
     assert broker_of(rgw_app).db.uploads.collection.count_documents({}) == 0
@@ -242,7 +231,7 @@ def test_presign_without_a_checksum_is_400_naming_content_md5(
 @both_signers
 def test_a_put_url_writes_once(api: FlaskClient, s3: Any, rgw_bucket: str) -> None:
     data = png_bytes(8, 8)
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert grant["headers"]["If-None-Match"] == "*"
     assert put(grant, data).status_code == 200
     image = confirm(api, grant["key"]).json["image"]
@@ -272,7 +261,7 @@ def test_without_the_checksum_rule_write_once_still_refuses_an_overwrite(
     api = make_rgw_app(BROKER_SIGNER=signer, BROKER_REQUIRE_CHECKSUM="false").test_client()
     data = png_bytes(40, 40)
     bomb = png_claiming(100_000, 100_000)
-    grant = presign(api, data, with_md5=False)
+    grant = presigned(api, data, omit=("content_md5",))
     assert "Content-MD5" not in grant["headers"]
     assert put(grant, data).status_code == 200
     image = confirm(api, grant["key"]).json["image"]
@@ -292,7 +281,7 @@ def test_two_racing_puts_of_one_url_store_one_object(
     # second loses, so no slow PUT can land on top of what was confirmed in between.
     api = make_rgw_app(BROKER_REQUIRE_CHECKSUM="false").test_client()
     data = png_bytes(30, 30)
-    grant = presign(api, data, with_md5=False)
+    grant = presigned(api, data, omit=("content_md5",))
     slow_bytes = same_length_junk(data, HTML)
     url = urlsplit(grant["url"])
     slow = http.client.HTTPConnection(url.hostname, url.port, timeout=HTTP_TIMEOUT)
@@ -316,45 +305,25 @@ def test_two_racing_puts_of_one_url_store_one_object(
 KB900 = 900_000
 
 
-def padded_png(size: int) -> bytes:
-    """A valid PNG of exactly ``size`` bytes (an ancillary chunk carries the padding)."""
-    base = png_bytes(4, 4)
-    pad = size - len(base) - 12
-    chunk = struct.pack(">I", pad) + b"teXt" + b"\0" * pad
-    crc = struct.pack(">I", zlib.crc32(b"teXt" + b"\0" * pad))
-    data = base[:33] + chunk + crc + base[33:]
-    assert len(data) == size
-    return data
-
-
 def test_pending_bytes_count_against_the_byte_quota_from_presign(
     make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
 ) -> None:
     app = make_rgw_app(BROKER_QUOTA_MAX_BYTES="1000000", BROKER_QUOTA_MAX_IMAGES="0")
     api = app.test_client()
-    data = padded_png(KB900)
+    data = png_of_size(KB900, 4, 4)
     # declared a JPEG: confirm will refuse it, which ends the upload
-    first = presign(api, data, filename="a.jpg", filetype="image/jpeg")
+    first = presigned(api, data, filename="a.jpg", filetype="image/jpeg")
     assert put(first, data).status_code == 200
     # A second 900 KB upload would hold 1.8 MB: refused before any byte is sent, and so are
     # the next ones (before, six such objects could sit in the bucket at once).
     for _ in range(5):
-        refused = api.post(
-            "/images/presign-upload",
-            json={
-                "filename": "b.png",
-                "filetype": "image/png",
-                "size": KB900,
-                "content_md5": md5_b64(data),
-            },
-            headers=auth(),
-        )
+        refused = presign(api, data, filename="b.png")
         assert api_error(refused) == (413, "too_large")
         assert "quota" in refused.json["error"]["details"]
     assert s3.list_objects_v2(Bucket=rgw_bucket)["KeyCount"] == 1
     # When the upload ends (here: refused at confirm), its bytes are given back at once.
     assert api_error(confirm(api, first["key"])) == (422, "upload_invalid")
-    assert presign(api, data)["key"] != first["key"]
+    assert presigned(api, data)["key"] != first["key"]
 
 
 @pytest.fixture
@@ -366,7 +335,7 @@ def short_lived(make_rgw_app: Callable[..., Flask]) -> Flask:
 
 def end_by_reject(app: Flask, api: FlaskClient) -> tuple[dict[str, Any], bytes]:
     data = same_length_junk(png_bytes(), HTML)
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert put(grant, data).status_code == 200
     assert api_error(confirm(api, grant["key"])) == (422, "upload_invalid")
     return grant, data
@@ -374,7 +343,7 @@ def end_by_reject(app: Flask, api: FlaskClient) -> tuple[dict[str, Any], bytes]:
 
 def end_by_delete(app: Flask, api: FlaskClient) -> tuple[dict[str, Any], bytes]:
     data = png_bytes(5, 5)
-    grant = presign(api, data)
+    grant = presigned(api, data)
     assert put(grant, data).status_code == 200
     image = confirm(api, grant["key"]).json["image"]
     assert api.delete(f"/images/{image['id']}", headers=auth()).status_code == 204
@@ -385,7 +354,7 @@ def end_by_quota_at_confirm(app: Flask, api: FlaskClient) -> tuple[dict[str, Any
     # An upload presigned before presign held quota (its record holds none), confirmed when
     # the owner's quota is used up: 413, object deleted.
     data = png_bytes(6, 5)
-    grant = presign(api, data)
+    grant = presigned(api, data)
     broker = broker_of(app)
     broker.db.uploads.collection.update_one({"key": grant["key"]}, {"$unset": {"quota_held": ""}})
     full = broker.settings.quota_max_images
@@ -403,12 +372,12 @@ def test_a_re_put_after_the_upload_ended_is_swept_once_the_url_died(
     short_lived: Flask, s3: Any, rgw_bucket: str, ending: str
 ) -> None:
     api = short_lived.test_client()
-    live = upload(api, png_bytes(3, 3))  # a confirmed image next to it: never touched
+    live = upload(api, png_bytes(3, 3)).image  # a confirmed image next to it: never touched
     grant, data = ENDINGS[ending](short_lived, api)
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     # The URL writes once, but only over nothing: after the object was deleted it stores again.
     assert put(grant, data).status_code == 200
-    assert exists(s3, rgw_bucket, grant["key"])
+    assert object_exists(s3, rgw_bucket, grant["key"])
     assert images_recorded(short_lived) == 1  # unverified, unrecorded: an orphan
 
     # While the URL lives the sweeper must leave the key alone (the client could PUT again).
@@ -416,12 +385,12 @@ def test_a_re_put_after_the_upload_ended_is_swept_once_the_url_died(
     sleep_past_expiry(grant["url"])
     report = sweep_report(short_lived)
     assert report["cleaned_uploads"] >= 1 and report["failed"] == 0
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     # And it stays clean: the dead URL cannot bring it back.
     assert s3_error(put(grant, data)) == (403, "AccessDenied")
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
 
-    assert exists(s3, rgw_bucket, live["key"])
+    assert object_exists(s3, rgw_bucket, live["key"])
     served = requests.get(signed_get(api, live["id"]), timeout=HTTP_TIMEOUT)
     assert served.status_code == 200
     assert broker_of(short_lived).db.quotas.usage("alice").images == (
@@ -447,7 +416,7 @@ def test_confirm_refuses_an_object_stored_with_headers_nobody_signed(
     api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str, header: str
 ) -> None:
     data = png_bytes(4, 4)
-    grant = presign(api, data)
+    grant = presigned(api, data)
     stored = put(grant, data, **{header: UNSIGNED_HEADERS[header]})
     if header == "Cache-Control":
         # Every URL signs the Cache-Control the object stores (a browser with its cache off
@@ -461,7 +430,7 @@ def test_confirm_refuses_an_object_stored_with_headers_nobody_signed(
     resp = confirm(api, grant["key"])
     assert api_error(resp) == (422, "upload_invalid")
     assert header in resp.json["error"]["message"]
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert api_error(confirm(api, grant["key"])) == (409, "conflict")
     assert images_recorded(rgw_app) == 0
 
@@ -471,7 +440,7 @@ def test_signed_gets_pin_cache_control_whatever_the_object_carries(
     api: FlaskClient, s3: Any, rgw_bucket: str
 ) -> None:
     data = png_bytes(4, 4)
-    image = upload(api, data)
+    image = upload(api, data).image
     # An object stored with a Cache-Control of its own (before confirm checked, or by anyone
     # with the bucket's credentials): the signed GET's own value wins.
     s3.copy_object(
@@ -483,7 +452,7 @@ def test_signed_gets_pin_cache_control_whatever_the_object_carries(
         CacheControl="public, max-age=31536000",
     )
     url = signed_get(api, image["id"], expires_in=300)
-    pinned = params(url)["response-cache-control"]
+    pinned = query_params(url)["response-cache-control"]
     assert pinned.startswith("private, max-age=") and "immutable" in pinned
     resp = requests.get(url, timeout=HTTP_TIMEOUT)
     assert resp.status_code == 200 and resp.content == data
@@ -515,16 +484,16 @@ def test_a_gif_whose_frame_is_bigger_than_its_screen_is_judged_by_the_frame(
     api: FlaskClient, rgw_app: Flask, s3: Any, rgw_bucket: str
 ) -> None:
     bomb = gif_with_frame((10, 10), (8000, 8000), 48_000)
-    grant = presign(api, bomb, filename="tiny.gif", filetype="image/gif")
+    grant = presigned(api, bomb, filename="tiny.gif", filetype="image/gif")
     assert put(grant, bomb).status_code == 200
     resp = confirm(api, grant["key"])
     assert api_error(resp) == (422, "upload_invalid")
     assert "8000x8000" in resp.json["error"]["message"]
-    assert not exists(s3, rgw_bucket, grant["key"])
+    assert not object_exists(s3, rgw_bucket, grant["key"])
     assert images_recorded(rgw_app) == 0
     # An honest GIF whose frame fits its screen records the screen.
     honest = gif_with_frame((64, 48), (64, 48), 2_000)
-    image = upload(api, honest, filename="ok.gif", filetype="image/gif")
+    image = upload(api, honest, filename="ok.gif", filetype="image/gif").image
     assert (image["width"], image["height"]) == (64, 48)
 
 
@@ -552,27 +521,21 @@ def confirm_from_threads(app: Flask, key: str, count: int) -> list[int]:
 
 
 def test_concurrent_confirms_record_one_image_without_an_operator_step(
-    make_app: Callable[..., Flask], rgw: S3Endpoint, rgw_bucket: str
+    make_rgw_app: Callable[..., Flask], own_database: str
 ) -> None:
     # Nobody runs `flask ensure-indexes` (prepare=False skips it in the fixture too), and the
-    # confirms are the app's very first requests: they wait for one of them to make the
-    # indexes, and the unique key holds the race.
+    # confirms are the app's very first requests on a database of their own: they wait for
+    # one of them to make the indexes, and the unique key holds the race.
     def fresh_app() -> Flask:
-        app: Flask = make_app(
-            prepare=False,
-            BROKER_S3_ENDPOINT_URL=rgw.endpoint_url,
-            BROKER_S3_REGION=rgw.region,
-            BROKER_S3_BUCKET=rgw_bucket,
-            AWS_ACCESS_KEY_ID=rgw.access_key,
-            AWS_SECRET_ACCESS_KEY=rgw.secret_key,
-            BROKER_RATE_LIMIT_CONFIRM="",
+        app: Flask = make_rgw_app(
+            prepare=False, BROKER_MONGODB_DB=own_database, BROKER_RATE_LIMIT_CONFIRM=""
         )
         return app
 
     database = broker_of(fresh_app()).db.database
     for _ in range(2):
         data = png_bytes(random.randint(2, 40), 3)
-        grant = presign(fresh_app().test_client(), data)
+        grant = presigned(fresh_app().test_client(), data)
         assert put(grant, data).status_code == 200
         for collection in ("images", "uploads"):
             database[collection].drop_indexes()
@@ -590,7 +553,7 @@ def test_48_concurrent_confirms_of_one_key_never_answer_503(
     api = app.test_client()
     for _ in range(2):
         data = png_bytes(random.randint(2, 40), 4)
-        grant = presign(api, data)
+        grant = presigned(api, data)
         assert put(grant, data).status_code == 200
         statuses = confirm_from_threads(app, grant["key"], 48)
         assert statuses == [200] * 47 + [201], statuses
@@ -673,9 +636,6 @@ def test_lenient_tokens_are_refused(make_rgw_app: Callable[..., Flask]) -> None:
     client = app.test_client()
     now = datetime.now(UTC)
 
-    def bearer(token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
-
     with app.app_context():
         refresh = create_refresh_token(identity="alice")
     far = jwt.encode(
@@ -697,37 +657,13 @@ def test_lenient_tokens_are_refused(make_rgw_app: Callable[..., Flask]) -> None:
 
 # ================================================================ 9. gunicorn limits
 @pytest.fixture
-def served(mongo_server: MongoServer, rgw: S3Endpoint, rgw_bucket: str) -> Iterator[str]:
+def served(
+    mongo_server: MongoServer, rgw: S3Endpoint, rgw_bucket: str, own_database: str, tmp_path: Path
+) -> Iterator[str]:
     """The broker under gunicorn (gunicorn.conf.py from the repository), on the gateway."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BROKER_", "AWS_"))}
-    env.update(
-        MONGODB_URI=mongo_server.uri,
-        BROKER_MONGODB_DB=f"gunicorn_{uuid.uuid4().hex[:8]}",
-        BROKER_JWT_SECRET=JWT_SECRET,
-        BROKER_S3_ENDPOINT_URL=rgw.endpoint_url,
-        BROKER_S3_BUCKET=rgw_bucket,
-        AWS_ACCESS_KEY_ID=rgw.access_key,
-        AWS_SECRET_ACCESS_KEY=rgw.secret_key,
-    )
-    port = free_port()
-    server = gunicorn(env, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=5)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        if server.stdout:
-            server.stdout.close()
+    settings = broker_settings(mongo_server.uri, own_database, rgw, rgw_bucket)
+    with Gunicorn(settings, tmp_path / "gunicorn.log") as server:
+        yield server.url
 
 
 def raw_request(base: str, head: bytes) -> tuple[int, str, bytes]:

@@ -26,10 +26,10 @@ import botocore.session
 import botocore.utils
 import pytest
 
-from broker.signing import MAX_EXPIRES_IN, Credentials, CredentialsLike, SigV4Presigner
+from broker.signing import MAX_EXPIRES_IN, Credentials, SigV4Presigner
 from broker.signing_reference import Boto3Presigner, boto3_call
 from broker.storage import credentials_source
-from tests.botocore_reference import botocore_frozen_time, make_s3_client
+from tests.support.botocore_reference import botocore_frozen_time, make_s3_client
 
 ENDPOINTS = [
     "https://s3.example.com",
@@ -705,11 +705,6 @@ def test_credentials_repr_hides_the_secret_and_token() -> None:
     assert "AKID" in text
     assert "very-secret" not in text
     assert "very-token" not in text
-
-
-def test_credentials_dataclass_satisfies_the_protocol() -> None:
-    creds: CredentialsLike = Credentials("AK", "SK")
-    assert (creds.access_key, creds.secret_key, creds.token) == ("AK", "SK", None)
 
 
 @pytest.mark.parametrize(

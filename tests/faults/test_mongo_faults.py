@@ -14,7 +14,7 @@ from broker import domain
 from broker.devservers import MongoServer
 from tests.support.apps import broker_of
 from tests.support.envelope import assert_envelope, assert_unavailable
-from tests.support.faults import FAST_FAIL, timed
+from tests.support.faults import FAST_FAIL, recovers, timed
 from tests.support.tokens import auth
 from tests.support.upload import Flow
 
@@ -74,7 +74,7 @@ def test_every_call_is_503_while_down_and_the_same_app_recovers(
     assert client.get(f"/images/{kept['id']}/signed-url", headers=auth()).status_code == 200
 
     own_mongo.start()  # same port, same data directory
-    assert timed(lambda: client.get("/readyz")).status_code == 200
+    assert recovers(lambda: client.get("/readyz")).status_code == 200
     assert counts(flow) == before  # nothing was written while down, nothing was lost
     again = client.get(f"/images/{kept['id']}", headers=auth())
     assert again.status_code == 200
@@ -93,7 +93,7 @@ def test_the_app_recovers_after_the_server_was_killed(flow: Flow, own_mongo: Mon
     assert_unavailable(timed(lambda: flow.client.get("/images", headers=auth())))
     assert_unavailable(timed(lambda: flow.client.get("/readyz")))
     own_mongo.start()
-    assert timed(lambda: flow.client.get("/readyz")).status_code == 200
+    assert recovers(lambda: flow.client.get("/readyz")).status_code == 200
     assert flow.client.get("/images", headers=auth()).status_code == 200
     assert flow.upload().image["key"]
 

@@ -204,3 +204,17 @@ def timed(call: Callable[[], Any]) -> Any:
     elapsed = time.monotonic() - started
     assert elapsed < BOUNDED_SECONDS, f"took {elapsed:.1f}s"
     return result
+
+
+def recovers(call: Callable[[], Any], status: int = 200) -> Any:
+    """Repeat a request until it answers ``status``; it must within the sanity bound.
+
+    The driver notices a restarted service on its next heartbeat, so the first request after a
+    restart may still see it down; recovery is the property, not its first instant.
+    """
+    deadline = time.monotonic() + BOUNDED_SECONDS
+    while True:
+        response = timed(call)
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        time.sleep(0.1)

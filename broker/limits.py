@@ -62,6 +62,8 @@ class Limit:
 PRESIGN = Limit("rate_limit_presign", lambda settings: settings.rate_limit_presign)
 CONFIRM = Limit("rate_limit_confirm", lambda settings: settings.rate_limit_confirm)
 SIGN = Limit("rate_limit_sign", lambda settings: settings.rate_limit_sign)
+# Signing and listing a multipart upload's parts: many calls per upload, each one cheap.
+PARTS = Limit("rate_limit_parts", lambda settings: settings.rate_limit_parts)
 
 
 @cache

@@ -34,9 +34,9 @@ from tests.support.demo import start_demo
 from tests.support.tokens import JWT_SECRET, make_token
 
 
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
-    """``make run``'s broker (embedded MongoDB and S3) on a free port, for the whole session."""
+@contextlib.contextmanager
+def running_demo(tmp_path_factory: pytest.TempPathFactory, **settings: str) -> Iterator[DemoBroker]:
+    """``make run``'s broker (embedded MongoDB and S3) on a free port, with extra settings."""
     state = tmp_path_factory.mktemp("demo")
     port = free_port()
     log_path = state / "broker.log"
@@ -47,6 +47,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
         # The demo would generate a secret; a known one lets the tests mint other users' tokens.
         BROKER_JWT_SECRET=JWT_SECRET,
         BROKER_DEMO_SEED="0",  # every test starts from an empty library
+        **settings,
     )
     try:
         found = read_announcement(process, log_path)
@@ -75,6 +76,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
         stop_demo(process)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
+    """``make run``'s broker (embedded MongoDB and S3) on a free port, for the whole session."""
+    with running_demo(tmp_path_factory) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")

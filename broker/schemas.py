@@ -76,13 +76,17 @@ class PresignUploadRequest(StrictSchema):
 class MultipartCreateRequest(PresignUploadRequest):
     """Body of ``POST /images/multipart``: the presign body, and optionally the part size."""
 
+    content_md5 = _text(
+        MAX_DIGEST,
+        description="optional here: each part's URL signs that part's own MD5 (checked for "
+        "form; a whole-file digest is not verified, which would mean reading the object)",
+    )
     part_size = fields.Integer(
         strict=True,
         validate=validate.Range(min=multipart.MIN_PART_SIZE, max=multipart.MAX_PART_SIZE),
         metadata={
             "description": "bytes per part (the last part is smaller), kept exactly; default "
-            "chosen by the broker (8 MiB, or more so that at most 10,000 parts are needed). "
-            "content_md5 / checksum_sha256 are optional here: each part signs its own MD5"
+            "chosen by the broker (8 MiB, or more so that at most 10,000 parts are needed)"
         },
     )
 

@@ -15,8 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from broker.uploads.sweep import sweep
-from tests.helpers import auth, broker_of, md5_b64
-from tests.multipart_flow import MULTIPART_MAX_BYTES, MiB, Multipart, etag_of, padded_png
+from tests.support.apps import broker_of
+from tests.support.images import md5_b64
+from tests.support.multipart import MULTIPART_MAX_BYTES, MiB, Multipart, etag_of, padded_png
+from tests.support.tokens import auth
 
 ERROR_KEYS = {"code", "message", "details"}
 

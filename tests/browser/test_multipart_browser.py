@@ -22,8 +22,8 @@ import pytest
 import requests
 from playwright.sync_api import FilePayload, Page, Request, Response, Route, expect
 
-from tests.browser.conftest import UI, DemoBroker, gradient_png, running_demo
-from tests.helpers import png_bytes
+from tests.support.browser import UI, DemoBroker, running_demo
+from tests.support.images import gradient_png, png_bytes
 
 pytestmark = pytest.mark.browser
 
@@ -71,7 +71,9 @@ _UPLOAD = """async ([size, header, name, options]) => {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
     """The demo with room for large files (the ``ui`` fixture of this module uses it)."""
-    with running_demo(tmp_path_factory, BROKER_MAX_UPLOAD_BYTES=str(64 * MiB)) as broker:
+    with running_demo(
+        tmp_path_factory.mktemp("demo"), BROKER_MAX_UPLOAD_BYTES=str(64 * MiB)
+    ) as broker:
         yield broker
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -22,8 +23,9 @@ from flask.testing import FlaskClient
 
 from broker.bucket_policy import apply_bucket_cors, setup_bucket
 from broker.uploads.sweep import sweep
-from tests.helpers import auth, broker_of, md5_b64
-from tests.multipart_flow import (
+from tests.support.apps import broker_of
+from tests.support.images import md5_b64
+from tests.support.multipart import (
     HTTP_TIMEOUT,
     MULTIPART_MAX_BYTES,
     MiB,
@@ -33,9 +35,8 @@ from tests.multipart_flow import (
     padded_png,
     put_part,
 )
-
-if TYPE_CHECKING:
-    from tests.rgw.conftest import S3Endpoint
+from tests.support.s3 import S3Endpoint
+from tests.support.tokens import auth
 
 pytestmark = pytest.mark.s3
 
@@ -361,10 +362,14 @@ def test_someone_elses_upload_id_is_not_found(api: FlaskClient, eleven_mib: byte
 def test_an_expired_part_url_is_signed_again_and_the_upload_goes_on(
     make_rgw_app: Callable[..., Flask], eleven_mib: bytes
 ) -> None:
-    app = make_rgw_app(BROKER_MAX_UPLOAD_BYTES=MULTIPART_MAX_BYTES, BROKER_UPLOAD_EXPIRES="1")
-    flow = three_parts(app.test_client(), eleven_mib)
+    # Two apps on one database and bucket: the hasty one signs for one second, so its URL is
+    # surely stale; every other step goes through the patient one, so a slow machine cannot
+    # expire a URL the test needs to succeed.
+    patient = make_rgw_app(BROKER_MAX_UPLOAD_BYTES=MULTIPART_MAX_BYTES)
+    hasty = make_rgw_app(BROKER_MAX_UPLOAD_BYTES=MULTIPART_MAX_BYTES, BROKER_UPLOAD_EXPIRES="1")
+    flow = three_parts(patient.test_client(), eleven_mib)
     flow.send(1, 3)
-    stale = flow.signed(2)[2]
+    stale = replace(flow, client=hasty.test_client()).signed(2)[2]
     signed_at = parse_qs(urlsplit(stale["url"]).query)["X-Amz-Date"][0]
     assert parse_qs(urlsplit(stale["url"]).query)["X-Amz-Expires"] == ["1"]
     time.sleep(2.5)  # X-Amz-Date has one-second resolution

@@ -15,7 +15,8 @@ import requests
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.helpers import auth, md5_b64, png_bytes
+from tests.support.images import md5_b64, png_bytes
+from tests.support.tokens import auth
 
 MiB = 1024 * 1024
 HTTP_TIMEOUT = 30

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from broker import imageinfo
 from broker.errors import TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
+from broker.multipart import MultipartPlan, normalise_etag
 
 # The only types the broker knows how to verify (magic bytes) and measure; the configured
 # allowlist must be a subset. The extension of every key comes from here, never the filename.
@@ -97,6 +98,9 @@ class PendingUpload:
     # Whether the upload holds a reservation of its owner's quota (taken at presign). Records
     # from before presign reserved hold none; confirm reserves for them.
     quota_held: bool = False
+    # Set for a multipart upload (POST /images/multipart): how it is cut into parts. Such an
+    # upload ends by complete, never by confirm.
+    multipart: MultipartPlan | None = None
 
 
 @dataclass
@@ -365,8 +369,14 @@ def md5_from_etag(etag: str | None) -> str | None:
     return base64.b64encode(bytes.fromhex(hexdigest)).decode("ascii")
 
 
-def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
-    """Compare what the bucket holds with what was declared at presign."""
+def check_object_head(
+    pending: PendingUpload, head: ObjectHead | None, expected_etag: str | None = None
+) -> None:
+    """Compare what the bucket holds with what was declared at presign.
+
+    ``expected_etag``: the ETag the object must have (a multipart object's composite ETag,
+    which the digests its part URLs signed imply).
+    """
     if head is None:
         raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
     if head.size != pending.size:
@@ -380,6 +390,12 @@ def check_object_head(pending: PendingUpload, head: ObjectHead | None) -> None:
     stored_md5 = md5_from_etag(head.etag)
     if pending.content_md5 and stored_md5 and stored_md5 != pending.content_md5:
         raise UploadInvalid("content_md5: the object's checksum differs from the declared one")
+    if expected_etag is not None and normalise_etag(head.etag or "") != expected_etag:
+        raise UploadInvalid(
+            "etag: the object is not made of the parts that were signed "
+            f"(its ETag is {normalise_etag(head.etag or '') or 'empty'}, "
+            f"the signed parts make {expected_etag})"
+        )
     signed = {"Cache-Control": STORED_CACHE_CONTROL}
     stored = [name for name, value in head.stored_headers.items() if signed.get(name) != value]
     metadata = [f"x-amz-meta-{name[:64]}" for name in sorted(head.metadata)]

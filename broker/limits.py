@@ -1,12 +1,12 @@
 """Per-user rate limits on the calls that cost the bucket or grant access.
 
-Presign, confirm and signed-URL issuance are limited per caller (the token's ``sub``), with a
-moving window so bursts at a window edge cannot double the rate. Flask-Limiter owns the
-storage: in memory for one process, or MongoDB / Redis (``BROKER_RATE_LIMIT_STORAGE_URI``) when
-several processes or hosts must share the counters. The check itself goes straight to its
-rate-limiting strategy with limits parsed once: these views need none of Flask-Limiter's
-per-request resolution of scopes and exemptions. A breach answers 429 ``rate_limited`` with
-``Retry-After``.
+Presign, confirm, signed-URL issuance and the signing of multipart parts are limited per caller
+(the token's ``sub``), with a moving window so bursts at a window edge cannot double the rate.
+Flask-Limiter owns the storage: in memory for one process, or MongoDB / Redis
+(``BROKER_RATE_LIMIT_STORAGE_URI``) when several processes or hosts must share the counters.
+The check itself goes straight to its rate-limiting strategy with limits parsed once: these
+views need none of Flask-Limiter's per-request resolution of scopes and exemptions. A breach
+answers 429 ``rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Limit:
 PRESIGN = Limit("rate_limit_presign", lambda settings: settings.rate_limit_presign)
 CONFIRM = Limit("rate_limit_confirm", lambda settings: settings.rate_limit_confirm)
 SIGN = Limit("rate_limit_sign", lambda settings: settings.rate_limit_sign)
+# Signing and listing a multipart upload's parts: many calls per upload, each one cheap.
+PARTS = Limit("rate_limit_parts", lambda settings: settings.rate_limit_parts)
 
 
 @cache

@@ -42,6 +42,8 @@ class Operation:
 
 
 _ID = {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_MULTIPART = "/images/multipart/{upload_id}"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -62,6 +64,48 @@ OPERATIONS: tuple[Operation, ...] = (
         body=schemas.ConfirmUploadRequest,
         errors=(400, 404, 409, 422),
         extra_responses={200: "already confirmed"},
+    ),
+    Operation(
+        "/images/multipart",
+        "post",
+        "Start a multipart upload (the presign body; part_size optional)",
+        schemas.MultipartUploadResponse,
+        201,
+        body=schemas.MultipartCreateRequest,
+        errors=(400, 413, 415),
+    ),
+    Operation(
+        f"{_MULTIPART}/parts",
+        "post",
+        "Sign PUT URLs for up to 100 parts, each pinning the part's length and Content-MD5",
+        schemas.SignedPartsResponse,
+        body=schemas.SignPartsRequest,
+        errors=(400, 404, 409),
+    ),
+    Operation(
+        f"{_MULTIPART}/parts",
+        "get",
+        "The parts the bucket holds so far (to resume)",
+        schemas.StoredPartsResponse,
+        errors=(404, 409),
+    ),
+    Operation(
+        f"{_MULTIPART}/complete",
+        "post",
+        "Join the parts, verify the object as confirm does and record the image",
+        schemas.ImageEnvelope,
+        201,
+        body=schemas.CompleteMultipartRequest,
+        errors=(400, 404, 409, 422),
+        extra_responses={200: "already completed"},
+    ),
+    Operation(
+        _MULTIPART,
+        "delete",
+        "Abort a multipart upload: the bucket drops its parts",
+        None,
+        204,
+        errors=(404, 409),
     ),
     Operation(
         "/images",
@@ -149,6 +193,10 @@ OPERATIONS: tuple[Operation, ...] = (
 RATE_LIMITED = {
     ("/images/presign-upload", "post"),
     ("/images", "post"),
+    ("/images/multipart", "post"),
+    (f"{_MULTIPART}/parts", "post"),
+    (f"{_MULTIPART}/parts", "get"),
+    (f"{_MULTIPART}/complete", "post"),
     ("/images/{image_id}/signed-url", "get"),
     ("/images/signed-url", "get"),
     ("/images/signed-urls", "post"),
@@ -163,6 +211,8 @@ def _operation_spec(op: Operation) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
     if "{image_id}" in op.path:
         parameters.append(_ID)
+    if "{upload_id}" in op.path:
+        parameters.append(_UPLOAD_ID)
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
     if parameters:

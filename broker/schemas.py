@@ -11,6 +11,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from broker import multipart
+
 MAX_FILENAME = 1024
 MAX_CAPTION = 2000
 MAX_TAGS = 20
@@ -69,6 +71,64 @@ class PresignUploadRequest(StrictSchema):
     )
     kind = _text(64)
     caption = _text(MAX_CAPTION, allow_none=True)
+
+
+class MultipartCreateRequest(PresignUploadRequest):
+    """Body of ``POST /images/multipart``: the presign body, and optionally the part size."""
+
+    content_md5 = _text(
+        MAX_DIGEST,
+        description="optional here: each part's URL signs that part's own MD5 (checked for "
+        "form; a whole-file digest is not verified, which would mean reading the object)",
+    )
+    part_size = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=multipart.MIN_PART_SIZE, max=multipart.MAX_PART_SIZE),
+        metadata={
+            "description": "bytes per part (the last part is smaller), kept exactly; default "
+            "chosen by the broker (8 MiB, or more so that at most 10,000 parts are needed)"
+        },
+    )
+
+
+def _part_number() -> fields.Integer:
+    return fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=multipart.MAX_PARTS)
+    )
+
+
+class PartToSign(StrictSchema):
+    """One part to sign: its number and the base64 MD5 of its bytes."""
+
+    part_number = _part_number()
+    content_md5 = _text(MAX_DIGEST, required=True)
+
+
+class SignPartsRequest(StrictSchema):
+    """Body of ``POST /images/multipart/<upload_id>/parts``."""
+
+    parts = fields.List(
+        fields.Nested(PartToSign),
+        required=True,
+        validate=validate.Length(min=1, max=multipart.MAX_PARTS_PER_CALL),
+    )
+
+
+class PartToJoin(StrictSchema):
+    """One part of the finished object: its number and the ETag its PUT answered."""
+
+    part_number = _part_number()
+    etag = _text(80, required=True)
+
+
+class CompleteMultipartRequest(StrictSchema):
+    """Body of ``POST /images/multipart/<upload_id>/complete``: every part, in order."""
+
+    parts = fields.List(
+        fields.Nested(PartToJoin),
+        required=True,
+        validate=validate.Length(min=1, max=multipart.MAX_PARTS),
+    )
 
 
 class ConfirmUploadRequest(StrictSchema):
@@ -204,6 +264,53 @@ class PresignUploadResponse(Schema):
     expires_at = UtcDateTime(required=True)
 
 
+class MultipartUploadResponse(Schema):
+    """A multipart upload, ready for its parts to be signed."""
+
+    upload_id = fields.String(required=True)
+    key = fields.String(required=True)
+    part_size = fields.Integer(required=True)
+    part_count = fields.Integer(required=True)
+    expires_at = UtcDateTime(
+        required=True,
+        metadata={"description": "parts can be signed until then, complete a little longer"},
+    )
+
+
+class SignedPartSchema(Schema):
+    """One part's PUT: its URL (signing the part's length and Content-MD5) and headers."""
+
+    part_number = fields.Integer(required=True)
+    url = fields.String(required=True)
+    headers = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "every header the PUT must carry (Content-MD5)"},
+    )
+    expires_at = UtcDateTime(required=True)
+
+
+class SignedPartsResponse(Schema):
+    """``{"parts": [{part_number, url, headers, expires_at}]}``."""
+
+    parts = fields.List(fields.Nested(SignedPartSchema), required=True)
+
+
+class StoredPartSchema(Schema):
+    """A part the bucket holds."""
+
+    part_number = fields.Integer(required=True)
+    etag = fields.String(required=True)
+    size = fields.Integer(required=True)
+
+
+class StoredPartsResponse(Schema):
+    """``{"parts": [{part_number, etag, size}]}``, in part order."""
+
+    parts = fields.List(fields.Nested(StoredPartSchema), required=True)
+
+
 class SignedUrlResponse(Schema):
     """A signed GET URL and its expiry."""
 
@@ -215,6 +322,27 @@ class SignedUrlsResponse(Schema):
     """``{"urls": {"<id>": {"url", "expires_at"}}}``."""
 
     urls = fields.Dict(keys=fields.String(), values=fields.Nested(SignedUrlResponse), required=True)
+
+
+class MultipartLimits(Schema):
+    """What a client needs to cut a file into parts the broker accepts."""
+
+    threshold = fields.Integer(
+        required=True, metadata={"description": "a hint: files above this go in parts"}
+    )
+    part_size = fields.Integer(
+        required=True, metadata={"description": "the default part size (for files up to 80 GB)"}
+    )
+    min_part_size = fields.Integer(required=True)
+    max_part_size = fields.Integer(required=True)
+    max_parts = fields.Integer(required=True)
+    parts_per_call = fields.Integer(required=True)
+    max_single_upload_bytes = fields.Integer(
+        required=True, metadata={"description": "the largest file one presigned PUT may carry"}
+    )
+    expires = fields.Integer(
+        required=True, metadata={"description": "seconds from create to complete"}
+    )
 
 
 class ClientConfigResponse(Schema):
@@ -233,6 +361,7 @@ class ClientConfigResponse(Schema):
     min_height = fields.Integer(required=True)
     max_width = fields.Integer(required=True)
     max_height = fields.Integer(required=True)
+    multipart = fields.Nested(MultipartLimits, required=True)
 
 
 class StatusResponse(Schema):
@@ -264,6 +393,9 @@ class ReadinessError(ErrorResponse):
 
 
 presign_upload_request = PresignUploadRequest()
+multipart_create_request = MultipartCreateRequest()
+sign_parts_request = SignPartsRequest()
+complete_multipart_request = CompleteMultipartRequest()
 confirm_upload_request = ConfirmUploadRequest()
 update_image_request = UpdateImageRequest()
 list_images_query = ListImagesQuery()
@@ -275,6 +407,9 @@ empty_request = EmptyRequest()
 image_envelope = ImageEnvelope()
 image_page = ImagePage()
 presign_upload_response = PresignUploadResponse()
+multipart_upload_response = MultipartUploadResponse()
+signed_parts_response = SignedPartsResponse()
+stored_parts_response = StoredPartsResponse()
 signed_url_response = SignedUrlResponse()
 signed_urls_response = SignedUrlsResponse()
 status_response = StatusResponse()

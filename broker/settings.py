@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from limits import parse_many
 
 from broker.domain import KNOWN_IMAGE_TYPES
+from broker.multipart import MAX_OBJECT_SIZE
 
 MODES = ("production", "demo", "test")
 SIGNERS = ("fast", "boto3")
@@ -295,6 +296,15 @@ class Settings:
         "`setup-bucket`: the bucket aborts unfinished multipart uploads after this many days",
         positive,
     )
+    # Long enough to resume after a reload, a train tunnel or a night; the bucket's own
+    # lifecycle rule (BROKER_MULTIPART_ABORT_DAYS) must not abort it sooner.
+    multipart_expires: int = setting(
+        "BROKER_MULTIPART_EXPIRES",
+        "86400",
+        "seconds a multipart upload has from create to complete (its parts can be signed and "
+        "re-signed until then); the sweeper aborts it afterwards",
+        positive,
+    )
     # Unset: boto3's usual chain (profile, container or instance role) finds credentials.
     aws_access_key_id: str | None = setting(
         "AWS_ACCESS_KEY_ID", "", "S3 access key", shown_default="boto3's chain"
@@ -309,7 +319,12 @@ class Settings:
         shown_default="boto3's chain",
     )
     max_upload_bytes: int = setting(
-        "BROKER_MAX_UPLOAD_BYTES", "10485760", "largest image accepted, bytes", positive
+        "BROKER_MAX_UPLOAD_BYTES",
+        "10485760",
+        "largest image accepted, bytes, whether sent in one PUT or in parts (raise it for "
+        "multipart uploads of large files: one PUT is at most 5 GiB)",
+        positive,
+        at_most(MAX_OBJECT_SIZE, "S3's largest object"),
     )
     allowed_types: tuple[str, ...] = setting(
         "BROKER_ALLOWED_TYPES",
@@ -413,6 +428,13 @@ class Settings:
         "per-user limit of confirms, in the same form; empty turns it off",
         rate_limit,
     )
+    rate_limit_parts: str = setting(
+        "BROKER_RATE_LIMIT_PARTS",
+        "1200/minute",
+        "per-user limit of the calls on a multipart upload's parts (signing, listing), in the "
+        "same form; empty turns it off",
+        rate_limit,
+    )
     rate_limit_sign: str = setting(
         "BROKER_RATE_LIMIT_SIGN",
         "1200/minute",
@@ -508,6 +530,15 @@ def _default_lifetime_within_cap(s: Settings) -> str | None:
     return None
 
 
+def _multipart_uploads_end_before_the_bucket_aborts_them(s: Settings) -> str | None:
+    if s.multipart_expires > s.multipart_abort_days * 86400:
+        return (
+            "BROKER_MULTIPART_EXPIRES must not exceed BROKER_MULTIPART_ABORT_DAYS days: the "
+            "bucket would abort uploads the broker still lets clients finish"
+        )
+    return None
+
+
 def _dimensions_are_ordered(s: Settings) -> str | None:
     if s.min_width > s.max_width or s.min_height > s.max_height:
         return "minimum dimensions must not exceed maximum dimensions"
@@ -521,6 +552,7 @@ CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _database_is_named,
     _default_lifetime_within_cap,
     _dimensions_are_ordered,
+    _multipart_uploads_end_before_the_bucket_aborts_them,
 )
 
 

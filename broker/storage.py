@@ -54,7 +54,20 @@ _STORED_HEADERS: Final = {
 
 
 class StorageNotFound(Exception):
-    """The object (or bucket) does not exist."""
+    """The object (or bucket, or multipart upload) does not exist."""
+
+
+class PartsRefused(Exception):
+    """The bucket refused to complete a multipart upload with the parts listed (its S3 code)."""
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part the bucket holds for a multipart upload."""
+
+    number: int
+    etag: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,95 @@ class Bucket:
         # Browsers refuse to set Content-Length themselves and always send the body's length.
         client_headers = {name: value for name, value in signed.items() if name != "Content-Length"}
         return SignedRequest(url=url, method="PUT", headers=client_headers)
+
+    def create_multipart(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        cache_control: str,
+        tagging: str | None,
+        acl: str | None,
+    ) -> str:
+        """Start a multipart upload whose object gets this type, caching, tags and ACL; its id.
+
+        Parts cannot carry any of these, so they are set here, by the broker, once. (RGW 16
+        ignores the tags: see ``tests/rgw/test_multipart_on_rgw.py``.)
+        """
+        options: dict[str, Any] = {"ContentType": content_type, "CacheControl": cache_control}
+        if tagging:
+            options["Tagging"] = tagging
+        if acl:
+            options["ACL"] = acl
+        with _translated("create multipart upload"):
+            response = self.client.create_multipart_upload(Bucket=self.name, Key=key, **options)
+        upload_id: str = response["UploadId"]
+        return upload_id
+
+    def presign_part(
+        self,
+        key: str,
+        bucket_upload_id: str,
+        part_number: int,
+        *,
+        content_md5: str,
+        length: int,
+        expires_in: int,
+    ) -> SignedRequest:
+        """A PUT URL for one part, pinning its exact length and its bytes (Content-MD5).
+
+        A part may be PUT again until the upload is completed or aborted; after that the bucket
+        refuses every part (NoSuchUpload), so no part URL can change a finished object.
+        """
+        signed = {"Content-Length": str(length), "Content-MD5": content_md5}
+        query = {"partNumber": str(part_number), "uploadId": bucket_upload_id}
+        url = self._sign("PUT", key, expires_in=expires_in, headers=signed, query=query)
+        return SignedRequest(url=url, method="PUT", headers={"Content-MD5": content_md5})
+
+    def list_parts(self, key: str, bucket_upload_id: str) -> list[StoredPart]:
+        """Every part the bucket holds for the upload; StorageNotFound when it is gone."""
+        parts: list[StoredPart] = []
+        marker = 0
+        while True:
+            with _translated("list parts"):
+                response = self.client.list_parts(
+                    Bucket=self.name, Key=key, UploadId=bucket_upload_id, PartNumberMarker=marker
+                )
+            for part in response.get("Parts", []):
+                parts.append(
+                    StoredPart(int(part["PartNumber"]), str(part["ETag"]), int(part["Size"]))
+                )
+            next_marker = int(response.get("NextPartNumberMarker") or 0)
+            if not response.get("IsTruncated") or next_marker <= marker:
+                return parts
+            marker = next_marker
+
+    def complete_multipart(
+        self, key: str, bucket_upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        """Join the parts, ``(number, ETag)`` in order, into the object.
+
+        PartsRefused when the bucket holds other bytes for a part (or none); StorageNotFound
+        when the upload is gone (completed or aborted before).
+        """
+        listed = [{"PartNumber": number, "ETag": f'"{etag}"'} for number, etag in parts]
+        with _translated("complete multipart upload", refused=_PART_REFUSALS):
+            self.client.complete_multipart_upload(
+                Bucket=self.name,
+                Key=key,
+                UploadId=bucket_upload_id,
+                MultipartUpload={"Parts": listed},
+            )
+
+    def abort_multipart(self, key: str, bucket_upload_id: str) -> None:
+        """Abort the upload and drop its parts; one that is already gone is fine."""
+        try:
+            with _translated("abort multipart upload"):
+                self.client.abort_multipart_upload(
+                    Bucket=self.name, Key=key, UploadId=bucket_upload_id
+                )
+        except StorageNotFound:
+            return
 
     def presign_get(
         self,
@@ -394,9 +496,19 @@ class _Transient(Exception):
     """S3 refused a call because of a concurrent one; the caller may retry it."""
 
 
+# Completing refused because of the parts listed: one is missing in the bucket or holds other
+# bytes, the list is out of order, or a part before the last is under 5 MiB.
+_PART_REFUSALS: Final = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
+
+
 @contextmanager
-def _translated(operation: str, transient: frozenset[str] = frozenset()) -> Iterator[None]:
-    """Turn botocore failures into StorageNotFound, Unavailable, or _Transient (codes given)."""
+def _translated(
+    operation: str,
+    transient: frozenset[str] = frozenset(),
+    refused: frozenset[str] = frozenset(),
+) -> Iterator[None]:
+    """Turn botocore failures into StorageNotFound, Unavailable, or (for the codes given)
+    _Transient or PartsRefused."""
     try:
         yield
     except ClientError as e:
@@ -407,6 +519,8 @@ def _translated(operation: str, transient: frozenset[str] = frozenset()) -> Iter
         if code in transient:
             log.info("S3 %s refused for now (%s), retrying", operation, code)
             raise _Transient(code) from e
+        if code in refused:
+            raise PartsRefused(code) from e
         raise _unavailable(e, operation) from e
     except BotoCoreError as e:
         raise _unavailable(e, operation) from e

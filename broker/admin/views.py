@@ -7,7 +7,10 @@ or a form, keeps it in sessionStorage and sends it only in ``Authorization`` hea
 
 Every response here and from the static route carries a strict Content-Security-Policy (no
 inline script or style; images and connections only to this origin and the bucket), plus
-``nosniff`` and ``no-referrer``. Files are served with ``Cache-Control: no-cache``: their names
+``nosniff`` and ``no-referrer``. ``/admin/uppy`` (Uppy's Dashboard uploading through the
+broker, an example for frontends) also allows ``connect-src data:``: @uppy/aws-s3 reads S3's
+XML answers for the steps the broker does itself, and broker.js hands them over as data: URLs,
+which carry nothing off the page. Files are served with ``Cache-Control: no-cache``: their names
 carry no content hash, so browsers revalidate (a cheap 304 with the ETag) rather than keep a
 stale copy after an upgrade.
 """
@@ -26,20 +29,24 @@ ADMIN_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 CACHE_CONTROL = "no-cache"
 
 
-def content_security_policy() -> str:
-    """The admin pages' CSP: scripts and styles from here, images also from the bucket."""
-    return _policy_allowing(current_broker().bucket.public_origin)
+UPPY_PAGE = "admin.uppy_example"
+
+
+def content_security_policy(*, connect_data: bool = False) -> str:
+    """The admin pages' CSP: scripts and styles from here, images also from the bucket
+    (``connect_data``: fetching data: URLs too, which the Uppy page needs)."""
+    return _policy_allowing(current_broker().bucket.public_origin, connect_data)
 
 
 @cache
-def _policy_allowing(bucket: str) -> str:
+def _policy_allowing(bucket: str, connect_data: bool) -> str:
     return "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
             f"img-src 'self' blob: data: {bucket}",
-            f"connect-src 'self' {bucket}",
+            f"connect-src 'self' {bucket}" + (" data:" if connect_data else ""),
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
@@ -48,7 +55,8 @@ def _policy_allowing(bucket: str) -> str:
 
 
 def _harden(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy()
+    connect_data = request.endpoint == UPPY_PAGE
+    response.headers["Content-Security-Policy"] = content_security_policy(connect_data=connect_data)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -59,6 +67,14 @@ def _harden(response: Response) -> Response:
 def index() -> Response:
     """The admin UI's page."""
     response = send_from_directory(ADMIN_DIR, "index.html")
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+@bp.get("/uppy")
+def uppy_example() -> Response:
+    """Uppy's Dashboard uploading through the broker (single and multipart), as an example."""
+    response = send_from_directory(ADMIN_DIR, "uppy.html")
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
 

@@ -12,11 +12,17 @@ from pymongo.collection import Collection
 
 from broker.db.failures import reports_unavailable
 from broker.domain import ABORTED, CONFIRMED, ENDED, PENDING, PendingUpload, utcnow
+from broker.multipart import MultipartPlan
 
 # Upload records stay until the sweeper has cleaned their key after the PUT URL died (their
 # ``sweep_after``), then this long before MongoDB's TTL monitor removes them: confirm keeps
 # answering a late retry with the image, and the record says what happened.
 PENDING_RETENTION = timedelta(days=2)
+
+# The digests signed for a multipart upload's parts (up to 10,000 of them) are read by complete
+# only: every other read leaves them out.
+_DIGESTS = "part_md5"
+_WITHOUT_DIGESTS = {_DIGESTS: False}
 
 
 def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
@@ -36,6 +42,7 @@ def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
         expires_at=doc["expires_at"],
         confirm_by=doc["confirm_by"],
         quota_held=bool(doc.get("quota_held")),
+        multipart=MultipartPlan(**doc["multipart"]) if doc.get("multipart") else None,
     )
 
 
@@ -61,8 +68,27 @@ class UploadRepository:
 
     def for_owner(self, key: str, owner: str) -> PendingUpload | None:
         """The upload of ``key`` if ``owner`` presigned it."""
-        doc = self.collection.find_one({"key": key, "owner": owner})
+        doc = self.collection.find_one({"key": key, "owner": owner}, _WITHOUT_DIGESTS)
         return _pending_from_doc(doc) if doc else None
+
+    def get_for_owner(self, upload_id: str, owner: str) -> PendingUpload | None:
+        """The upload with this id if ``owner`` started it."""
+        doc = self.collection.find_one({"_id": upload_id, "owner": owner}, _WITHOUT_DIGESTS)
+        return _pending_from_doc(doc) if doc else None
+
+    def record_signed_digests(self, upload_id: str, digests: Mapping[int, str]) -> bool:
+        """Record the Content-MD5 each part's new URL signs (the newest wins); False unless
+        the upload is still pending."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "state": PENDING},
+            {"$set": {f"{_DIGESTS}.{number}": md5 for number, md5 in digests.items()}},
+        )
+        return result.matched_count == 1
+
+    def signed_digests(self, upload_id: str) -> dict[int, str]:
+        """The newest Content-MD5 signed for each part of a multipart upload."""
+        doc = self.collection.find_one({"_id": upload_id}, {_DIGESTS: True}) or {}
+        return {int(number): md5 for number, md5 in (doc.get(_DIGESTS) or {}).items()}
 
     def claim(self, upload_id: str, state: str, reason: str | None = None) -> str:
         """Atomically move a pending upload to a final state; return the state it ends in.
@@ -84,12 +110,16 @@ class UploadRepository:
 
     def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
         """Pending uploads whose confirm deadline passed before ``before``."""
-        docs = self.collection.find({"state": PENDING, "confirm_by": {"$lt": before}}).limit(limit)
+        docs = self.collection.find(
+            {"state": PENDING, "confirm_by": {"$lt": before}}, _WITHOUT_DIGESTS
+        ).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
 
     def stalled(self, state: str, before: datetime, limit: int) -> list[PendingUpload]:
         """Uploads left in ``state`` since before ``before`` (a sweep that failed midway)."""
-        docs = self.collection.find({"state": state, "closed_at": {"$lt": before}}).limit(limit)
+        docs = self.collection.find(
+            {"state": state, "closed_at": {"$lt": before}}, _WITHOUT_DIGESTS
+        ).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
 
     def take_over(self, upload_id: str, state: str, before: datetime) -> bool:
@@ -109,7 +139,7 @@ class UploadRepository:
     def unswept(self, before: datetime, limit: int) -> list[PendingUpload]:
         """Ended uploads whose key the sweeper must clean (their URL died before ``before``)."""
         docs = self.collection.find(
-            {"sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}}
+            {"sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}}, _WITHOUT_DIGESTS
         ).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
 

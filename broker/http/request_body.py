@@ -33,7 +33,8 @@ def _refuse_constant(name: str) -> Any:
 
 def raw_body() -> bytes:
     """The body bytes; 413 if they exceed the limit, whether or not a length was declared."""
-    limit: int = current_app.config["MAX_CONTENT_LENGTH"]
+    # The app's limit (BROKER_MAX_BODY_BYTES), unless the view set its own for this request.
+    limit: int = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and request.environ.get("wsgi.input_terminated"):
         # Werkzeug stops reading a de-chunked stream at the limit and hands back the prefix;
         # read one byte more to tell "exactly at the limit" from "over it".

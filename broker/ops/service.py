@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from broker import domain
+from broker import domain, multipart
 from broker.errors import Unavailable
 from broker.extension import Broker
 
@@ -29,6 +29,18 @@ def client_config(broker: Broker) -> dict[str, Any]:
         "min_height": settings.min_height,
         "max_width": settings.max_width,
         "max_height": settings.max_height,
+        "multipart": {
+            "threshold": multipart.MULTIPART_THRESHOLD,
+            "part_size": multipart.DEFAULT_PART_SIZE,
+            "min_part_size": multipart.MIN_PART_SIZE,
+            "max_part_size": multipart.MAX_PART_SIZE,
+            "max_parts": multipart.MAX_PARTS,
+            "parts_per_call": multipart.MAX_PARTS_PER_CALL,
+            "max_single_upload_bytes": min(
+                settings.max_upload_bytes, multipart.MAX_SINGLE_PUT_SIZE
+            ),
+            "expires": settings.multipart_expires,
+        },
     }
 
 

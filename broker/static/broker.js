@@ -10,6 +10,17 @@
  * Bytes never pass through the broker: upload() hashes the file here, asks the broker for a
  * presigned PUT, sends the file straight to the bucket with exactly the headers the broker
  * returned (XMLHttpRequest, for real upload progress events), then asks the broker to confirm.
+ * Above `multipartThreshold` (16 MiB) it sends the file in parts instead, a few at a time, each
+ * part hashed here and signed by the broker for its exact length and MD5; createUpload() gives
+ * the same upload as a task that can be paused, resumed and aborted, and the same file picked
+ * again after a reload resumes from the parts the bucket already holds.
+ *
+ *   const task = createUpload(file, { onProgress });
+ *   pause.onclick = () => task.pause();  resume.onclick = () => task.resume();
+ *   const image = await task.promise;
+ *
+ * For Uppy (@uppy/aws-s3 6.2+ in signRequest mode), uppyAwsS3Options(uppy) returns the plugin's
+ * options: single and multipart uploads go through the broker, every rule kept.
  *
  * MD5 comes from vendor/spark-md5.js: SparkMD5 3.0.2 from npm, license (WTFPL OR MIT).
  * WebCrypto has no MD5, and the bucket checks the Content-MD5 header. SparkMD5 is used because
@@ -28,6 +39,17 @@ const MAX_BATCH = 100; // POST /images/signed-urls takes at most 100 ids
 const HASH_CHUNK = 2 * 1024 * 1024;
 const PUT_RETRIES = 2; // after the first attempt: 3 tries in all
 const PUT_BACKOFF_MS = 600;
+const MiB = 1024 * 1024;
+/** Files above this size go in parts (the broker's /config publishes the same hint). */
+export const MULTIPART_THRESHOLD = 16 * MiB;
+const DEFAULT_PART_SIZE = 8 * MiB;
+const MIN_PART_SIZE = 5 * MiB; // S3's limits
+const MAX_PARTS = 10_000;
+const PARALLEL_PARTS = 3;
+const PART_RETRIES = 3; // network failures and 5xx per part, after the first attempt
+const PART_RESIGNS = 3; // expired part URLs signed again, per part
+const URL_MARGIN_MS = 30_000; // a URL with less life than this left is signed again first
+const REGISTRY_KEY = "broker.multipart.v1"; // localStorage: unfinished multipart uploads
 
 // ---- errors ------------------------------------------------------------------------------------
 
@@ -285,7 +307,7 @@ function putOnce(presigned, file, { onProgress, signal, timeout }) {
 async function putToBucket(
   presigned,
   file,
-  { onProgress, signal, retries = PUT_RETRIES, backoff = PUT_BACKOFF_MS, timeout = 0 },
+  { onProgress, signal, retries = PUT_RETRIES, backoff = PUT_BACKOFF_MS, timeout = 0, triedBefore = false },
 ) {
   const expiresAt = Date.parse(presigned.expires_at) || 0;
   for (let attempt = 0; ; attempt += 1) {
@@ -293,8 +315,9 @@ async function putToBucket(
       return await putOnce(presigned, file, { onProgress, signal, timeout });
     } catch (error) {
       // The URL writes once (If-None-Match: *): a retry answered 412 means an earlier attempt
-      // stored the object and only its answer was lost. Confirm verifies the object anyway.
-      if (attempt > 0 && error.status === 412) {
+      // (this call's, or one a pause cut short) stored the object and only its answer was
+      // lost. Confirm verifies the object anyway.
+      if ((attempt > 0 || triedBefore) && error.status === 412) {
         onProgress?.(file.size, file.size);
         return { status: 412, etag: null };
       }
@@ -304,6 +327,434 @@ async function putToBucket(
       await sleep(delay, signal);
       onProgress?.(0, file.size);
     }
+  }
+}
+
+// ---- multipart: part sizes, the resume registry, pause control ------------------------------------
+
+/**
+ * The part size to cut a file of `size` bytes into: `partSize` (default 8 MiB, never under S3's
+ * 5 MiB), grown in whole MiB so that 10,000 parts are always enough. The broker's own default is
+ * the same rule, and Uppy's chunking agrees with it (it never has to override it).
+ */
+export function partSizeFor(size, partSize = DEFAULT_PART_SIZE) {
+  const fewest = Math.ceil(size / MAX_PARTS);
+  return Math.max(partSize, MIN_PART_SIZE, Math.ceil(fewest / MiB) * MiB);
+}
+
+/** The hex form of a base64 MD5 (a part's ETag). */
+function hexOfBase64(b64) {
+  return Array.from(atob(b64), (c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join("");
+}
+
+/** An ETag as the broker compares them: no quotes, lower case. */
+function plainEtag(etag) {
+  return String(etag || "").trim().replace(/^"+|"+$/g, "").toLowerCase();
+}
+
+function defaultStorage() {
+  try {
+    return globalThis.localStorage || null;
+  } catch {
+    return null; // storage disabled (privacy settings): uploads still work, without resume
+  }
+}
+
+/**
+ * Unfinished multipart uploads by file fingerprint (broker, user, name, size, modification
+ * time, type), kept in localStorage so the same file picked again after a reload resumes. It
+ * holds upload ids and part sizes, never tokens; an id is useless to anyone else (404).
+ */
+class UploadRegistry {
+  constructor(storage) {
+    this.storage = storage;
+  }
+
+  _read() {
+    try {
+      const map = JSON.parse(this.storage?.getItem(REGISTRY_KEY) || "{}");
+      return map && typeof map === "object" ? map : {};
+    } catch {
+      return {};
+    }
+  }
+
+  _write(map) {
+    try {
+      if (Object.keys(map).length) this.storage?.setItem(REGISTRY_KEY, JSON.stringify(map));
+      else this.storage?.removeItem(REGISTRY_KEY);
+    } catch {
+      // full or disabled: the upload goes on, it just cannot be resumed after a reload
+    }
+  }
+
+  /** The live record of `fingerprint`, or null (expired records are dropped on the way). */
+  get(fingerprint) {
+    const map = this._read();
+    const now = Date.now();
+    let changed = false;
+    for (const [key, record] of Object.entries(map)) {
+      if (!(Date.parse(record && record.expires_at) > now)) {
+        delete map[key];
+        changed = true;
+      }
+    }
+    if (changed) this._write(map);
+    return map[fingerprint] || null;
+  }
+
+  set(fingerprint, record) {
+    const map = this._read();
+    map[fingerprint] = record;
+    this._write(map);
+  }
+
+  delete(fingerprint) {
+    const map = this._read();
+    if (fingerprint in map) {
+      delete map[fingerprint];
+      this._write(map);
+    }
+  }
+}
+
+/** Pause, resume and abort of one upload: the signal of the work in flight, and a gate. */
+class Control {
+  constructor(external) {
+    this.state = "running"; // "running" | "paused" | "aborted"
+    this._controller = new AbortController();
+    this._resumed = null;
+    if (external?.aborted) this.abort();
+    else external?.addEventListener("abort", () => this.abort(), { once: true });
+  }
+
+  /** Aborted when the upload is paused or aborted: what is in flight stops. */
+  get signal() {
+    return this._controller.signal;
+  }
+
+  pause() {
+    if (this.state !== "running") return false;
+    this.state = "paused";
+    let resolve;
+    this._resumed = { promise: new Promise((r) => (resolve = r)), resolve };
+    this._controller.abort();
+    return true;
+  }
+
+  resume() {
+    if (this.state !== "paused") return false;
+    this.state = "running";
+    this._controller = new AbortController();
+    this._resumed.resolve();
+    return true;
+  }
+
+  abort() {
+    if (this.state === "aborted") return false;
+    this.state = "aborted";
+    this._controller.abort();
+    this._resumed?.resolve();
+    return true;
+  }
+
+  /** Wait while paused; AbortedError once aborted. */
+  async ready() {
+    while (this.state === "paused") await this._resumed.promise;
+    if (this.state === "aborted") throw new AbortedError();
+  }
+
+  /** Run `step(signal)` to its end, starting it again after each pause that cut it short. */
+  async run(step) {
+    for (;;) {
+      await this.ready();
+      try {
+        return await step(this.signal);
+      } catch (error) {
+        if (error instanceof AbortedError && this.state === "paused") continue;
+        throw error;
+      }
+    }
+  }
+}
+
+/** Retry a broker call that failed for a passing reason (network, 429, 503): it is idempotent. */
+async function retryTransient(call, signal, attempts = 3) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await call();
+    } catch (error) {
+      const transient = error instanceof NetworkError || error.status === 503 || error.status === 429;
+      if (!transient || attempt >= attempts) throw error;
+      await sleep((error.retryAfter || 1) * 1000, signal);
+    }
+  }
+}
+
+/**
+ * One upload of one file, single or multipart: `promise` resolves with the recorded image;
+ * `pause()`, `resume()` and `abort()` control it (abort deletes a multipart upload; a paused one
+ * can also be left, and resumed after a reload by uploading the same file again).
+ */
+export class UploadTask {
+  constructor(client, file, options = {}) {
+    if (!(file instanceof Blob)) throw new TypeError("upload() needs a File or Blob");
+    this.client = client;
+    this.file = file;
+    this.options = options;
+    this.filename = options.filename || file.name || "image";
+    this.filetype = normaliseType(options.filetype || file.type);
+    this.multipart = file.size > (options.multipartThreshold ?? MULTIPART_THRESHOLD);
+    this.uploadId = null; // the broker's id of a multipart upload, once created or resumed
+    this.resumedParts = 0; // parts the bucket already held when the upload was resumed
+    this._control = new Control(options.signal);
+    this._shown = 0; // bytes last reported: the figure never goes back
+    this._phase = "hashing";
+    this.promise = this._run();
+    this.promise.catch(() => {}); // the caller handles it; no unhandled-rejection noise
+  }
+
+  /** "running", "paused" or "aborted". */
+  get state() {
+    return this._control.state;
+  }
+
+  /** Stop sending (what is in flight is dropped); `resume()` goes on from there. */
+  pause() {
+    if (this._control.pause()) this._report("paused", this._shown);
+  }
+
+  /** Go on after `pause()`. */
+  resume() {
+    if (this._control.resume()) this._report(this._phase, this._shown);
+  }
+
+  /** Give up: the promise rejects with AbortedError, and a multipart upload is deleted. */
+  abort() {
+    this._control.abort();
+  }
+
+  _report(phase, loaded, extra = {}) {
+    // While paused, what the cut-short requests report is not news.
+    if (this._control.state === "paused" && phase !== "paused") return;
+    if (phase !== "paused") this._phase = phase;
+    const total = this.file.size;
+    // Hashing has a figure of its own; bytes sent never go back (a part sent again, a pause).
+    if (phase !== "hashing") this._shown = Math.max(this._shown, Math.min(loaded, total));
+    const shown = phase === "hashing" ? loaded : this._shown;
+    this.options.onProgress?.({
+      phase,
+      loaded: shown,
+      total,
+      percent: phase === "hashing" ? 0 : total ? Math.round((shown / total) * 100) : 100,
+      multipart: this.multipart,
+      ...extra,
+    });
+  }
+
+  _declaration() {
+    const { kind, caption } = this.options;
+    const declaration = { filename: this.filename, filetype: this.filetype, size: this.file.size };
+    if (kind) declaration.kind = kind;
+    if (caption) declaration.caption = caption;
+    return declaration;
+  }
+
+  async _run() {
+    if (this.options.check !== false) {
+      const config = this.options.config || (await this.client.getConfig());
+      checkFile(this.file, config, { filename: this.filename, filetype: this.filetype });
+    }
+    return this.multipart ? this._multipart() : this._single();
+  }
+
+  // -- one PUT -----------------------------------------------------------------------------------
+
+  async _single() {
+    const { client, file, options } = this;
+    const control = this._control;
+    this._report("hashing", 0);
+    const contentMd5 = await control.run((signal) =>
+      md5Base64(file, { signal, onProgress: (loaded) => this._report("hashing", loaded) }),
+    );
+    const declaration = { ...this._declaration(), content_md5: contentMd5 };
+    const presign = (signal) => client.request("POST", "/images/presign-upload", { body: declaration, signal });
+    let grant = await control.run(presign);
+    let tried = false;
+    this._report("uploading", 0);
+    await control.run(async (signal) => {
+      // Paused past the URL's life: a fresh grant (the old upload is swept in due course).
+      if (Date.parse(grant.expires_at) - Date.now() < 5_000) {
+        grant = await presign(signal);
+        tried = false;
+      }
+      const triedBefore = tried;
+      tried = true;
+      await putToBucket(grant, file, {
+        signal,
+        retries: options.retries,
+        backoff: options.backoff,
+        timeout: options.timeout,
+        triedBefore,
+        onProgress: (loaded) => this._report("uploading", loaded),
+      });
+    });
+    this._report("confirming", file.size);
+    const confirm = { key: grant.key, filename: this.filename, filetype: this.filetype };
+    const image = await control.run((signal) =>
+      // Confirming is idempotent (the same key again answers 200 with the same image).
+      retryTransient(() => client.request("POST", "/images", { body: confirm, signal }).then((b) => b.image), signal),
+    );
+    this._report("done", file.size);
+    return image;
+  }
+
+  // -- in parts ----------------------------------------------------------------------------------
+
+  async _fingerprint() {
+    const { client, file } = this;
+    const token = client.getToken ? await client.getToken() : client.token;
+    const sub = (decodeTokenClaims(token) || {}).sub || "";
+    return [client.baseUrl, sub, this.filename, file.size, file.lastModified || 0, this.filetype].join("|");
+  }
+
+  async _multipart() {
+    const { client, file, options } = this;
+    const control = this._control;
+    const registry = new UploadRegistry(options.storage === undefined ? defaultStorage() : options.storage);
+    const fingerprint = await this._fingerprint();
+    const done = new Map(); // part number → ETag (hex MD5)
+    let upload = registry.get(fingerprint);
+    const partLength = (n) => Math.min(upload.part_size, file.size - (n - 1) * upload.part_size);
+    if (upload) {
+      // Resume: only parts the bucket holds whole count; a part cut short is sent again.
+      try {
+        const listed = await control.run((signal) =>
+          client.request("GET", `/images/multipart/${encodeURIComponent(upload.upload_id)}/parts`, { signal }),
+        );
+        for (const part of listed.parts) {
+          if (part.part_number <= upload.part_count && part.size === partLength(part.part_number)) {
+            done.set(part.part_number, plainEtag(part.etag));
+          }
+        }
+        this.resumedParts = done.size;
+      } catch (error) {
+        if (error.status !== 404 && error.status !== 409) throw error;
+        registry.delete(fingerprint); // finished, aborted or expired: start afresh
+        upload = null;
+      }
+    }
+    if (!upload) {
+      const body = { ...this._declaration(), part_size: partSizeFor(file.size, options.partSize) };
+      const created = await control.run((signal) =>
+        client.request("POST", "/images/multipart", { body, signal }),
+      );
+      upload = {
+        upload_id: created.upload_id,
+        key: created.key,
+        part_size: created.part_size,
+        part_count: created.part_count,
+        expires_at: created.expires_at,
+      };
+      registry.set(fingerprint, upload);
+    }
+    this.uploadId = upload.upload_id;
+    const path = `/images/multipart/${encodeURIComponent(upload.upload_id)}`;
+    try {
+      const inFlight = new Map(); // part number → bytes sent so far
+      const progress = () => {
+        let loaded = 0;
+        for (const n of done.keys()) loaded += partLength(n);
+        for (const sent of inFlight.values()) loaded += sent;
+        this._report("uploading", loaded, { parts: { done: done.size, total: upload.part_count } });
+      };
+      progress();
+      const queue = [];
+      for (let n = 1; n <= upload.part_count; n += 1) if (!done.has(n)) queue.push(n);
+      const worker = async () => {
+        while (queue.length) {
+          const n = queue.shift();
+          const blob = file.slice((n - 1) * upload.part_size, (n - 1) * upload.part_size + partLength(n));
+          try {
+            const etag = await this._sendPart(path, n, blob, (sent) => {
+              inFlight.set(n, sent);
+              progress();
+            });
+            done.set(n, etag);
+          } catch (error) {
+            queue.length = 0; // the other workers finish their part and stop
+            throw error;
+          } finally {
+            inFlight.delete(n);
+          }
+          progress();
+        }
+      };
+      const parallel = Math.max(1, Math.min(options.parallel || PARALLEL_PARTS, queue.length));
+      await Promise.all(Array.from({ length: parallel }, worker));
+
+      this._report("confirming", file.size);
+      const parts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([n, etag]) => ({ part_number: n, etag }));
+      const image = await control.run((signal) =>
+        // Idempotent: completing a finished upload again answers 200 with the same image.
+        retryTransient(() => client.request("POST", `${path}/complete`, { body: { parts }, signal }).then((b) => b.image), signal),
+      );
+      registry.delete(fingerprint);
+      this._report("done", file.size);
+      return image;
+    } catch (error) {
+      if (control.state === "aborted") {
+        registry.delete(fingerprint);
+        await client.request("DELETE", path).catch(() => {}); // best effort: the sweeper backs it up
+      } else if (error.status === 409 || error.status === 422 || error.status === 404) {
+        registry.delete(fingerprint); // the upload is over: another try starts afresh
+      }
+      throw error;
+    }
+  }
+
+  /** Hash, sign and PUT one part (retrying what can be retried); its ETag. */
+  async _sendPart(path, n, blob, onSent) {
+    const { client, options } = this;
+    let contentMd5 = null;
+    let grant = null;
+    let failures = 0;
+    let resigns = 0;
+    let rehashed = false;
+    return this._control.run(async (signal) => {
+      for (;;) {
+        try {
+          contentMd5 ??= await md5Base64(blob, { signal });
+          if (!grant || Date.parse(grant.expires_at) - Date.now() < URL_MARGIN_MS) {
+            const body = { parts: [{ part_number: n, content_md5: contentMd5 }] };
+            grant = (await client.request("POST", `${path}/parts`, { body, signal })).parts[0];
+          }
+          const put = { ...grant, method: "PUT" };
+          const { etag } = await putOnce(put, blob, { signal, timeout: options.timeout, onProgress: onSent });
+          const own = hexOfBase64(contentMd5);
+          if (etag && plainEtag(etag) !== own) {
+            throw new BrokerError(`The bucket stored other bytes for part ${n}.`, { code: "checksum_mismatch" });
+          }
+          return own;
+        } catch (error) {
+          onSent(0);
+          if (error instanceof UrlExpiredError && resigns < PART_RESIGNS) {
+            resigns += 1; // a part that took long, or a pause past the URL's life: sign it again
+            grant = null;
+          } else if (error.code === "checksum_mismatch" && !rehashed) {
+            rehashed = true; // the file changed under us? hash it once more, then give up
+            contentMd5 = null;
+            grant = null;
+          } else if (error.retriable && failures < (options.retries ?? PART_RETRIES)) {
+            failures += 1;
+            const backoff = options.backoff ?? PUT_BACKOFF_MS;
+            await sleep(backoff * 3 ** (failures - 1) * (0.75 + Math.random() * 0.5), signal);
+          } else {
+            throw error;
+          }
+        }
+      }
+    });
   }
 }
 
@@ -501,65 +952,287 @@ export class BrokerClient {
   }
 
   /**
-   * Upload one file: check it against /config, hash it (MD5), presign, PUT it straight to the
-   * bucket (retrying network failures and 5xx), confirm. Resolves with the image.
+   * Upload one file; resolves with the image. Up to `multipartThreshold` bytes (default 16 MiB):
+   * check it against /config, hash it (MD5), presign, PUT it straight to the bucket (retrying
+   * network failures and 5xx), confirm. Above it: in parts (see createUpload).
    *
-   * Options: kind, caption, onProgress({phase, loaded, total, percent}) where phase is
-   * "hashing" | "uploading" | "confirming" | "done" (percent is the PUT's, 0 to 100);
-   * signal (AbortSignal); filename / filetype (default: the File's); config (skip GET /config);
-   * check (false: skip the client-side checks); retries (PUT retries after the first try,
-   * default 2), backoff (ms before the first retry, tripled each time, default 600); timeout (ms).
+   * Options: kind, caption, onProgress({phase, loaded, total, percent, multipart, parts}) where
+   * phase is "hashing" | "uploading" | "paused" | "confirming" | "done" (percent is of the bytes
+   * sent, and never goes back; `parts` is {done, total} in parts); signal (AbortSignal);
+   * filename / filetype (default: the File's); config (skip GET /config); check (false: skip
+   * the client-side checks); retries (PUT retries after the first try, default 2, per part 3),
+   * backoff (ms before the first retry, tripled each time, default 600); timeout (ms);
+   * multipartThreshold; partSize (default 8 MiB); parallel (parts at once, default 3);
+   * storage (where unfinished multipart uploads are remembered; default localStorage, null: none).
    */
-  async upload(file, options = {}) {
-    if (!(file instanceof Blob)) throw new TypeError("upload() needs a File or Blob");
-    const { kind, caption, onProgress, signal, retries, backoff, timeout } = options;
-    const filename = options.filename || file.name || "image";
-    const filetype = normaliseType(options.filetype || file.type);
-    const report = (phase, loaded, total) =>
-      onProgress?.({
-        phase,
-        loaded,
-        total,
-        percent: phase === "hashing" ? 0 : total ? Math.round((loaded / total) * 100) : 100,
-      });
-    if (options.check !== false) {
-      const config = options.config || (await this.getConfig());
-      checkFile(file, config, { filename, filetype });
-    }
-    report("hashing", 0, file.size);
-    const contentMd5 = await md5Base64(file, {
-      signal,
-      onProgress: (loaded, total) => report("hashing", loaded, total),
-    });
-    const declaration = { filename, filetype, size: file.size, content_md5: contentMd5 };
-    if (kind) declaration.kind = kind;
-    if (caption) declaration.caption = caption;
-    const presigned = await this.request("POST", "/images/presign-upload", { body: declaration, signal });
-    report("uploading", 0, file.size);
-    await putToBucket(presigned, file, {
-      signal,
-      retries,
-      backoff,
-      timeout,
-      onProgress: (loaded, total) => report("uploading", loaded, total),
-    });
-    report("confirming", file.size, file.size);
-    const confirm = { key: presigned.key, filename, filetype };
-    let image;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        // Confirming is idempotent (the same key again answers 200 with the same image).
-        image = (await this.request("POST", "/images", { body: confirm, signal })).image;
-        break;
-      } catch (error) {
-        const transient = error instanceof NetworkError || error.status === 503 || error.status === 429;
-        if (!transient || attempt >= 2) throw error;
-        await sleep((error.retryAfter || 1) * 1000, signal);
-      }
-    }
-    report("done", file.size, file.size);
-    return image;
+  upload(file, options = {}) {
+    return this.createUpload(file, options).promise;
   }
+
+  /** The same upload as a task: `{promise, pause(), resume(), abort(), state, uploadId}`. */
+  createUpload(file, options = {}) {
+    return new UploadTask(this, file, options);
+  }
+}
+
+// ---- Uppy: @uppy/aws-s3 (6.2+) in signRequest mode, driven through the broker -------------------
+
+/** XML text with & < > " ' escaped. */
+function xmlText(value) {
+  return String(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * An S3 XML answer as a data: URL. In signRequest mode the plugin sends create, list, complete
+ * and abort to whatever URL the signer returns and reads S3's XML back; the broker does those
+ * steps itself (JSON, with its own checks), so the signer calls it and hands the plugin the
+ * answer it expects. A data: URL stays in the page (the page's CSP needs `connect-src data:`).
+ */
+function xmlDataUrl(root, fields = {}, parts = []) {
+  const body =
+    Object.entries(fields).map(([name, value]) => `<${name}>${xmlText(value)}</${name}>`).join("") +
+    parts
+      .map((p) => `<Part><PartNumber>${p.part_number}</PartNumber><ETag>${xmlText(p.etag)}</ETag><Size>${p.size ?? 0}</Size></Part>`)
+      .join("");
+  return `data:application/xml,${encodeURIComponent(`<?xml version="1.0" encoding="UTF-8"?><${root}>${body}</${root}>`)}`;
+}
+
+/**
+ * Uppy's file types and size limit from the broker's /config, so a file the broker would refuse
+ * is refused when it is added.
+ */
+export async function applyBrokerRestrictions(uppy, { client = defaultClient } = {}) {
+  const config = await client.getConfig();
+  const restrictions = uppy.getState().restrictions || uppy.opts.restrictions || {};
+  uppy.setOptions({
+    restrictions: { ...restrictions, allowedFileTypes: config.allowed_types, maxFileSize: config.max_upload_bytes },
+  });
+  return config;
+}
+
+/**
+ * The options of `@uppy/aws-s3` (6.2 or later, signRequest mode) that upload through the broker:
+ *
+ *   uppy.use(AwsS3, uppyAwsS3Options(uppy, { kind: "gallery" }));
+ *   uppy.on("broker:image", (file, image) => show(image));
+ *
+ * Files up to `multipartThreshold` go in one PUT (presigned with the file's MD5, then confirmed
+ * once Uppy reports it sent); larger ones in parts, each hashed here and signed by the broker
+ * for its length and MD5, then completed by the broker, which verifies and records the image.
+ * Every file gets a "broker:image" event with the recorded image (also in
+ * `file.response.body.image`), or an "upload-error" with the broker's reason. A multipart upload
+ * cut short (a reload, a closed tab) resumes when the same file is added again.
+ *
+ * Options: client (a BrokerClient; default: the module's), kind, caption (also read from each
+ * file's meta), multipartThreshold, partSize, limit (files at once, default 3), storage.
+ * The page's Content-Security-Policy needs `connect-src data:` for the plugin's S3 answers.
+ */
+export function uppyAwsS3Options(uppy, options = {}) {
+  const { client = defaultClient, multipartThreshold = MULTIPART_THRESHOLD, partSize, limit = 3 } = options;
+  const registry = new UploadRegistry(options.storage === undefined ? defaultStorage() : options.storage);
+  const entries = new Map(); // Uppy file id → what the broker granted for it
+  const fileIdOfKey = new Map(); // broker key → Uppy file id
+  const entryOf = (id) => {
+    if (!entries.has(id)) entries.set(id, { signedParts: new Map(), etags: new Map() });
+    return entries.get(id);
+  };
+  const fileFor = (request) => {
+    const id = fileIdOfKey.get(request.key) ?? request.key; // the first request proposes file.id
+    const file = uppy.getFile(id);
+    if (!file) throw new BrokerError("This file is no longer in the upload list.", { code: "aborted" });
+    return file;
+  };
+  const declaration = (file) => {
+    const body = { filename: file.meta?.name || file.name || "image", filetype: file.type, size: file.size };
+    const kind = file.meta?.kind || options.kind;
+    const caption = file.meta?.caption || options.caption;
+    if (kind) body.kind = kind;
+    if (caption) body.caption = caption;
+    return body;
+  };
+  const fingerprint = async (file) => {
+    const token = client.getToken ? await client.getToken() : client.token;
+    const sub = (decodeTokenClaims(token) || {}).sub || "";
+    const modified = file.data?.lastModified || 0;
+    return [client.baseUrl, sub, declaration(file).filename, file.size, modified, normaliseType(file.type)].join("|");
+  };
+  const uploadPath = (entry) => `/images/multipart/${encodeURIComponent(entry.upload.upload_id)}`;
+  const chunkOf = (file, entry, n) => {
+    const start = (n - 1) * entry.upload.part_size;
+    return file.data.slice(start, Math.min(start + entry.upload.part_size, file.size));
+  };
+  const forget = (entry) => {
+    if (entry.fingerprint) registry.delete(entry.fingerprint);
+  };
+
+  async function single(file, entry) {
+    // A paused or retried file asks again: its grant, while valid, is reused (a new one would
+    // hold the quota twice; if the first PUT landed, its 412 is taken as landed).
+    if (!entry.grant || Date.parse(entry.grant.expires_at) - Date.now() < URL_MARGIN_MS) {
+      const body = { ...declaration(file), content_md5: await md5Base64(file.data) };
+      entry.grant = await client.request("POST", "/images/presign-upload", { body });
+      entry.kind = "single";
+      fileIdOfKey.set(entry.grant.key, file.id);
+    }
+    return { url: entry.grant.url, key: entry.grant.key, headers: entry.grant.headers };
+  }
+
+  async function create(file, entry) {
+    const body = { ...declaration(file), part_size: partSizeFor(file.size, partSize) };
+    const created = await client.request("POST", "/images/multipart", { body });
+    if (created.part_size !== body.part_size) {
+      await client.request("DELETE", `/images/multipart/${encodeURIComponent(created.upload_id)}`).catch(() => {});
+      throw new BrokerError("The broker cut the file into other parts than Uppy would.", { code: "part_size" });
+    }
+    entry.kind = "multipart";
+    entry.upload = created;
+    entry.fingerprint = await fingerprint(file);
+    registry.set(entry.fingerprint, {
+      upload_id: created.upload_id,
+      key: created.key,
+      part_size: created.part_size,
+      part_count: created.part_count,
+      expires_at: created.expires_at,
+    });
+    fileIdOfKey.set(created.key, file.id);
+    return { url: xmlDataUrl("InitiateMultipartUploadResult", { Key: created.key, UploadId: created.upload_id }), key: created.key };
+  }
+
+  async function signPart(file, entry, n) {
+    const cached = entry.signedParts.get(n);
+    if (cached && Date.parse(cached.expires_at) - Date.now() > URL_MARGIN_MS) return cached;
+    // The plugin slices the file as getChunkSize says (the part size the broker echoed), and
+    // never hands the bytes to the signer: the same range is hashed here.
+    const contentMd5 = await md5Base64(chunkOf(file, entry, n));
+    const body = { parts: [{ part_number: n, content_md5: contentMd5 }] };
+    const [signed] = (await client.request("POST", `${uploadPath(entry)}/parts`, { body })).parts;
+    entry.signedParts.set(n, signed);
+    entry.etags.set(n, hexOfBase64(contentMd5));
+    return signed;
+  }
+
+  async function complete(file, entry) {
+    const count = entry.upload.part_count;
+    let parts = [];
+    for (let n = 1; n <= count; n += 1) if (entry.etags.has(n)) parts.push({ part_number: n, etag: entry.etags.get(n) });
+    if (parts.length !== count) {
+      const listed = await client.request("GET", `${uploadPath(entry)}/parts`);
+      parts = listed.parts.map(({ part_number, etag }) => ({ part_number, etag }));
+    }
+    try {
+      const answer = await retryTransient(() => client.request("POST", `${uploadPath(entry)}/complete`, { body: { parts } }));
+      entry.image = answer.image;
+    } catch (error) {
+      if (error.status === 409 || error.status === 422 || error.status === 404) {
+        forget(entry);
+        uppy.setFileState(file.id, { s3Multipart: undefined }); // a retry starts afresh
+      }
+      throw error;
+    }
+    forget(entry);
+    const location = `${client.baseUrl}/images/${encodeURIComponent(entry.image.id)}`;
+    return { url: xmlDataUrl("CompleteMultipartUploadResult", { Location: location, Key: entry.upload.key }) };
+  }
+
+  async function signRequest(request) {
+    const file = fileFor(request);
+    const entry = entryOf(file.id);
+    const { method, uploadId, partNumber } = request;
+    if (method === "PUT" && uploadId === undefined) return single(file, entry);
+    if (method === "POST" && uploadId === undefined) return create(file, entry);
+    if (!entry.upload || entry.upload.upload_id !== uploadId) {
+      throw new BrokerError("Unknown multipart upload.", { code: "not_found" });
+    }
+    if (method === "PUT") {
+      const signed = await signPart(file, entry, partNumber);
+      return { url: signed.url, headers: signed.headers };
+    }
+    if (method === "GET") {
+      const listed = await client.request("GET", `${uploadPath(entry)}/parts`);
+      for (const part of listed.parts) entry.etags.set(part.part_number, part.etag);
+      return { url: xmlDataUrl("ListPartsResult", {}, listed.parts) };
+    }
+    if (method === "POST") return complete(file, entry);
+    if (method === "DELETE") {
+      await client.request("DELETE", uploadPath(entry)).catch(() => {}); // gone already: fine
+      forget(entry);
+      return { url: xmlDataUrl("DeleteResult") };
+    }
+    throw new BrokerError(`The broker does not sign ${method} requests for Uppy.`, { code: "unsupported" });
+  }
+
+  // Before uploading: a large file added again after a reload resumes its multipart upload.
+  uppy.addPreProcessor(async (fileIds) => {
+    for (const id of fileIds) {
+      const file = uppy.getFile(id);
+      if (!file || file.s3Multipart || file.size <= multipartThreshold) continue;
+      const print = await fingerprint(file);
+      const record = registry.get(print);
+      if (!record) continue;
+      const entry = entryOf(id);
+      entry.upload = record;
+      entry.fingerprint = print;
+      entry.kind = "multipart";
+      try {
+        const listed = await client.request("GET", `${uploadPath(entry)}/parts`);
+        if (record.part_size !== partSizeFor(file.size, partSize)) throw new BrokerError("other parts", { status: 409 });
+        for (const part of listed.parts) entry.etags.set(part.part_number, part.etag);
+      } catch (error) {
+        if (error.status !== 404 && error.status !== 409) throw error;
+        registry.delete(print);
+        entries.delete(id);
+        continue;
+      }
+      fileIdOfKey.set(record.key, id);
+      // The plugin skips create, lists the parts (through signRequest) and sends the rest.
+      uppy.setFileState(id, { s3Multipart: { uploadId: record.upload_id, key: record.key } });
+    }
+  });
+
+  // A single PUT whose answer was lost and whose retry got 412 landed (the URL writes once).
+  uppy.on("upload-error", (file, error) => {
+    const entry = file && entries.get(file.id);
+    if (entry?.kind === "single" && error?.status === 412) entry.landed = true;
+  });
+
+  // After uploading: each single PUT is confirmed (multipart ones were recorded by complete).
+  uppy.addPostProcessor(async (fileIds) => {
+    for (const id of fileIds) {
+      const file = uppy.getFile(id);
+      const entry = entries.get(id);
+      if (!file || !entry) continue;
+      if (entry.kind === "single" && (file.progress?.uploadComplete || entry.landed) && !entry.image) {
+        const body = { key: entry.grant.key, filename: declaration(file).filename, filetype: file.type };
+        try {
+          entry.image = (await retryTransient(() => client.request("POST", "/images", { body }))).image;
+        } catch (error) {
+          entry.grant = null; // refused: a retry presigns afresh
+          uppy.emit("upload-error", uppy.getFile(id), error);
+          continue;
+        }
+      }
+      if (!entry.image) continue;
+      const current = uppy.getFile(id);
+      const response = current.response || { status: 200, uploadURL: undefined, body: {} };
+      uppy.setFileState(id, {
+        error: null,
+        progress: { ...current.progress, uploadComplete: true, percentage: 100 },
+        response: { ...response, body: { ...response.body, key: entry.image.key, image: entry.image } },
+      });
+      uppy.emit("broker:image", uppy.getFile(id), entry.image);
+      entries.delete(id);
+    }
+  });
+
+  uppy.on("file-removed", (file) => entries.delete(file.id));
+
+  return {
+    shouldUseMultipart: (file) => file.size > multipartThreshold,
+    getChunkSize: ({ size }) => partSizeFor(size, partSize),
+    generateObjectKey: (file) => file.id,
+    limit,
+    signRequest,
+  };
 }
 
 // ---- module-level API (one default client) --------------------------------------------------------
@@ -586,6 +1259,8 @@ function clientFor(options) {
 
 /** See BrokerClient#upload; `token` / `getToken` / `baseUrl` may be given per call. */
 export const upload = (file, options = {}) => clientFor(options).upload(file, options);
+/** See BrokerClient#createUpload. */
+export const createUpload = (file, options = {}) => clientFor(options).createUpload(file, options);
 /** See BrokerClient#signedUrl. */
 export const signedUrl = (id, options = {}) => clientFor(options).signedUrl(id, options);
 /** See BrokerClient#signedUrls. */

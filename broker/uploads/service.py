@@ -14,8 +14,9 @@ from typing import Any, NoReturn
 
 from broker import domain, metrics, quota
 from broker.domain import Image, PendingUpload, Principal
-from broker.errors import Conflict, NotFound, UploadInvalid
+from broker.errors import Conflict, NotFound, TooLarge, UploadInvalid
 from broker.extension import Broker
+from broker.multipart import MAX_SINGLE_PUT_SIZE, MultipartPlan
 from broker.storage import SignedRequest, StorageNotFound
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,22 @@ class PresignedUpload:
     expires_at: datetime
 
 
-def presign_upload(
-    broker: Broker, principal: Principal, request: dict[str, Any]
-) -> PresignedUpload:
-    """Check the declaration, choose the key, hold the quota, record the upload, sign the PUT."""
-    if broker.settings.require_checksum and not (
-        request.get("content_md5") or request.get("checksum_sha256")
-    ):
+@dataclass(frozen=True)
+class Declaration:
+    """What a client declares about the file it is about to upload (the presign body)."""
+
+    filename: str
+    content_type: str
+    size: int
+    kind: str
+    caption: str | None
+    content_md5: str | None
+    checksum_sha256: str | None
+
+
+def declare(broker: Broker, request: dict[str, Any], *, checksum_required: bool) -> Declaration:
+    """Check a presign body against the policy; shared by presign and multipart create."""
+    if checksum_required and not (request.get("content_md5") or request.get("checksum_sha256")):
         # Without one the bucket cannot tell the declared bytes from any others of the length.
         raise domain.field_error(
             "content_md5", "required (the base64 MD5 of the bytes), or checksum_sha256"
@@ -55,13 +65,7 @@ def presign_upload(
         domain.decode_md5(request["content_md5"])
     if request.get("checksum_sha256"):
         domain.check_sha256(request["checksum_sha256"])
-
-    now = domain.utcnow()
-    expires_at = now + timedelta(seconds=broker.settings.upload_expires)
-    pending = PendingUpload(
-        id=domain.new_upload_id(),
-        key=domain.new_object_key(principal.sub, content_type),
-        owner=principal.sub,
+    return Declaration(
         filename=domain.display_name(request["filename"], content_type),
         content_type=content_type,
         size=request["size"],
@@ -69,17 +73,73 @@ def presign_upload(
         caption=request.get("caption"),
         content_md5=request.get("content_md5"),
         checksum_sha256=request.get("checksum_sha256"),
+    )
+
+
+def new_pending_upload(
+    broker: Broker,
+    principal: Principal,
+    declaration: Declaration,
+    lifetime: int,
+    *,
+    key: str | None = None,
+    multipart: MultipartPlan | None = None,
+) -> PendingUpload:
+    """The record of a new upload of ``declaration`` open for ``lifetime`` seconds, under
+    ``key`` (a fresh one when None)."""
+    now = domain.utcnow()
+    expires_at = now + timedelta(seconds=lifetime)
+    return PendingUpload(
+        id=domain.new_upload_id(),
+        key=key or domain.new_object_key(principal.sub, declaration.content_type),
+        owner=principal.sub,
+        filename=declaration.filename,
+        content_type=declaration.content_type,
+        size=declaration.size,
+        kind=declaration.kind,
+        caption=declaration.caption,
+        # A multipart object's bytes are checked part by part; a whole-file digest declared
+        # for one could only be verified by reading all of it, so it is not recorded as one.
+        content_md5=None if multipart else declaration.content_md5,
+        checksum_sha256=None if multipart else declaration.checksum_sha256,
         state=domain.PENDING,
         created_at=now,
         expires_at=expires_at,
-        # The PUT may start just before the URL expires and take a while, so confirm stays
-        # possible for a grace period after it.
+        # The last PUT may start just before the URLs expire and take a while, so confirm (or
+        # complete) stays possible for a grace period after it.
         confirm_by=expires_at + timedelta(seconds=broker.settings.confirm_grace),
         quota_held=True,
+        multipart=multipart,
     )
+
+
+def hold_and_record(broker: Broker, pending: PendingUpload) -> None:
+    """Count the upload against its owner's quota (413 when over) and record it."""
+    quota.reserve(broker, pending.owner, pending.size)
+    try:
+        broker.db.uploads.create(pending)
+    except Exception:
+        # Best effort: if MongoDB is gone this fails too, and recount-quotas mends the count.
+        with suppress(Exception):
+            broker.db.quotas.release(pending.owner, pending.size)
+        raise
+
+
+def presign_upload(
+    broker: Broker, principal: Principal, request: dict[str, Any]
+) -> PresignedUpload:
+    """Check the declaration, choose the key, hold the quota, record the upload, sign the PUT."""
+    declaration = declare(broker, request, checksum_required=broker.settings.require_checksum)
+    if declaration.size > MAX_SINGLE_PUT_SIZE:
+        raise TooLarge(
+            f"size: one PUT stores at most {MAX_SINGLE_PUT_SIZE} bytes: "
+            "upload larger files in parts (POST /images/multipart)",
+            details={"size": [f"must be at most {MAX_SINGLE_PUT_SIZE} for one PUT"]},
+        )
+    pending = new_pending_upload(broker, principal, declaration, broker.settings.upload_expires)
     signed = broker.bucket.presign_put(
         pending.key,
-        content_type=content_type,
+        content_type=pending.content_type,
         size=pending.size,
         content_md5=pending.content_md5,
         checksum_sha256=pending.checksum_sha256,
@@ -89,17 +149,10 @@ def presign_upload(
         expires_in=broker.settings.upload_expires,
     )
     # Hold the quota and record only after signing succeeded, so a failure leaves nothing.
-    quota.reserve(broker, pending.owner, pending.size)
-    try:
-        broker.db.uploads.create(pending)
-    except Exception:
-        # Best effort: if MongoDB is gone this fails too, and recount-quotas mends the count.
-        with suppress(Exception):
-            broker.db.quotas.release(pending.owner, pending.size)
-        raise
+    hold_and_record(broker, pending)
     _PRESIGNED.inc()
     _PUT_SIGNATURES.inc()
-    return PresignedUpload(pending.id, pending.key, signed, expires_at)
+    return PresignedUpload(pending.id, pending.key, signed, pending.expires_at)
 
 
 def confirm_upload(
@@ -118,11 +171,32 @@ def confirm_upload(
             raise NotFound("no pending upload with this key")
         return recorded, False
     if pending.state == domain.CONFIRMED:
-        return _confirmed_image(broker, pending), False
+        return confirmed_image(broker, pending), False
     if pending.state != domain.PENDING:
-        raise _no_longer_pending(pending.state)
+        raise no_longer_pending(pending.state)
+    if pending.multipart is not None:
+        # Its object exists only once complete joined the parts, and complete checks them.
+        raise NotFound(
+            "no presigned upload with this key: finish a multipart upload with "
+            "POST /images/multipart/<upload_id>/complete"
+        )
     _check_confirm_matches_presign(pending, request)
+    return record_upload(broker, pending, request)
 
+
+def record_upload(
+    broker: Broker,
+    pending: PendingUpload,
+    request: dict[str, Any],
+    *,
+    expected_etag: str | None = None,
+) -> tuple[Image, bool]:
+    """Verify the pending upload's object as confirm does, record the image, close the upload.
+
+    Shared by confirm and multipart complete: everything that follows "an image was recorded"
+    hangs off here. ``request`` may override ``kind`` and ``caption``; ``expected_etag`` is
+    the ETag the object must carry. Returns the image and whether this call created it.
+    """
     # A confirm that crashed after recording the image left it behind: finish that one.
     image = broker.db.images.get_by_key(pending.key, Principal(pending.owner))
     created = False
@@ -130,12 +204,12 @@ def confirm_upload(
         if domain.utcnow() > pending.confirm_by:
             raise Conflict("the upload is no longer pending (expired)")
         try:
-            verified = _verified_image(broker, pending, request)
+            verified = _verified_image(broker, pending, request, expected_etag)
         except _ConfirmedMeanwhile:
-            return _confirmed_image(broker, pending), False
+            return confirmed_image(broker, pending), False
         if not pending.quota_held and not quota.reserve_at_confirm(broker, pending):
             rejection = quota.over_quota("the user's image or byte quota is used up")
-            _reject(broker, pending, rejection.message)
+            reject(broker, pending, rejection.message)
             raise rejection
         image, created = broker.db.images.insert(verified)
 
@@ -145,13 +219,14 @@ def confirm_upload(
         if created:
             broker.db.images.remove(image.id)
         quota.release_upload(broker, pending)
-        raise _no_longer_pending(state)
+        raise no_longer_pending(state)
     if created:
         _CONFIRMED.inc()
     return image, created
 
 
-def _confirmed_image(broker: Broker, pending: PendingUpload) -> Image:
+def confirmed_image(broker: Broker, pending: PendingUpload) -> Image:
+    """The image a confirmed upload recorded (404 when it has been deleted since)."""
     image = broker.db.images.get_by_key(pending.key, Principal(pending.owner))
     if image is None:
         raise NotFound("the image of this upload has been deleted")
@@ -170,20 +245,22 @@ def _check_confirm_matches_presign(pending: PendingUpload, request: dict[str, An
         raise UploadInvalid("filetype: differs from the one given at presign")
 
 
-def _verified_image(broker: Broker, pending: PendingUpload, request: dict[str, Any]) -> Image:
+def _verified_image(
+    broker: Broker, pending: PendingUpload, request: dict[str, Any], expected_etag: str | None
+) -> Image:
     """HEAD the object, read its first bytes, and build the image record from what is stored."""
     try:
         head = broker.bucket.head(pending.key)
         if head is None:
             raise StorageNotFound(pending.key)
         try:
-            domain.check_object_head(pending, head)
+            domain.check_object_head(pending, head, expected_etag)
             prefix = broker.bucket.read_prefix(pending.key, domain.VERIFY_READ_BYTES)
             width, height = domain.check_image_content(broker.policy, pending.content_type, prefix)
             kind = request.get("kind") or pending.kind
             domain.check_kind(broker.policy, kind)
         except UploadInvalid as rejection:
-            _reject(broker, pending, rejection.message)
+            reject(broker, pending, rejection.message)
             raise
         if broker.settings.s3_tagging:
             # Out of reach of the lifecycle rule that expires never-confirmed objects.
@@ -225,16 +302,18 @@ def _object_missing(broker: Broker, pending: PendingUpload) -> NoReturn:
         raise _ConfirmedMeanwhile
     if state != domain.PENDING:
         # The sweeper expired the upload (and deleted the object) while we verified it.
-        raise _no_longer_pending(state)
+        raise no_longer_pending(state)
     # Not closed: the client may still PUT (the URL can be valid) and confirm again.
     raise UploadInvalid("the object was not found in the bucket: PUT it before confirming")
 
 
-def _no_longer_pending(state: str) -> Conflict:
+def no_longer_pending(state: str) -> Conflict:
+    """The 409 of a call on an upload that is over (confirmed, rejected, expired, aborted)."""
     return Conflict(f"the upload is no longer pending ({domain.reported_state(state)})")
 
 
-def _reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
+def reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
+    """Delete the upload's object and close it as rejected (its quota given back, once)."""
     # The bucket must only ever hold what was verified: delete first, then close the upload.
     broker.bucket.delete(pending.key)
     if broker.db.uploads.claim(pending.id, domain.REJECTED, reason) == domain.REJECTED:

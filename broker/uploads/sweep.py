@@ -65,6 +65,7 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
 
 def _expire(broker: Broker, pending: PendingUpload) -> None:
     # If the bucket fails here the upload stays "expiring" and a later sweep takes it over.
+    _abort_in_the_bucket(broker, pending)
     broker.bucket.delete(pending.key)
     # A confirm that crashed between recording and claiming left a record: it never won,
     # and whatever it reserved is given back (once, even if it crashed before recording).
@@ -80,13 +81,22 @@ def _clean_ended(broker: Broker, upload: PendingUpload) -> None:
 
     Until its URL died, a rejected, refused or deleted upload's key could be PUT again (the
     URL writes once, but only over nothing); that object was never verified and has no record.
+    A multipart upload is aborted in the bucket too, should an earlier abort have failed.
     """
+    if upload.state != domain.CONFIRMED:
+        _abort_in_the_bucket(broker, upload)
     if not (upload.state == domain.CONFIRMED and broker.db.images.is_live(upload.key)):
         broker.bucket.delete(upload.key)
     if upload.state != domain.CONFIRMED:
         # A reservation a crash left on a closed upload; confirmed ones passed theirs on.
         quota.release_upload(broker, upload)
     broker.db.uploads.swept(upload.id)
+
+
+def _abort_in_the_bucket(broker: Broker, upload: PendingUpload) -> None:
+    # Once aborted, the bucket refuses every part of the upload: its part URLs are dead.
+    if upload.multipart is not None:
+        broker.bucket.abort_multipart(upload.key, upload.multipart.bucket_upload_id)
 
 
 def _attempt(step: Callable[[Broker, Any], None], broker: Broker, item: Any) -> bool:

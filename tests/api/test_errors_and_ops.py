@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -140,7 +141,7 @@ class TestOperations:
             # Static assets (the admin UI, the browser module) are not part of the API.
             if rule.endpoint == "static" or rule.endpoint.startswith("admin."):
                 continue
-            path = rule.rule.replace("<image_id>", "{image_id}")
+            path = re.sub(r"<(\w+)>", r"{\1}", rule.rule)
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 assert (path, method.lower()) in documented, (path, method)
         presign = document["paths"]["/images/presign-upload"]["post"]

@@ -11,70 +11,28 @@ library.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, sync_playwright
 
-from broker.devservers import free_port
 from tests.support.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     CSP_PROBE,
     LAPTOP,
-    START_TIMEOUT_S,
     UI,
     DemoBroker,
-    read_announcement,
-    stop_demo,
+    running_demo,
 )
-from tests.support.demo import start_demo
 from tests.support.tokens import JWT_SECRET, make_token
 
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
     """``make run``'s broker (embedded MongoDB and S3) on a free port, for the whole session."""
-    state = tmp_path_factory.mktemp("demo")
-    port = free_port()
-    log_path = state / "broker.log"
-    process = start_demo(
-        port,
-        state,
-        log_path,
-        # The demo would generate a secret; a known one lets the tests mint other users' tokens.
-        BROKER_JWT_SECRET=JWT_SECRET,
-        BROKER_DEMO_SEED="0",  # every test starts from an empty library
-    )
-    try:
-        found = read_announcement(process, log_path)
-        admin_url = found["admin_url"]
-        base_url = admin_url.split("/admin/", 1)[0]
-        broker = DemoBroker(
-            base_url=base_url,
-            admin_url=admin_url,
-            token=found["token"],
-            s3_endpoint=found["s3_endpoint"],
-            process=process,
-            log_path=log_path,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:  # it announces itself just before it starts serving
-            try:
-                if requests.get(base_url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the demo is not serving: {log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with running_demo(tmp_path_factory.mktemp("demo")) as broker:
         yield broker
-    finally:
-        stop_demo(process)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 @pytest.fixture(scope="session")

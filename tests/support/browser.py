@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ import requests
 from botocore.config import Config
 from playwright.sync_api import Page, Request, ViewportSize
 
+from broker.devservers import free_port
 from tests.support import REPO
-from tests.support.tokens import bearer
+from tests.support.demo import start_demo
+from tests.support.tokens import JWT_SECRET, bearer
 from tests.support.upload import HttpApi, upload
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -277,3 +280,46 @@ def canvas_jpeg(page: Page, width: int, height: int) -> bytes:
         [width, height],
     )
     return base64.b64decode(data)
+
+
+@contextlib.contextmanager
+def running_demo(state: Path, **settings: str) -> Iterator[DemoBroker]:
+    """``make run``'s broker (embedded MongoDB and S3) on a free port, its state in ``state``."""
+    port = free_port()
+    log_path = state / "broker.log"
+    process = start_demo(
+        port,
+        state,
+        log_path,
+        # The demo would generate a secret; a known one lets the tests mint other users' tokens.
+        BROKER_JWT_SECRET=JWT_SECRET,
+        BROKER_DEMO_SEED="0",  # every test starts from an empty library
+        **settings,
+    )
+    try:
+        found = read_announcement(process, log_path)
+        admin_url = found["admin_url"]
+        base_url = admin_url.split("/admin/", 1)[0]
+        broker = DemoBroker(
+            base_url=base_url,
+            admin_url=admin_url,
+            token=found["token"],
+            s3_endpoint=found["s3_endpoint"],
+            process=process,
+            log_path=log_path,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:  # it announces itself just before it starts serving
+            try:
+                if requests.get(base_url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the demo is not serving: {log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield broker
+    finally:
+        stop_demo(process)
+        if process.stdout is not None:
+            process.stdout.close()

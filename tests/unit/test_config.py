@@ -87,6 +87,10 @@ def test_public_key_switches_to_rs256() -> None:
         ({"BROKER_DOWNLOAD_MAX_EXPIRES": "604801"}, "BROKER_DOWNLOAD_MAX_EXPIRES"),
         ({"BROKER_JWT_MAX_TTL": "0"}, "BROKER_JWT_MAX_TTL"),
         ({"BROKER_MIN_WIDTH": "30000"}, "minimum dimensions"),
+        ({"BROKER_MAX_UPLOAD_BYTES": str(5 * 2**40 + 1)}, "BROKER_MAX_UPLOAD_BYTES"),
+        ({"BROKER_MULTIPART_EXPIRES": "0"}, "BROKER_MULTIPART_EXPIRES"),
+        ({"BROKER_MULTIPART_EXPIRES": "86401"}, "BROKER_MULTIPART_ABORT_DAYS"),
+        ({"BROKER_RATE_LIMIT_PARTS": "often"}, "BROKER_RATE_LIMIT_PARTS"),
     ],
 )
 def test_invalid_settings_are_refused_with_the_variable_named(

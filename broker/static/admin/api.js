@@ -3,7 +3,7 @@
 // what the grid signs, what the details dialog signs, how a file is sent. Views import the API
 // from here only, so those choices live in one place.
 
-import { BrokerError, configure, defaultClient, invalidate, signedUrl, signedUrls, upload } from "../broker.js";
+import { BrokerError, configure, createUpload, defaultClient, invalidate, signedUrl, signedUrls } from "../broker.js";
 import { storedToken } from "./session.js";
 
 export { checkFile, deleteImage, getConfig, listImages, patchImage } from "../broker.js";
@@ -29,7 +29,9 @@ export async function refreshThumbnailUrl(id) {
 export const detailsUrl = (id) => signedUrl(id);
 
 /**
- * Send one file: check, hash, presign, PUT to the bucket, confirm; resolves with the image.
- * Options: kind, caption, config, onProgress({phase, percent}) as broker.js's upload() takes them.
+ * Send one file: check, hash, presign, PUT to the bucket, confirm (a large file in parts, which
+ * can be paused, and resumed after a reload by choosing it again). Returns broker.js's task:
+ * `{promise, pause(), resume(), multipart}`; `promise` resolves with the image.
+ * Options: kind, caption, config, onProgress({phase, percent, parts}) as broker.js takes them.
  */
-export const sendFile = (file, options) => upload(file, options);
+export const sendFile = (file, options) => createUpload(file, options);

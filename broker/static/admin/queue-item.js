@@ -5,7 +5,7 @@ import { ICONS, h, icon } from "./dom.js";
 import { formatBytes, typeLabel } from "./format.js";
 
 /** Build the item's nodes (on `item`: node, caption, progress, …) from its file and status. */
-export function renderQueueItem(item, { onRemove, onRetry }) {
+export function renderQueueItem(item, { onRemove, onRetry, onPause }) {
   const { file } = item;
   const name = file.name || "image";
   const thumb = item.previewUrl
@@ -42,6 +42,8 @@ export function renderQueueItem(item, { onRemove, onRetry }) {
   });
   item.remove.append(icon(ICONS.close));
   item.retry = h("button", { type: "button", class: "btn btn-ghost btn-xs", text: "Retry", hidden: true, onclick: () => onRetry(item) });
+  // Large files go in parts: their upload can be paused and resumed.
+  item.pause = h("button", { type: "button", class: "btn btn-ghost btn-xs", text: "Pause", hidden: true, onclick: () => onPause(item) });
   const valid = item.status !== "invalid";
   item.node = h(
     "li",
@@ -59,24 +61,28 @@ export function renderQueueItem(item, { onRemove, onRetry }) {
       valid ? h("label", { class: "visually-hidden", for: captionId, text: `Caption for ${name}` }) : null,
       valid ? item.caption : null,
       valid ? item.progress : null,
-      h("div", { class: "queue-foot" }, item.statusNode, item.retry),
+      h("div", { class: "queue-foot" }, item.statusNode, item.pause, item.retry),
     ),
     item.remove,
   );
   setItemStatus(item, item.status, item.message);
 }
 
-/** Set the item's status ("ready", "invalid", "uploading", "done", "error") and its message. */
+/** Set the item's status ("ready", "invalid", "uploading", "paused", "done", "error") and its
+ * message. */
 export function setItemStatus(item, status, message) {
   item.status = status;
   item.message = message;
   item.node.dataset.state = status;
   item.statusNode.textContent = message;
   item.statusNode.setAttribute("role", status === "error" || status === "invalid" ? "alert" : "status");
-  const busy = status === "uploading";
+  const busy = status === "uploading" || status === "paused";
   item.remove.disabled = busy;
   item.caption.disabled = busy || status === "done";
   item.retry.hidden = status !== "error";
+  item.pause.hidden = !(busy && item.task?.multipart);
+  item.pause.textContent = status === "paused" ? "Resume" : "Pause";
+  item.pause.setAttribute("aria-label", `${status === "paused" ? "Resume" : "Pause"} the upload of ${item.file.name || "image"}`);
 }
 
 /** Move the item's progress bar to `percent`; `note` replaces the status line's text. */

@@ -55,21 +55,35 @@ function addFiles(files) {
       item.message = error.message;
     }
     if (item.status === "ready") item.previewUrl = URL.createObjectURL(file);
-    renderQueueItem(item, { onRemove: removeQueueItem, onRetry: retryItem });
+    renderQueueItem(item, { onRemove: removeQueueItem, onRetry: retryItem, onPause: togglePause });
     queue.push(item);
     $("queue").append(item.node);
   }
   updateQueueControls();
 }
 
+/** Whether the item's upload is under way (running or paused). */
+const inProgress = (item) => item.status === "uploading" || item.status === "paused";
+
 function removeQueueItem(item) {
-  if (item.status === "uploading") return;
+  if (inProgress(item)) return;
   const index = queue.indexOf(item);
   const next = queue[index + 1] || queue[index - 1];
   queue.splice(index, 1);
   releaseItem(item);
   updateQueueControls();
   (next ? next.remove : $("pick-files")).focus();
+}
+
+function togglePause(item) {
+  if (!item.task) return;
+  if (item.status === "paused") {
+    item.task.resume();
+    setItemStatus(item, "uploading", "Resuming…");
+  } else if (item.status === "uploading") {
+    item.task.pause();
+  }
+  item.pause.focus();
 }
 
 function retryItem(item) {
@@ -81,7 +95,7 @@ function retryItem(item) {
 
 function clearQueue() {
   for (const item of [...queue]) {
-    if (item.status === "uploading") continue;
+    if (inProgress(item)) continue;
     releaseItem(item);
     queue.splice(queue.indexOf(item), 1);
   }
@@ -94,7 +108,7 @@ function updateQueueControls() {
   const start = $("start-upload");
   start.disabled = ready === 0 || uploading;
   start.textContent = uploading ? "Uploading…" : ready ? `Upload ${plural(ready, "file")}` : "Upload";
-  show($("clear-queue"), queue.some((item) => item.status !== "uploading"));
+  show($("clear-queue"), queue.some((item) => !inProgress(item)));
   show($("queue-empty"), queue.length === 0);
 }
 
@@ -103,21 +117,34 @@ function batchOptions() {
   return { kind: $("upload-kind").value };
 }
 
+/** What the item's status line says while it uploads. */
+function progressNote({ phase, percent, parts }, task) {
+  if (phase === "paused") return `Paused at ${percent}% · Resume goes on from there`;
+  if (phase === "confirming") return "Verifying…";
+  if (!parts) return `Uploading… ${percent}%`;
+  const resumed = task.resumedParts ? ` · resumed, ${task.resumedParts} already stored` : "";
+  return `Uploading… ${percent}% (part ${Math.min(parts.done + 1, parts.total)} of ${parts.total})${resumed}`;
+}
+
 /** Upload one item; true when stored, false when it failed (shown on the item). */
 async function uploadItem(item, options) {
   setItemStatus(item, "uploading", "Checking…");
   setItemProgress(item, 0);
   try {
     const caption = item.caption.value.trim();
-    item.image = await sendFile(item.file, {
+    item.task = sendFile(item.file, {
       ...options,
       caption: caption || undefined,
       config: session.config,
-      onProgress: ({ phase, percent }) => {
-        if (phase === "uploading") setItemProgress(item, percent, `Uploading… ${percent}%`);
-        else if (phase === "confirming") setItemProgress(item, 100, "Verifying…");
+      onProgress: (progress) => {
+        if (progress.phase === "hashing") return;
+        if (progress.phase === "paused") setItemStatus(item, "paused", progressNote(progress, item.task));
+        else if (item.status === "paused") setItemStatus(item, "uploading", progressNote(progress, item.task));
+        setItemProgress(item, progress.phase === "confirming" ? 100 : progress.percent, progressNote(progress, item.task));
       },
     });
+    setItemStatus(item, "uploading", item.task.multipart ? "Preparing the parts…" : "Checking…");
+    item.image = await item.task.promise;
     setItemProgress(item, 100);
     setItemStatus(item, "done", "Uploaded");
     return true;
@@ -125,6 +152,8 @@ async function uploadItem(item, options) {
     if (isAuthError(error)) throw error; // the whole batch stops: the page signs out
     setItemStatus(item, "error", error.message || "The upload failed.");
     return false;
+  } finally {
+    item.task = null;
   }
 }
 

@@ -36,7 +36,7 @@ def upload(client: FlaskClient, data: bytes, **presign: Any) -> dict[str, Any]:
 
 def link_path(image: dict[str, Any]) -> str:
     """The path of the image's public link (its ``public_url`` on this test client's host)."""
-    url = urlsplit(image["public_url"])
+    url = urlsplit(str(image["public_url"]))
     assert url.scheme == "http" and url.netloc == "localhost", image["public_url"]
     return url.path
 

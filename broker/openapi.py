@@ -88,11 +88,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "/images/multipart",
         "post",
-        "Start a multipart upload (the presign body; part_size optional)",
+        "Start a multipart upload (the presign body; part_size optional; 403 for a reader)",
         schemas.MultipartUploadResponse,
         201,
         body=schemas.MultipartCreateRequest,
-        errors=(400, 413, 415),
+        errors=(400, 403, 413, 415),
     ),
     Operation(
         f"{_MULTIPART}/parts",
@@ -100,14 +100,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Sign PUT URLs for up to 100 parts, each pinning the part's length and Content-MD5",
         schemas.SignedPartsResponse,
         body=schemas.SignPartsRequest,
-        errors=(400, 404, 409),
+        errors=(400, 403, 404, 409),
     ),
     Operation(
         f"{_MULTIPART}/parts",
         "get",
         "The parts the bucket holds so far (to resume)",
         schemas.StoredPartsResponse,
-        errors=(404, 409),
+        errors=(403, 404, 409),
     ),
     Operation(
         f"{_MULTIPART}/complete",
@@ -116,7 +116,7 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.ImageEnvelope,
         201,
         body=schemas.CompleteMultipartRequest,
-        errors=(400, 404, 409, 422),
+        errors=(400, 403, 404, 409, 422),
         extra_responses={200: "already completed"},
     ),
     Operation(
@@ -125,7 +125,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Abort a multipart upload: the bucket drops its parts",
         None,
         204,
-        errors=(404, 409),
+        errors=(403, 404, 409),
     ),
     Operation(
         "/images",

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.support.tokens import auth, make_token, reader_auth
-from tests.support.upload import Uploaded, Uploader, pending_upload, presign
+from tests.support.upload import Uploaded, Uploader, pending_upload, presign, presign_body
 
 CALLERS: dict[str, dict[str, str]] = {
     "none": {},
@@ -298,6 +298,9 @@ class Call:
     request: Callable[[FlaskClient, Uploaded, dict[str, str]], Any]
 
 
+# An upload id shaped like the broker's: the token is refused before anything looks it up.
+MULTIPART = f"/images/multipart/{'0' * 32}"
+
 CALLS = [
     Call("presign", lambda c, u, h: presign(c, headers=h)),
     Call("confirm", lambda c, u, h: c.post("/images", json={"key": _pending_key(c)}, headers=h)),
@@ -323,6 +326,26 @@ CALLS = [
     Call("content", lambda c, u, h: c.get(f"/images/{u.image['id']}/content", headers=h)),
     Call("config", lambda c, u, h: c.get("/config", headers=h)),
     Call("delete", lambda c, u, h: c.delete(f"/images/{u.image['id']}", headers=h)),
+    Call(
+        "multipart-create",
+        lambda c, u, h: c.post("/images/multipart", json=presign_body(), headers=h),
+    ),
+    Call(
+        "multipart-sign",
+        lambda c, u, h: c.post(
+            f"{MULTIPART}/parts",
+            json={"parts": [{"part_number": 1, "content_md5": u.image["content_md5"]}]},
+            headers=h,
+        ),
+    ),
+    Call("multipart-list", lambda c, u, h: c.get(f"{MULTIPART}/parts", headers=h)),
+    Call(
+        "multipart-complete",
+        lambda c, u, h: c.post(
+            f"{MULTIPART}/complete", json={"parts": [{"part_number": 1, "etag": "x"}]}, headers=h
+        ),
+    ),
+    Call("multipart-abort", lambda c, u, h: c.delete(MULTIPART, headers=h)),
 ]
 
 BAD_TOKENS = {

@@ -27,7 +27,8 @@ from broker.domain import Principal
 from broker.pagination import SORTS
 from broker.settings import ConfigError, load_settings
 from tests.support.apps import broker_of
-from tests.support.images import png_bytes
+from tests.support.images import md5_b64, png_bytes
+from tests.support.multipart import MULTIPART_MAX_BYTES, MiB, Multipart, padded_png
 from tests.support.tokens import auth, reader_auth
 from tests.support.upload import Uploader, pending_upload, presign_body
 from tests.support.upload import upload as upload_with
@@ -558,3 +559,42 @@ def test_a_missing_list_index_slows_a_listing_but_never_fails_it(
     response = client.get("/images", query_string={"owner": "alice"}, headers=auth("bob"))
     assert response.status_code == 200
     assert [image["id"] for image in response.json["images"]] == [public["id"]]
+
+
+class TestMultipartUploads:
+    """Large uploads in parts share the presign body and its rules: visibility, and readers."""
+
+    @pytest.fixture
+    def api(self, make_app: Callable[..., Flask]) -> FlaskClient:
+        return make_app(BROKER_MAX_UPLOAD_BYTES=MULTIPART_MAX_BYTES).test_client()
+
+    def test_visibility_given_at_create_is_the_completed_images(self, api: FlaskClient) -> None:
+        flow = Multipart(api, padded_png(6 * MiB)).created(part_size=5 * MiB, visibility="public")
+        flow.send()
+        completed = flow.complete()
+        assert completed.status_code == 201, completed.json
+        image = completed.json["image"]
+        assert image["visibility"] == "public"
+        assert api.get(f"/p/{token_of(image)}").status_code == 302
+
+    def test_a_reader_takes_no_step_of_an_upload(self, api: FlaskClient) -> None:
+        data = padded_png(6 * MiB)
+        # The reader token's sub is the uploader's own: the role, not the owner, refuses.
+        flow = Multipart(api, data, sub="app-backend").created(part_size=5 * MiB)
+        etags = flow.send()
+        listed = [{"part_number": n, "etag": etag} for n, etag in sorted(etags.items())]
+        reader = reader_auth("app-backend")
+        path = f"/images/multipart/{flow.upload_id}"
+        md5 = {"part_number": 1, "content_md5": md5_b64(flow.parts[1])}
+        attempts = [
+            api.post("/images/multipart", json=presign_body(data), headers=reader),
+            api.post(f"{path}/parts", json={"parts": [md5]}, headers=reader),
+            api.get(f"{path}/parts", headers=reader),
+            api.post(f"{path}/complete", json={"parts": listed}, headers=reader),
+            api.delete(path, headers=reader),
+        ]
+        for answer in attempts:
+            assert answer.status_code == 403, answer.json
+            assert answer.json["error"]["code"] == "forbidden"
+        # Nothing changed: the owner's upload goes on and completes.
+        assert flow.complete().status_code == 201

@@ -9,8 +9,9 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from broker import admin, extension, images, ops, uploads
+from broker import admin, extension, images, ops, sharing, uploads
 from broker.auth import init_auth
 from broker.errors import Unavailable
 from broker.extension import Broker
@@ -37,6 +38,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
+    if settings.trusted_proxies:
+        # Only as many hops as the operator put there: a client cannot forge its address (the
+        # per-address limit of public links) or the host public links are built on.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)  # type: ignore[method-assign]
     services = Broker.from_settings(settings)
     extension.init_app(app, services)
 
@@ -48,7 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_limits(app, settings)
 
     # Each feature package owns a blueprint: its routes and its (top-level) commands.
-    for feature in (ops, uploads, images, admin):
+    for feature in (ops, uploads, images, sharing, admin):
         app.register_blueprint(feature.bp)
     if settings.mode != "test":
         # Tests prepare their databases themselves.

@@ -1,7 +1,8 @@
 """Bearer-token authentication with Flask-JWT-Extended: HS256 by default, RS256 with a public key.
 
 Tokens come from the identity provider of the deployment (or ``flask create-token``): ``sub`` is
-the user, ``roles`` containing ``admin`` makes an admin. Every JWT failure becomes a 401 in the
+the user, ``roles`` containing ``admin`` makes an admin, ``reader`` a reader (sees and signs
+every image, changes nothing). Every JWT failure becomes a 401 in the
 contract's envelope.
 """
 
@@ -26,6 +27,7 @@ from broker.settings import Settings
 jwt = JWTManager()
 
 ADMIN_ROLE = "admin"
+READER_ROLE = "reader"
 
 
 def init_auth(app: Flask, settings: Settings) -> None:
@@ -88,7 +90,7 @@ def authenticate() -> Principal | None:
         raise Unauthorized("the token has no usable subject")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("the token's roles claim must be a list of strings")
-    principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles)
+    principal = Principal(sub=sub, is_admin=ADMIN_ROLE in roles, is_reader=READER_ROLE in roles)
     if isinstance(claims["exp"], int | float):
         broker.tokens.put(token, principal, float(claims["exp"]))
     g.principal = principal

@@ -1,11 +1,13 @@
 """In-process caches, bounded in size and age and safe across threads.
 
-- :class:`LookupCache`: an image's id → what signing a GET needs (owner, key, type, filename).
-  These never change and keys are never reused, so the signing hot path can skip MongoDB.
-  Entries live ``ttl`` seconds; a delete in this process drops its entry at once. What a stale
-  entry in another process can do: for at most ``ttl`` seconds after a delete it lets the
-  image's owner (or an admin) get a signed URL for the deleted key, which the bucket answers
-  with 404 once the object is gone. Nobody else ever sees it: the owner check runs on every hit.
+- :class:`LookupCache`: an image's id, and a public image's link token, → what signing a GET
+  needs and who may have it (owner, key, type, filename, visibility, link token), so the
+  signing hot path and public links can skip MongoDB. Entries live ``ttl`` seconds; a change of
+  visibility or a delete in this process drops its entries at once. What a stale entry in
+  another process can do, for at most ``ttl`` seconds after the change: sign the image for a
+  caller who could see it before (a non-owner, while it was public; its owner or an admin after
+  a delete, which the bucket answers with 404 once the object is gone), or answer its dead
+  public link. ``BROKER_LOOKUP_CACHE_TTL`` is that bound; the visibility check runs on every hit.
 - :class:`SignedUrlMemo`: the URL signed for an image within one signing window.
 - :class:`TokenCache`: verified bearer tokens → their caller.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cachetools import TTLCache
@@ -23,13 +25,16 @@ from broker.domain import Image, Principal, SigningTarget
 
 
 class LookupCache:
-    """id → SigningTarget, bounded in size and age, safe across threads."""
+    """id → SigningTarget and public-link token → SigningTarget, bounded in size and age, safe
+    across threads. ``clock`` (seconds, monotonic) is what ages the entries."""
 
-    def __init__(self, maxsize: int, ttl: float) -> None:
+    def __init__(
+        self, maxsize: int, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.enabled = maxsize > 0 and ttl > 0
-        self._entries: TTLCache[str, SigningTarget] = TTLCache(
-            maxsize=max(maxsize, 1), ttl=ttl or 1
-        )
+        size, age = max(maxsize, 1), ttl or 1
+        self._entries: TTLCache[str, SigningTarget] = TTLCache(size, age, timer=clock)
+        self._links: TTLCache[str, SigningTarget] = TTLCache(size, age, timer=clock)
         self._lock = threading.Lock()
 
     def get(self, image_id: str, principal: Principal) -> SigningTarget | None:
@@ -42,18 +47,31 @@ class LookupCache:
             return None
         return target
 
+    def by_link(self, token: str) -> SigningTarget | None:
+        """The cached target of a public link, if present."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            return self._links.get(token)
+
     def put_many(self, images: Iterable[Image]) -> None:
-        """Remember the targets of freshly read images."""
+        """Remember the targets of freshly read images (public ones under their link too)."""
         if not self.enabled:
             return
         with self._lock:
             for image in images:
-                self._entries[image.id] = SigningTarget.of(image)
+                target = SigningTarget.of(image)
+                self._entries[image.id] = target
+                if target.public_token is not None:
+                    self._links[target.public_token] = target
 
-    def forget(self, image_id: str) -> None:
-        """Drop an entry (the image is being deleted)."""
+    def forget(self, image: Image) -> None:
+        """Drop an image's entries (it is being deleted, or its visibility changed)."""
         with self._lock:
-            self._entries.pop(image_id, None)
+            cached = self._entries.pop(image.id, None)
+            for token in {image.public_token, cached.public_token if cached else None}:
+                if token is not None:
+                    self._links.pop(token, None)
 
 
 # (image id, disposition, lifetime, window start, access key id) → signed URL

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import re
+import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from broker import imageinfo
-from broker.errors import TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
+from broker.errors import Forbidden, TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
 from broker.multipart import MultipartPlan, normalise_etag
 
 # The only types the broker knows how to verify (magic bytes) and measure; the configured
@@ -52,10 +53,104 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the token's ``sub`` and whether its ``roles`` hold ``admin``."""
+    """The caller: the token's ``sub`` and whether its ``roles`` hold ``admin`` or ``reader``."""
 
     sub: str
     is_admin: bool = False
+    is_reader: bool = False
+
+    @property
+    def sees_everything(self) -> bool:
+        """Whether the caller sees every image: an admin, or a reader."""
+        return self.is_admin or self.is_reader
+
+    @property
+    def may_write(self) -> bool:
+        """Whether the caller may change anything at all: a reader token changes nothing.
+
+        A token holding both roles is an admin's: ``admin`` grants changes, ``reader`` only
+        restricts a token that holds nothing more.
+        """
+        return self.is_admin or not self.is_reader
+
+
+# Visibility of an image: its owner's (and admins' and readers') alone, or every authenticated
+# caller's, and anyone's who holds its public link.
+PRIVATE = "private"
+PUBLIC = "public"
+VISIBILITIES = (PRIVATE, PUBLIC)
+
+
+def may_see(principal: Principal, owner: str, visibility: str) -> bool:
+    """Whether the caller may see and sign an image of ``owner`` with ``visibility``."""
+    return principal.sees_everything or principal.sub == owner or visibility == PUBLIC
+
+
+def may_change(principal: Principal, owner: str) -> bool:
+    """Whether the caller may change an image of ``owner``: its owner or an admin, no reader."""
+    return principal.is_admin or (principal.may_write and principal.sub == owner)
+
+
+def check_may_change(principal: Principal, owner: str) -> None:
+    """Refuse (403) a change to an image the caller can see but not change."""
+    if not may_change(principal, owner):
+        raise Forbidden(
+            "a reader token changes nothing"
+            if not principal.may_write
+            else "only the image's owner or an admin can change it"
+        )
+
+
+def check_may_write(principal: Principal) -> None:
+    """Refuse (403) an upload, or any other change, to a reader token."""
+    if not principal.may_write:
+        raise Forbidden("a reader token changes nothing: it cannot upload")
+
+
+def listing_scope(principal: Principal, owner: str | None) -> tuple[str | None, str | None]:
+    """Whose images a listing shows and of which visibility (None: any), given its ``owner``.
+
+    An admin or a reader without ``owner`` sees everyone's, anyone else their own; ``owner``
+    naming someone else gives an admin or a reader all of theirs, anyone else their public ones.
+    """
+    if owner is None:
+        return (None, None) if principal.sees_everything else (principal.sub, None)
+    if owner == principal.sub or principal.sees_everything:
+        return owner, None
+    return owner, PUBLIC
+
+
+def initial_visibility(asked: str | None, kind: str, public_kinds: tuple[str, ...]) -> str:
+    """A new image's visibility: the one the upload asked for, else public for public kinds."""
+    if asked is not None:
+        return asked
+    return PUBLIC if kind in public_kinds else PRIVATE
+
+
+# A public link's token: 32 random bytes (256 bits) from the OS, base64url without padding. It
+# is not derived from anything about the image, so nothing known about an image (its id, key,
+# owner) leads to its link; it is stored on the image and replaced each time it turns public.
+PUBLIC_TOKEN_BYTES = 32
+_PUBLIC_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+# Where public links live on the broker: <base URL>/p/<token>.
+PUBLIC_LINK_PREFIX = "/p"
+
+
+def public_link(base_url: str, token: str) -> str:
+    """The absolute public link of ``token`` on the broker at ``base_url``."""
+    return f"{base_url.rstrip('/')}{PUBLIC_LINK_PREFIX}/{token}"
+
+
+def new_public_token() -> str:
+    """A fresh, unguessable public-link token."""
+    return secrets.token_urlsafe(PUBLIC_TOKEN_BYTES)
+
+
+def is_public_token(text: str) -> bool:
+    """Whether ``text`` has the shape of a public-link token (anything else is no link)."""
+    return _PUBLIC_TOKEN.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -101,6 +196,9 @@ class PendingUpload:
     # Set for a multipart upload (POST /images/multipart): how it is cut into parts. Such an
     # upload ends by complete, never by confirm.
     multipart: MultipartPlan | None = None
+    # The visibility asked for at presign; None: the default for the kind, decided at confirm
+    # (where the kind may still change).
+    visibility: str | None = None
 
 
 @dataclass
@@ -125,26 +223,43 @@ class Image:
     last_used_at: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    visibility: str = PRIVATE
+    # The token of the public link: set while the image is public, never while it is private.
+    public_token: str | None = None
 
 
 @dataclass(frozen=True)
 class SigningTarget:
-    """What signing a GET needs: fields of an image that never change after confirm."""
+    """What signing a GET needs, and who may have it signed.
+
+    The object's fields never change after confirm; ``visibility`` and ``public_token`` do, so
+    a cached target is trusted for them only as long as the lookup cache keeps it.
+    """
 
     id: str
     owner: str
     key: str
     content_type: str
     filename: str
+    visibility: str = PRIVATE
+    public_token: str | None = None
 
     @classmethod
     def of(cls, image: Image) -> SigningTarget:
         """The signing target of an image."""
-        return cls(image.id, image.owner, image.key, image.content_type, image.filename)
+        return cls(
+            image.id,
+            image.owner,
+            image.key,
+            image.content_type,
+            image.filename,
+            image.visibility,
+            image.public_token,
+        )
 
     def visible_to(self, principal: Principal) -> bool:
-        """Whether the caller may sign it: its owner or an admin."""
-        return principal.is_admin or principal.sub == self.owner
+        """Whether the caller may sign it: see :func:`may_see`."""
+        return may_see(principal, self.owner, self.visibility)
 
 
 @dataclass(frozen=True)

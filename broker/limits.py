@@ -1,12 +1,13 @@
 """Per-user rate limits on the calls that cost the bucket or grant access.
 
 Presign, confirm, signed-URL issuance and the signing of multipart parts are limited per caller
-(the token's ``sub``), with a moving window so bursts at a window edge cannot double the rate.
-Flask-Limiter owns the storage: in memory for one process, or MongoDB / Redis
-(``BROKER_RATE_LIMIT_STORAGE_URI``) when several processes or hosts must share the counters.
-The check itself goes straight to its rate-limiting strategy with limits parsed once: these
-views need none of Flask-Limiter's per-request resolution of scopes and exemptions. A breach
-answers 429 ``rate_limited`` with ``Retry-After``.
+(the token's ``sub``); public links, which need no token, per client address (behind
+``BROKER_TRUSTED_PROXIES`` proxies, the address they forwarded). Each uses a moving window so
+bursts at a window edge cannot double the rate. Flask-Limiter owns the storage: in memory for
+one process, or MongoDB / Redis (``BROKER_RATE_LIMIT_STORAGE_URI``) when several processes or
+hosts must share the counters. The check itself goes straight to its rate-limiting strategy
+with limits parsed once: these views need none of Flask-Limiter's per-request resolution of
+scopes and exemptions. A breach answers 429 ``rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def _caller() -> str:
-    # The limited views authenticate first, so the caller is known; an unauthenticated request
-    # never reaches a limited view.
+    # The limited API views authenticate first, so the caller is known; the views that need no
+    # token (public links) count per client address.
     principal = getattr(g, "principal", None)
     return f"user:{principal.sub}" if principal is not None else f"ip:{request.remote_addr}"
 
@@ -64,6 +65,8 @@ CONFIRM = Limit("rate_limit_confirm", lambda settings: settings.rate_limit_confi
 SIGN = Limit("rate_limit_sign", lambda settings: settings.rate_limit_sign)
 # Signing and listing a multipart upload's parts: many calls per upload, each one cheap.
 PARTS = Limit("rate_limit_parts", lambda settings: settings.rate_limit_parts)
+# Public links: per client address, apart from the signing budget of any user.
+PUBLIC = Limit("rate_limit_public", lambda settings: settings.rate_limit_public)
 
 
 @cache

@@ -181,7 +181,9 @@ def _finish(response: Response) -> Response:
             "user": principal.sub if principal is not None else None,
             "method": request.method,
             "route": route,
-            "path": request.path,  # never the query string: signed URLs keep secrets there
+            # Never the query string (signed URLs keep secrets there), nor a path a view says
+            # holds one (a public link's token): then the view's stand-in (``g.log_path``).
+            "path": getattr(g, "log_path", request.path),
             "status": response.status_code,
             "duration_ms": round(duration * 1000, 2),
         },

@@ -18,7 +18,7 @@ from marshmallow import Schema
 from broker import schemas
 from broker.errors import BrokerError
 
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"
 
 # Each status's contract code, from the error classes themselves.
 _ERROR_CLASSES: tuple[type[BrokerError], ...] = (BrokerError, *BrokerError.__subclasses__())
@@ -39,21 +39,41 @@ class Operation:
     errors: tuple[int, ...] = ()
     public: bool = False
     extra_responses: dict[int, str] = field(default_factory=dict)
+    # Headers of the success answer beyond its body (a redirect's Location is always there).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-_ID = {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+# The path parameters, by name.
+PATH_PARAMETERS = {
+    "image_id": {"name": "image_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    "token": {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "the public link's token (the last segment of an image's public_url)",
+        "schema": {"type": "string"},
+    },
+    "upload_id": {
+        "name": "upload_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
 _MULTIPART = "/images/multipart/{upload_id}"
+# Who may do what (the contract's ground rules): an image the caller cannot see answers 404,
+# a change to one they can see but not change (a reader, someone else's public image) 403.
+_CHANGE = (403, 404)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "/images/presign-upload",
         "post",
-        "Presign a direct PUT of one image",
+        "Presign a direct PUT of one image (403 for a reader token: it changes nothing)",
         schemas.PresignUploadResponse,
         201,
         body=schemas.PresignUploadRequest,
-        errors=(400, 413, 415),
+        errors=(400, 403, 413, 415),
     ),
     Operation(
         "/images",
@@ -62,17 +82,17 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.ImageEnvelope,
         201,
         body=schemas.ConfirmUploadRequest,
-        errors=(400, 404, 409, 422),
+        errors=(400, 403, 404, 409, 422),
         extra_responses={200: "already confirmed"},
     ),
     Operation(
         "/images/multipart",
         "post",
-        "Start a multipart upload (the presign body; part_size optional)",
+        "Start a multipart upload (the presign body; part_size optional; 403 for a reader)",
         schemas.MultipartUploadResponse,
         201,
         body=schemas.MultipartCreateRequest,
-        errors=(400, 413, 415),
+        errors=(400, 403, 413, 415),
     ),
     Operation(
         f"{_MULTIPART}/parts",
@@ -80,14 +100,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Sign PUT URLs for up to 100 parts, each pinning the part's length and Content-MD5",
         schemas.SignedPartsResponse,
         body=schemas.SignPartsRequest,
-        errors=(400, 404, 409),
+        errors=(400, 403, 404, 409),
     ),
     Operation(
         f"{_MULTIPART}/parts",
         "get",
         "The parts the bucket holds so far (to resume)",
         schemas.StoredPartsResponse,
-        errors=(404, 409),
+        errors=(403, 404, 409),
     ),
     Operation(
         f"{_MULTIPART}/complete",
@@ -96,7 +116,7 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.ImageEnvelope,
         201,
         body=schemas.CompleteMultipartRequest,
-        errors=(400, 404, 409, 422),
+        errors=(400, 403, 404, 409, 422),
         extra_responses={200: "already completed"},
     ),
     Operation(
@@ -105,34 +125,41 @@ OPERATIONS: tuple[Operation, ...] = (
         "Abort a multipart upload: the bucket drops its parts",
         None,
         204,
-        errors=(404, 409),
+        errors=(403, 404, 409),
     ),
     Operation(
         "/images",
         "get",
-        "List images with cursor pagination",
+        "List images with cursor pagination: an admin or reader without owner sees everyone's, "
+        "anyone else their own; owner naming someone else gives an admin or reader all of theirs, "
+        "anyone else their public ones",
         schemas.ImagePage,
         query=schemas.ListImagesQuery,
-        errors=(400, 403),
+        errors=(400,),
     ),
     Operation("/images/{image_id}", "get", "Get one image", schemas.ImageEnvelope, errors=(404,)),
     Operation(
         "/images/{image_id}",
         "patch",
-        "Edit caption, kind, tags or primary",
+        "Edit caption, kind, tags, primary or visibility (its owner or an admin)",
         schemas.ImageEnvelope,
         body=schemas.UpdateImageRequest,
-        errors=(400, 404),
+        errors=(400, *_CHANGE),
     ),
     Operation(
-        "/images/{image_id}", "delete", "Delete the object and the record", None, 204, errors=(404,)
+        "/images/{image_id}",
+        "delete",
+        "Delete the object and the record (its owner or an admin)",
+        None,
+        204,
+        errors=_CHANGE,
     ),
     Operation(
         "/images/{image_id}/usage",
         "post",
-        "Count one use of the image",
+        "Count one use of the image (its owner or an admin)",
         schemas.ImageEnvelope,
-        errors=(400, 404),
+        errors=(400, *_CHANGE),
     ),
     Operation(
         "/images/{image_id}/signed-url",
@@ -166,6 +193,21 @@ OPERATIONS: tuple[Operation, ...] = (
         302,
         query=schemas.SignedUrlQuery,
         errors=(400, 404),
+    ),
+    Operation(
+        "/p/{token}",
+        "get",
+        "A public link: redirect (no token needed) to a signed GET of the public image; 404 once "
+        "it turned private or was deleted. Parameters other than variant are ignored.",
+        None,
+        302,
+        query=schemas.PublicLinkQuery,
+        errors=(400, 404, 405, 503),
+        public=True,
+        headers={
+            "Cache-Control": "public, max-age=N: N never reaches past the signed URL's expiry",
+            "Referrer-Policy": "no-referrer",
+        },
     ),
     Operation("/config", "get", "Upload limits for clients", schemas.ClientConfigResponse),
     Operation("/healthz", "get", "Liveness", schemas.StatusResponse, public=True),
@@ -201,6 +243,8 @@ RATE_LIMITED = {
     ("/images/signed-url", "get"),
     ("/images/signed-urls", "post"),
     ("/images/{image_id}/content", "get"),
+    # Per client address: the link needs no token.
+    ("/p/{token}", "get"),
 }
 # Errors whose body extends the envelope: (path, method) → {status: component schema}.
 ERROR_SCHEMAS = {("/readyz", "get"): {503: "ReadinessError"}}
@@ -208,11 +252,9 @@ ERROR_SCHEMAS = {("/readyz", "get"): {503: "ReadinessError"}}
 
 def _operation_spec(op: Operation) -> dict[str, Any]:
     spec: dict[str, Any] = {"summary": op.summary, "responses": {}}
-    parameters: list[dict[str, Any]] = []
-    if "{image_id}" in op.path:
-        parameters.append(_ID)
-    if "{upload_id}" in op.path:
-        parameters.append(_UPLOAD_ID)
+    parameters: list[dict[str, Any]] = [
+        parameter for name, parameter in PATH_PARAMETERS.items() if f"{{{name}}}" in op.path
+    ]
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
     if parameters:
@@ -231,6 +273,11 @@ def _operation_spec(op: Operation) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     elif op.path == "/metrics":
         success["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    for name, description in op.headers.items():
+        success.setdefault("headers", {})[name] = {
+            "description": description,
+            "schema": {"type": "string"},
+        }
     spec["responses"][str(op.status)] = success
     for status, description in op.extra_responses.items():
         spec["responses"][str(status)] = {

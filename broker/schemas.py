@@ -6,12 +6,14 @@ types, the size limit, kinds) live in :mod:`broker.domain` so these instances ca
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow.experimental.context import Context
 
-from broker import multipart
+from broker import domain, multipart
 
 MAX_FILENAME = 1024
 MAX_CAPTION = 2000
@@ -52,6 +54,12 @@ def _text(
     )
 
 
+def _visibility(description: str) -> fields.String:
+    return fields.String(
+        validate=validate.OneOf(domain.VISIBILITIES), metadata={"description": description}
+    )
+
+
 # ---- requests ---------------------------------------------------------------------------------
 
 
@@ -71,6 +79,9 @@ class PresignUploadRequest(StrictSchema):
     )
     kind = _text(64)
     caption = _text(MAX_CAPTION, allow_none=True)
+    visibility = _visibility(
+        "private (the default) or public; unset: public when the kind is in BROKER_PUBLIC_KINDS"
+    )
 
 
 class MultipartCreateRequest(PresignUploadRequest):
@@ -139,6 +150,7 @@ class ConfirmUploadRequest(StrictSchema):
     filetype = _text(255)
     kind = _text(64)
     caption = _text(MAX_CAPTION, allow_none=True)
+    visibility = _visibility("overrides the one given at presign, as kind and caption do")
 
 
 class UpdateImageRequest(StrictSchema):
@@ -152,6 +164,10 @@ class UpdateImageRequest(StrictSchema):
     )
     # Only JSON true/false: "yes" or 1 are refused rather than guessed at.
     is_primary = fields.Boolean(truthy={True}, falsy={False})
+    visibility = _visibility(
+        "public gives the image a public_url (a new one each time it turns public); private "
+        "kills its link"
+    )
 
 
 class ListImagesQuery(StrictSchema):
@@ -184,6 +200,16 @@ class SignedUrlByKeyQuery(SignedUrlQuery):
     key = _text(MAX_KEY, required=True)
 
 
+class PublicLinkQuery(Schema):
+    """Query of ``GET /p/<token>``: ``variant`` is read, anything else is ignored (links travel
+    through mail, chat and social sites, which append parameters of their own)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    variant = _text(64, description="a configured variant's name; unknown names answer 400")
+
+
 class SignedUrlsRequest(StrictSchema):
     """Body of ``POST /images/signed-urls``."""
 
@@ -199,6 +225,17 @@ class EmptyRequest(StrictSchema):
 
 
 # ---- responses --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Links:
+    """What an answer's links are built from: the broker's address as its clients reach it."""
+
+    public_base_url: str
+
+
+# Set around every dump of an answer (``broker.http.payloads.json_response``).
+LINKS = Context[Links]
 
 
 class ImageSchema(Schema):
@@ -220,8 +257,27 @@ class ImageSchema(Schema):
     tags = fields.List(fields.String(), required=True)
     usage_count = fields.Integer(required=True)
     last_used_at = UtcDateTime(allow_none=True)
+    visibility = fields.String(required=True, metadata={"enum": list(domain.VISIBILITIES)})
+    public_url = fields.Method(
+        "_public_url",
+        allow_none=True,
+        metadata={
+            "type": "string",
+            "format": "uri",
+            "description": "public images only: an absolute link that needs no token and "
+            "redirects (302) to a signed GET of the image",
+        },
+    )
     created_at = UtcDateTime(required=True)
     updated_at = UtcDateTime(required=True)
+
+    def _public_url(self, image: domain.Image) -> str | None:
+        if image.visibility != domain.PUBLIC or not image.public_token:
+            return None
+        links = LINKS.get(None)
+        if links is None:
+            raise RuntimeError("images are dumped inside schemas.LINKS (see json_response)")
+        return domain.public_link(links.public_base_url, image.public_token)
 
 
 class ImageEnvelope(Schema):
@@ -353,6 +409,7 @@ class ClientConfigResponse(Schema):
     max_upload_bytes = fields.Integer(required=True)
     kinds = fields.List(fields.String(), required=True)
     default_kind = fields.String(required=True)
+    public_kinds = fields.List(fields.String(), required=True)
     upload_expires = fields.Integer(required=True)
     download_expires = fields.Integer(required=True)
     download_max_expires = fields.Integer(required=True)
@@ -402,6 +459,7 @@ list_images_query = ListImagesQuery()
 signed_url_query = SignedUrlQuery()
 signed_url_by_key_query = SignedUrlByKeyQuery()
 signed_urls_request = SignedUrlsRequest()
+public_link_query = PublicLinkQuery()
 empty_request = EmptyRequest()
 
 image_envelope = ImageEnvelope()

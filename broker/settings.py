@@ -390,10 +390,39 @@ class Settings:
         "entries of that cache (and of the signed-URL memo); `0` turns it off",
         not_negative,
     )
+    public_url: str | None = setting(
+        "BROKER_PUBLIC_URL",
+        "",
+        "the broker's own address as the world reaches it (`https://img.example.com`, a path "
+        "prefix allowed): public links start with it",
+        http_url,
+        shown_default="the request's host",
+    )
+    public_kinds: tuple[str, ...] = setting(
+        "BROKER_PUBLIC_KINDS",
+        "",
+        "kinds whose new images are public unless the upload says otherwise (e.g. `profile`)",
+        shown_default="none",
+    )
+    public_link_max_age: int = setting(
+        "BROKER_PUBLIC_LINK_MAX_AGE",
+        "60",
+        "longest a browser or CDN may keep a public link's redirect, seconds (never past the "
+        "signed URL it leads to); a link that died still answers from such caches this long",
+        not_negative,
+    )
     cors_origins: tuple[str, ...] = setting(
         "BROKER_CORS_ORIGINS",
         "http://localhost:8000",
         "origins allowed for the API and in the bucket CORS",
+    )
+    trusted_proxies: int = setting(
+        "BROKER_TRUSTED_PROXIES",
+        "0",
+        "reverse proxies in front of the broker whose `X-Forwarded-For`, `-Proto`, `-Host` and "
+        "`-Prefix` it believes (client address for per-address limits, the host of public "
+        "links); `0`: none",
+        not_negative,
     )
     max_pixels: int = setting(
         "BROKER_MAX_PIXELS", "40000000", "largest width × height accepted at confirm", positive
@@ -439,6 +468,13 @@ class Settings:
         "BROKER_RATE_LIMIT_SIGN",
         "1200/minute",
         "per-user limit shared by every way of getting a signed GET; empty turns it off",
+        rate_limit,
+    )
+    rate_limit_public: str = setting(
+        "BROKER_RATE_LIMIT_PUBLIC",
+        "1200/minute",
+        "per-client-address limit of public-link redirects (they need no token); empty turns it"
+        " off",
         rate_limit,
     )
     rate_limit_storage_uri: str = setting(
@@ -545,6 +581,13 @@ def _dimensions_are_ordered(s: Settings) -> str | None:
     return None
 
 
+def _public_kinds_are_kinds(s: Settings) -> str | None:
+    unknown = [kind for kind in s.public_kinds if kind not in s.kinds]
+    if unknown:
+        return f"BROKER_PUBLIC_KINDS names kinds that BROKER_KINDS does not: {', '.join(unknown)}"
+    return None
+
+
 # Rules across settings, checked after every setting passed its own.
 CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _verifies_tokens,
@@ -553,6 +596,7 @@ CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _default_lifetime_within_cap,
     _dimensions_are_ordered,
     _multipart_uploads_end_before_the_bucket_aborts_them,
+    _public_kinds_are_kinds,
 )
 
 

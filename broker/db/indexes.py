@@ -35,6 +35,13 @@ def _index_specs() -> list[IndexSpec]:
             },
         ),
         ("images", [("deleting_at", ASCENDING)], {"sparse": True, "name": "deleting_at"}),
+        # A public link finds its image by token. Only public images carry one (private ones
+        # have no such field), so the index is sparse; unique, so one token is one image.
+        (
+            "images",
+            [("public_token", ASCENDING)],
+            {"unique": True, "sparse": True, "name": "public_token_unique"},
+        ),
         ("uploads", [("key", ASCENDING)], {"unique": True, "name": "key_unique"}),
         (
             "uploads",
@@ -45,27 +52,30 @@ def _index_specs() -> list[IndexSpec]:
         # Only uploads the sweeper still has to clean carry the field: the index stays small.
         ("uploads", [("sweep_after", ASCENDING)], {"sparse": True, "name": "sweep_after"}),
     ]
-    # Every list shape (owner or all, with or without kind, each sort) walks an index in order,
-    # so a page costs the same at any depth.
+    # Every list shape (everyone's, or one owner's, or one owner's public ones; with or without
+    # kind; each sort) walks an index in order, so a page costs the same at any depth.
     for sort in SORTS:
-        for by_owner in (False, True):
+        for scope in LIST_SCOPES:
             for by_kind in (False, True):
-                keys = _list_index_keys(sort, by_owner=by_owner, by_kind=by_kind)
-                name = _list_index_name(sort, by_owner=by_owner, by_kind=by_kind)
-                specs.append(("images", keys, {"name": name}))
+                keys = list_index_keys(sort, scope, by_kind=by_kind)
+                specs.append(("images", keys, {"name": _list_index_name(sort, scope, by_kind)}))
     return specs
 
 
-def _list_index_keys(sort: str, *, by_owner: bool, by_kind: bool) -> list[tuple[str, int]]:
-    prefix = [("owner", ASCENDING)] if by_owner else []
+# The equality fields a listing narrows by before its kind (domain.listing_scope): nothing,
+# the owner, or the owner and the visibility.
+LIST_SCOPES: tuple[tuple[str, ...], ...] = ((), ("owner",), ("owner", "visibility"))
+
+
+def list_index_keys(sort: str, scope: tuple[str, ...], *, by_kind: bool) -> list[tuple[str, int]]:
+    """The keys of the index a listing of ``scope`` (and kind) in ``sort`` order walks."""
+    prefix = [(name, ASCENDING) for name in scope]
     prefix += [("kind", ASCENDING)] if by_kind else []
     return prefix + SORTS[sort]
 
 
-def _list_index_name(sort: str, *, by_owner: bool, by_kind: bool) -> str:
-    return "_".join(
-        ["list", *(["owner"] if by_owner else []), *(["kind"] if by_kind else []), sort]
-    )
+def _list_index_name(sort: str, scope: tuple[str, ...], by_kind: bool) -> str:
+    return "_".join(["list", *scope, *(["kind"] if by_kind else []), sort])
 
 
 def create_indexes(

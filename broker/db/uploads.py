@@ -43,6 +43,7 @@ def _pending_from_doc(doc: Mapping[str, Any]) -> PendingUpload:
         confirm_by=doc["confirm_by"],
         quota_held=bool(doc.get("quota_held")),
         multipart=MultipartPlan(**doc["multipart"]) if doc.get("multipart") else None,
+        visibility=doc.get("visibility"),
     )
 
 

@@ -11,7 +11,9 @@ from typing import Any
 from flask import Response, jsonify, request
 from marshmallow import Schema
 
+from broker.extension import current_broker
 from broker.http import request_body
+from broker.schemas import LINKS, Links
 
 # Signed URLs and upload grants are credentials: no cache may keep them.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -40,7 +42,15 @@ def json_response(
     schema: Schema, data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     """``data`` as ``schema`` dumps it, with the status and extra headers given."""
-    response = jsonify(schema.dump(data))
+    with LINKS(Links(public_base_url())):
+        dumped = schema.dump(data)
+    response = jsonify(dumped)
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def public_base_url() -> str:
+    """Where clients reach the broker: ``BROKER_PUBLIC_URL``, else this request's own root
+    (behind ``BROKER_TRUSTED_PROXIES`` proxies, as the client asked for it)."""
+    return current_broker().settings.public_url or request.url_root

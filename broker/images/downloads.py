@@ -35,6 +35,18 @@ class SignedImage(Image):
     expires_at: datetime | None = None
 
 
+def resolve_variant(broker: Broker, target: SigningTarget, name: str | None) -> SigningTarget:
+    """What to sign for ``target`` when ``variant=name`` was asked for: the original when no
+    variant was named; a name the broker does not know is a 400 naming ``variant``.
+
+    The one place a variant name is understood: no variants are configured yet, so every name
+    is unknown. (The variants feature extends this to sign a variant's object once it is ready.)
+    """
+    if name is None:
+        return target
+    raise domain.field_error("variant", f"unknown variant {name[:64]!r}: none is configured")
+
+
 def sign_image(
     broker: Broker,
     principal: Principal,

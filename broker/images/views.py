@@ -33,7 +33,7 @@ def get_image(image_id: str) -> Response:
 
 @bp.patch("/<image_id>")
 def update_image(image_id: str) -> Response:
-    """Edit caption, kind, tags or the primary flag."""
+    """Edit caption, kind, tags, the primary flag or the visibility."""
     changes = body(schemas.update_image_request)
     image = service.update_image(current_broker(), current_principal(), image_id, changes)
     return json_response(schemas.image_envelope, {"image": image})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from broker.auth import create_token
+from broker.auth import READER_ROLE, create_token
 from broker.bucket_policy import (
     DEFAULT_CORS_FILE,
     PolicyError,
@@ -25,13 +25,18 @@ from broker.ops import bp
 @click.argument("user")
 @click.option("--admin", is_flag=True, help="Give the token the admin role.")
 @click.option(
+    "--reader",
+    is_flag=True,
+    help="Give the token the reader role (sees and signs every image, changes nothing).",
+)
+@click.option(
     "--ttl",
     default=3600,
     show_default=True,
     type=click.IntRange(min=1),
     help="Lifetime in seconds.",
 )
-def create_token_command(user: str, admin: bool, ttl: int) -> None:
+def create_token_command(user: str, admin: bool, reader: bool, ttl: int) -> None:
     """Print a signed JWT for USER (needs the secret, or the private key with RS256)."""
     max_ttl = current_broker().settings.jwt_max_ttl
     if ttl > max_ttl:
@@ -39,7 +44,8 @@ def create_token_command(user: str, admin: bool, ttl: int) -> None:
             f"--ttl {ttl} exceeds BROKER_JWT_MAX_TTL ({max_ttl}): the broker would refuse it"
         )
     try:
-        token = create_token(user, admin=admin, ttl=timedelta(seconds=ttl))
+        roles = [READER_ROLE] if reader else []
+        token = create_token(user, admin=admin, roles=roles, ttl=timedelta(seconds=ttl))
     except (RuntimeError, TypeError, ValueError) as e:
         raise click.ClickException(
             "cannot sign tokens with this configuration: set BROKER_JWT_SECRET, or "

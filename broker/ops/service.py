@@ -21,6 +21,7 @@ def client_config(broker: Broker) -> dict[str, Any]:
         "max_upload_bytes": settings.max_upload_bytes,
         "kinds": list(settings.kinds),
         "default_kind": broker.policy.default_kind,
+        "public_kinds": list(settings.public_kinds),
         "upload_expires": settings.upload_expires,
         "download_expires": settings.download_expires,
         "download_max_expires": settings.download_max_expires,

@@ -6,6 +6,8 @@
  *   configure({ getToken: () => myToken });
  *   const image = await upload(file, { kind: "gallery", onProgress: (p) => bar.value = p.percent });
  *   const { url } = (await signedUrls([image.id]))[image.id];
+ *   const avatar = await upload(file, { kind: "profile", visibility: "public" });
+ *   img.src = publicUrl(avatar); // no token needed: fine on any page, in a mail, on another site
  *
  * Bytes never pass through the broker: upload() hashes the file here, asks the broker for a
  * presigned PUT, sends the file straight to the bucket with exactly the headers the broker
@@ -122,6 +124,20 @@ function apiError(status, body, headers) {
 }
 
 // ---- small helpers ------------------------------------------------------------------------------
+
+/**
+ * The public link of an image: its `public_url` (absolute, needs no token, redirects to a
+ * short-lived signed GET of the image), with `?variant=` when a variant is asked for; null for
+ * a private image. Nothing is fetched: the link is what the broker put in the image.
+ */
+export function publicUrl(image, { variant } = {}) {
+  const link = image && typeof image.public_url === "string" ? image.public_url : "";
+  if (!link) return null;
+  if (!variant) return link;
+  const url = new URL(link);
+  url.searchParams.set("variant", variant);
+  return url.href;
+}
 
 /** "1.2 MB", "640 KB", "12 bytes" (binary multiples, so a 10 MiB limit reads "10 MB"). */
 export function formatBytes(bytes) {
@@ -553,10 +569,11 @@ export class UploadTask {
   }
 
   _declaration() {
-    const { kind, caption } = this.options;
+    const { kind, caption, visibility } = this.options;
     const declaration = { filename: this.filename, filetype: this.filetype, size: this.file.size };
     if (kind) declaration.kind = kind;
     if (caption) declaration.caption = caption;
+    if (visibility) declaration.visibility = visibility;
     return declaration;
   }
 
@@ -848,7 +865,10 @@ export class BrokerClient {
     return this._config;
   }
 
-  /** GET /images → {images, next_cursor}. Params: limit, cursor, kind, q, sort, owner. */
+  /**
+   * GET /images → {images, next_cursor}. Params: limit, cursor, kind, q, sort, owner (someone
+   * else's name: their public images; all of them for an admin or a reader).
+   */
   listImages(params = {}, { signal } = {}) {
     const { limit, cursor, kind, q, sort, owner } = params;
     return this.request("GET", "/images", { query: { limit, cursor, kind, q, sort, owner }, signal });
@@ -859,7 +879,7 @@ export class BrokerClient {
     return (await this.request("GET", `/images/${encodeURIComponent(id)}`)).image;
   }
 
-  /** PATCH /images/<id> with {caption, kind, tags, is_primary} → the image. */
+  /** PATCH /images/<id> with {caption, kind, tags, is_primary, visibility} → the image. */
   async patchImage(id, changes) {
     return (await this.request("PATCH", `/images/${encodeURIComponent(id)}`, { body: changes })).image;
   }
@@ -956,7 +976,8 @@ export class BrokerClient {
    * check it against /config, hash it (MD5), presign, PUT it straight to the bucket (retrying
    * network failures and 5xx), confirm. Above it: in parts (see createUpload).
    *
-   * Options: kind, caption, onProgress({phase, loaded, total, percent, multipart, parts}) where
+   * Options: kind, caption, visibility ("private" or "public"; unset: the broker's default for
+   * the kind), onProgress({phase, loaded, total, percent, multipart, parts}) where
    * phase is "hashing" | "uploading" | "paused" | "confirming" | "done" (percent is of the bytes
    * sent, and never goes back; `parts` is {done, total} in parts); signal (AbortSignal);
    * filename / filetype (default: the File's); config (skip GET /config); check (false: skip
@@ -1023,8 +1044,8 @@ export async function applyBrokerRestrictions(uppy, { client = defaultClient } =
  * `file.response.body.image`), or an "upload-error" with the broker's reason. A multipart upload
  * cut short (a reload, a closed tab) resumes when the same file is added again.
  *
- * Options: client (a BrokerClient; default: the module's), kind, caption (also read from each
- * file's meta), multipartThreshold, partSize, limit (files at once, default 3), storage.
+ * Options: client (a BrokerClient; default: the module's), kind, caption, visibility (each also
+ * read from the file's meta), multipartThreshold, partSize, limit (files at once, default 3), storage.
  * The page's Content-Security-Policy needs `connect-src data:` for the plugin's S3 answers.
  */
 export function uppyAwsS3Options(uppy, options = {}) {
@@ -1046,8 +1067,10 @@ export function uppyAwsS3Options(uppy, options = {}) {
     const body = { filename: file.meta?.name || file.name || "image", filetype: file.type, size: file.size };
     const kind = file.meta?.kind || options.kind;
     const caption = file.meta?.caption || options.caption;
+    const visibility = file.meta?.visibility || options.visibility;
     if (kind) body.kind = kind;
     if (caption) body.caption = caption;
+    if (visibility) body.visibility = visibility;
     return body;
   };
   const fingerprint = async (file) => {

@@ -53,6 +53,7 @@ class SignedPart:
 
 def create(broker: Broker, principal: Principal, request: dict[str, Any]) -> CreatedUpload:
     """Check the declaration, plan the parts, start the upload in the bucket, hold the quota."""
+    domain.check_may_write(principal)
     # Each part carries its own digest, so a whole-file one is optional here.
     declaration = service.declare(broker, request, checksum_required=False)
     part_size, part_count = multipart.plan_parts(declaration.size, request.get("part_size"))
@@ -180,6 +181,9 @@ def abort(broker: Broker, principal: Principal, upload_id: str) -> None:
 
 
 def _upload_of(broker: Broker, principal: Principal, upload_id: str) -> PendingUpload:
+    # Every step of an upload is a change: a reader token takes none (403), even with the sub
+    # that started it.
+    domain.check_may_write(principal)
     pending = broker.db.uploads.get_for_owner(upload_id, principal.sub)
     if pending is None or pending.multipart is None:
         raise NotFound("no multipart upload with this id")

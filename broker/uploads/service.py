@@ -49,6 +49,8 @@ class Declaration:
     caption: str | None
     content_md5: str | None
     checksum_sha256: str | None
+    # None: the default for the kind, decided when the image is recorded (the kind may change).
+    visibility: str | None = None
 
 
 def declare(broker: Broker, request: dict[str, Any], *, checksum_required: bool) -> Declaration:
@@ -73,6 +75,7 @@ def declare(broker: Broker, request: dict[str, Any], *, checksum_required: bool)
         caption=request.get("caption"),
         content_md5=request.get("content_md5"),
         checksum_sha256=request.get("checksum_sha256"),
+        visibility=request.get("visibility"),
     )
 
 
@@ -110,6 +113,7 @@ def new_pending_upload(
         confirm_by=expires_at + timedelta(seconds=broker.settings.confirm_grace),
         quota_held=True,
         multipart=multipart,
+        visibility=declaration.visibility,
     )
 
 
@@ -129,6 +133,7 @@ def presign_upload(
     broker: Broker, principal: Principal, request: dict[str, Any]
 ) -> PresignedUpload:
     """Check the declaration, choose the key, hold the quota, record the upload, sign the PUT."""
+    domain.check_may_write(principal)
     declaration = declare(broker, request, checksum_required=broker.settings.require_checksum)
     if declaration.size > MAX_SINGLE_PUT_SIZE:
         raise TooLarge(
@@ -163,11 +168,13 @@ def confirm_upload(
     Returns the image and whether this call created it. Exactly one of confirm and the sweeper
     wins an upload: both move it out of ``pending`` atomically, and the loser backs off.
     """
+    domain.check_may_write(principal)
     pending = broker.db.uploads.for_owner(request["key"], principal.sub)
     if pending is None:
         # Upload records are purged a while after their deadline; the image outlives them.
         recorded = broker.db.images.get_by_key(request["key"], Principal(principal.sub))
-        if recorded is None:
+        if recorded is None or recorded.owner != principal.sub:
+            # Someone else's image (a public one is visible) was never this caller's upload.
             raise NotFound("no pending upload with this key")
         return recorded, False
     if pending.state == domain.CONFIRMED:
@@ -270,6 +277,9 @@ def _verified_image(
 
     now = domain.utcnow()
     caption = request.get("caption", pending.caption)
+    visibility = domain.initial_visibility(
+        request.get("visibility") or pending.visibility, kind, broker.settings.public_kinds
+    )
     return Image(
         id=broker.db.images.new_id(),
         key=pending.key,
@@ -289,6 +299,8 @@ def _verified_image(
         last_used_at=None,
         created_at=now,
         updated_at=now,
+        visibility=visibility,
+        public_token=domain.new_public_token() if visibility == domain.PUBLIC else None,
     )
 
 

@@ -40,16 +40,28 @@ def test_the_commands_are_top_level_under_their_contract_names(app: Flask) -> No
     }
 
 
-def test_create_token_makes_working_tokens(app: Flask) -> None:
+def test_create_token_makes_working_tokens(app: Flask, upload: Uploader) -> None:
+    # Another user's private image tells the roles apart: a user does not see it, an admin
+    # sees and changes it, a reader sees it and changes nothing.
+    image = upload(sub="x").image
     user = run(app, "create-token", "carol").output.strip()
     admin = run(app, "create-token", "root", "--admin", "--ttl", "60").output.strip()
+    reader = run(app, "create-token", "app-backend", "--reader").output.strip()
     claims = jwt.decode(admin, JWT_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "root" and claims["roles"] == ["admin"]
     assert 50 <= claims["exp"] - claims["iat"] <= 60
+    assert jwt.decode(reader, JWT_SECRET, algorithms=["HS256"])["roles"] == ["reader"]
     client = app.test_client()
-    assert client.get("/images", headers=bearer(user)).status_code == 200
-    assert client.get("/images?owner=x", headers=bearer(user)).status_code == 403
-    assert client.get("/images?owner=x", headers=bearer(admin)).status_code == 200
+    path = f"/images/{image['id']}"
+    seen = {}
+    for name, token in (("user", user), ("admin", admin), ("reader", reader)):
+        headers = bearer(token)
+        seen[name] = (
+            client.get("/images", headers=headers).status_code,
+            client.get(path, headers=headers).status_code,
+            client.patch(path, json={"caption": name}, headers=headers).status_code,
+        )
+    assert seen == {"user": (200, 404, 404), "admin": (200, 200, 200), "reader": (200, 200, 403)}
 
 
 def test_ensure_indexes_makes_every_index_then_changes_nothing(

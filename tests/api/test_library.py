@@ -9,10 +9,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from broker.domain import PRIVATE, PUBLIC, new_public_token
 from broker.extension import Broker
 from tests.support.apps import broker_of
 from tests.support.records import image_record
-from tests.support.tokens import auth
+from tests.support.tokens import auth, bearer, make_token
 from tests.support.upload import Uploader
 
 
@@ -34,6 +35,8 @@ def seed(app: Flask, owner: str, count: int, **fields: Any) -> list[str]:
             usage_count=fields.get("usage", i % 3),
             created_at=start + step * i,
             updated_at=start,
+            visibility=fields.get("visibility", PRIVATE),
+            public_token=new_public_token() if fields.get("visibility") == PUBLIC else None,
         )
         repo.insert(image)
         ids.append(image.id)
@@ -114,14 +117,27 @@ class TestList:
         assert sorted(list_all(client, admin)) == sorted(alice + bob)
         assert sorted(list_all(client, admin, owner="bob")) == sorted(bob)
 
-    def test_owner_filter_on_someone_else_is_403_for_non_admins(
+    def test_owner_filter_on_someone_else_shows_non_admins_only_the_public_ones(
         self, app: Flask, client: FlaskClient
     ) -> None:
-        seed(app, "bob", 1)
-        response = client.get("/images?owner=bob", headers=auth())
-        assert response.status_code == 403
-        assert response.json["error"]["code"] == "forbidden"
-        assert client.get("/images?owner=alice", headers=auth()).status_code == 200
+        # Contract v1.1 (sharing): this answered 403 before; now it is the owner's gallery.
+        seed(app, "bob", 2)
+        public = seed(app, "bob", 3, visibility=PUBLIC)
+        seed(app, "carol", 1, visibility=PUBLIC)
+        assert sorted(list_all(client, auth(), owner="bob", limit=2)) == sorted(public)
+        assert list_all(client, auth(), owner="bob", kind="cover") == []
+        assert list_all(client, auth(), owner="nobody") == []
+        # Without owner, still only the caller's own.
+        mine = seed(app, "alice", 1)
+        assert list_all(client, auth()) == mine
+
+    def test_a_reader_lists_like_an_admin(self, app: Flask, client: FlaskClient) -> None:
+        private = seed(app, "bob", 2)
+        public = seed(app, "bob", 1, visibility=PUBLIC)
+        carols = seed(app, "carol", 1)
+        reader = bearer(make_token("backend", roles=["reader"]))
+        assert sorted(list_all(client, reader, owner="bob")) == sorted(private + public)
+        assert sorted(list_all(client, reader)) == sorted(private + public + carols)
 
     def test_bad_query_is_400(self, client: FlaskClient) -> None:
         for query in (

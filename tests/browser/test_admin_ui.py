@@ -262,7 +262,9 @@ def test_sign_in_with_a_pasted_token_and_sign_out(
     expect(page.locator("#app-view")).to_be_visible()
     expect(page.locator("#who-sub")).to_have_text("bob")
     expect(page.locator("#who-role")).to_be_hidden()
-    expect(page.locator("#owner-field")).to_be_hidden()  # only admins filter by owner
+    # Contract v1.1: anyone may name an owner (and then sees that owner's public images).
+    expect(page.locator("#owner-field")).to_be_visible()
+    expect(page.locator("#filter-owner")).to_have_attribute("placeholder", "You")
     expect(page.locator("#empty-title")).to_have_text("No images yet")
 
     page.get_by_role("button", name="Sign out").click()

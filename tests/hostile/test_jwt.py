@@ -384,15 +384,36 @@ def test_badly_typed_roles_are_401(flow: Flow, roles: Any) -> None:
     assert_unauthorized(flow, bearer(token), token)
 
 
-@pytest.mark.parametrize("roles", [["Admin"], ["ADMIN"], ["admin "], ["administrator"], []])
-def test_only_the_exact_admin_role_makes_an_admin(flow: Flow, roles: list[str]) -> None:
-    response = flow.client.get("/images?owner=bob", headers=bearer(hs_token(claims(roles=roles))))
-    assert_envelope(response, 403, "forbidden")
+# Contract v1.1: listing another owner's images is no longer admin-only (it shows their public
+# ones), so what tells the roles apart is a private image of bob's: hidden from a plain user,
+# seen by a reader, seen and changed by an admin.
+@pytest.mark.parametrize(
+    "roles",
+    [["Admin"], ["ADMIN"], ["admin "], ["administrator"], ["Reader"], ["readers"], ["reader "], []],
+)
+def test_only_the_exact_admin_or_reader_role_gives_one(flow: Flow, roles: list[str]) -> None:
+    image = flow.upload(sub="bob").image
+    response = flow.client.get(
+        f"/images/{image['id']}", headers=bearer(hs_token(claims(roles=roles)))
+    )
+    assert_envelope(response, 404, "not_found")
 
 
-def test_the_exact_admin_role_does(flow: Flow) -> None:
+def test_the_exact_reader_role_sees_and_changes_nothing(flow: Flow) -> None:
+    image = flow.upload(sub="bob").image
+    headers = bearer(hs_token(claims(roles=["reader"])))
+    assert flow.client.get(f"/images/{image['id']}", headers=headers).status_code == 200
+    patched = flow.client.patch(f"/images/{image['id']}", json={"caption": "x"}, headers=headers)
+    assert_envelope(patched, 403, "forbidden")
+
+
+def test_the_exact_admin_role_does_even_beside_reader(flow: Flow) -> None:
+    image = flow.upload(sub="bob").image
     token = hs_token(claims(roles=["reader", "admin"]))
-    assert flow.client.get("/images?owner=bob", headers=bearer(token)).status_code == 200
+    patched = flow.client.patch(
+        f"/images/{image['id']}", json={"caption": "x"}, headers=bearer(token)
+    )
+    assert patched.status_code == 200 and patched.json["image"]["caption"] == "x"
 
 
 UNUSUAL_SUBJECTS = {

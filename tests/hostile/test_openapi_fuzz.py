@@ -67,10 +67,11 @@ schema = _load_schema()
 
 @pytest.fixture
 def fuzz_target(make_app: Callable[..., Flask]) -> tuple[Flow, dict[str, Any]]:
-    """An app of this operation's own, holding one real image of alice's."""
+    """An app of this operation's own, holding one real image of alice's (public, so its link
+    is real too)."""
     app = make_app()
     flow = Flow(app)
-    return flow, flow.upload().image
+    return flow, flow.upload(visibility="public").image
 
 
 def _positive(case: Any, location: ParameterLocation) -> bool:
@@ -82,6 +83,8 @@ def _aim_at_real_data(case: Any, flow: Flow, image: dict[str, Any]) -> None:
     path = case.path_parameters or {}
     if "image_id" in path and _positive(case, ParameterLocation.PATH):
         path["image_id"] = image["id"]
+    if "token" in path and _positive(case, ParameterLocation.PATH):
+        path["token"] = image["public_url"].rsplit("/", 1)[1]
     query = case.query if isinstance(case.query, dict) else {}
     by_key = case.path == "/images/signed-url" and "key" in query
     if by_key and _positive(case, ParameterLocation.QUERY):

@@ -37,3 +37,8 @@ def bearer(token: str) -> dict[str, str]:
 def auth(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
     """Authorization header for a user (or an admin)."""
     return bearer(make_token(sub, roles=["admin"] if admin else []))
+
+
+def reader_auth(sub: str = "app-backend") -> dict[str, str]:
+    """Authorization header for a reader (an application's backend: sees all, changes nothing)."""
+    return bearer(make_token(sub, roles=["reader"]))

@@ -16,7 +16,15 @@ import { closeDetails, configureDetails, initDetails } from "./details.js";
 import { $, setAlert, show } from "./dom.js";
 import { whenUnauthorized } from "./feedback.js";
 import { configureLibrary, initLibrary, loadLibrary, resetLibrary } from "./library.js";
-import { forgetToken, session, startSession, storedToken, storeToken, takeTokenFromFragment } from "./session.js";
+import {
+  forgetToken,
+  mayWrite,
+  session,
+  startSession,
+  storedToken,
+  storeToken,
+  takeTokenFromFragment,
+} from "./session.js";
 import { configureUpload, initUpload, resetUpload } from "./upload.js";
 
 // A token in the address bar moves to sessionStorage before the page asks the broker anything.
@@ -61,6 +69,7 @@ async function enterApp() {
   configureUpload(config);
   configureLibrary(config);
   configureDetails(config);
+  show($("upload-panel"), mayWrite()); // a reader token changes nothing: no uploads
   show($("boot"), false);
   show($("signin-view"), false);
   show($("app-view"));
@@ -72,7 +81,9 @@ function renderSession() {
   const sub = typeof session.claims.sub === "string" ? session.claims.sub : "unknown user";
   $("who-sub").textContent = sub;
   $("who-avatar").textContent = sub.trim().charAt(0).toUpperCase() || "?";
-  show($("who-role"), session.isAdmin);
+  // The role that shapes what this page offers: admin (changes everything) or reader (nothing).
+  $("who-role").textContent = session.isAdmin ? "admin" : "reader";
+  show($("who-role"), session.isAdmin || session.isReader);
   show($("session"));
 }
 

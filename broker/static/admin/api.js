@@ -32,6 +32,7 @@ export const detailsUrl = (id) => signedUrl(id);
  * Send one file: check, hash, presign, PUT to the bucket, confirm (a large file in parts, which
  * can be paused, and resumed after a reload by choosing it again). Returns broker.js's task:
  * `{promise, pause(), resume(), multipart}`; `promise` resolves with the image.
- * Options: kind, caption, config, onProgress({phase, percent, parts}) as broker.js takes them.
+ * Options: kind, caption, visibility, config, onProgress({phase, percent, parts}) as broker.js
+ * takes them.
  */
 export const sendFile = (file, options) => createUpload(file, options);

@@ -1,11 +1,14 @@
-// The details dialog of one image: its picture and facts, caption, kind and primary edits, its
-// signed URL (with its expiry, kept fresh) and deletion. Whoever opens it is told what changed.
+// The details dialog of one image: its picture and facts, caption, kind, primary and visibility
+// edits, its public link, its signed URL (with its expiry, kept fresh) and deletion. Whoever
+// opens it is told what changed. Someone who may see but not change the image (a reader, or
+// anyone looking at another user's public image) gets the same dialog with the edits disabled.
 
 import { deleteImage, detailsUrl, patchImage } from "./api.js";
 import { $, copyFrom, h, setAlert, show } from "./dom.js";
 import { report, toast } from "./feedback.js";
 import { formatBytes, formatDate, formatTime, fromNow, kindLabel, plural, typeLabel } from "./format.js";
-import { altText, badges, kindOptions } from "./image-view.js";
+import { altText, badges, isPublic, kindOptions, visibilityHint } from "./image-view.js";
+import { mayChange } from "./session.js";
 
 const EXPIRY_TICK_MS = 10_000;
 const REFRESH_BEFORE_MS = 30_000; // ask for a new URL this long before the shown one expires
@@ -82,6 +85,23 @@ export function initDetails() {
       $("caption-input").focus();
     }
   });
+  $("visibility-input").addEventListener("change", async (event) => {
+    const updated = await applyChanges({ visibility: event.target.value });
+    if (!updated) {
+      if (current) renderSharing(current); // refused: show what the image still is
+      return;
+    }
+    toast(
+      isPublic(updated)
+        ? "The image is public: copy its link to show it anywhere."
+        : "The image is private: its public link no longer works.",
+    );
+  });
+  $("copy-public-url").addEventListener("click", async () => {
+    const input = $("public-url-output");
+    if (!input.value) return;
+    toast((await copyFrom(input)) ? "Public link copied." : "Select the link and copy it.");
+  });
   $("copy-url").addEventListener("click", async () => {
     const input = $("url-output");
     if (!input.value) return;
@@ -126,8 +146,27 @@ function renderDetails(image) {
   $("caption-status").textContent = "";
   $("kind-input").value = image.kind;
   const primary = $("primary-btn");
-  primary.disabled = image.is_primary;
   primary.textContent = image.is_primary ? "Primary" : "Set as primary";
+  renderSharing(image);
+  // Edits only for who may make them: the broker would refuse them (403) anyway.
+  const editable = mayChange(image);
+  for (const id of ["caption-input", "caption-save", "kind-input", "visibility-input", "delete-btn"]) {
+    $(id).disabled = !editable;
+  }
+  primary.disabled = !editable || image.is_primary;
+  $("details-readonly").textContent = editable
+    ? ""
+    : `View only: this image is ${image.owner}’s, and you may not change it.`;
+  show($("details-readonly"), !editable);
+}
+
+/** The visibility, what it means, and the public link when there is one. */
+function renderSharing(image) {
+  const visibility = isPublic(image) ? "public" : "private";
+  $("visibility-input").value = visibility;
+  $("visibility-hint").textContent = visibilityHint(visibility);
+  $("public-url-output").value = isPublic(image) ? image.public_url : "";
+  show($("public-link-field"), isPublic(image));
 }
 
 async function showSignedUrl(image) {

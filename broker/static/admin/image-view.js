@@ -11,16 +11,34 @@ export const altText = (image) => image.caption || image.filename;
 /** The image's tooltip: its filename, with the caption when there is one. */
 export const titleText = (image) => (image.caption ? `${image.filename}: ${image.caption}` : image.filename);
 
-/** The image's badges: "Primary" when it is; its kind first when `withKind` (the grid says it in words). */
+/**
+ * The image's badges: "Public" when anyone with its link may see it, "Primary" when it is; its
+ * kind first when `withKind` (the grid says it in words).
+ */
 export function badges(image, { withKind = false } = {}) {
   const nodes = [];
   if (withKind) nodes.push(h("span", { class: "badge", text: kindLabel(image.kind) }));
+  if (isPublic(image)) {
+    const link = h("span", { class: "badge badge-public", text: "Public", title: "Anyone with its link can see it" });
+    link.prepend(icon(ICONS.link, "icon icon-sm"));
+    nodes.push(link);
+  }
   if (image.is_primary) {
     const star = h("span", { class: "badge badge-primary", text: "Primary" });
     star.prepend(icon(ICONS.star, "icon icon-sm"));
     nodes.push(star);
   }
   return nodes;
+}
+
+/** Whether the image is public (it then has a public link). */
+export const isPublic = (image) => image.visibility === "public" && Boolean(image.public_url);
+
+/** What a visibility means, in a sentence. */
+export function visibilityHint(visibility) {
+  return visibility === "public"
+    ? "Public: every signed-in user can see it, and anyone with its link, which needs no token."
+    : "Private: only its owner, admins and reader backends can see it.";
 }
 
 /** `<option>`s for the broker's kinds, `selected` chosen. */

@@ -1,5 +1,7 @@
 // The library: the filters, the grid of tiles a page at a time, the counts and the empty state.
-// It owns the list of images shown; the details dialog tells it what changed.
+// It owns the list of images shown; the details dialog tells it what changed. The owner filter
+// is everyone's: for an admin or a reader it narrows everyone's images to one user's; for anyone
+// else it opens that user's public gallery (their own images when left empty).
 
 import { listImages, thumbnailUrls } from "./api.js";
 import { openDetails } from "./details.js";
@@ -7,7 +9,7 @@ import { $, debounce, h, setAlert, show } from "./dom.js";
 import { report } from "./feedback.js";
 import { plural } from "./format.js";
 import { kindOptions } from "./image-view.js";
-import { session } from "./session.js";
+import { mayWrite, seesEverything, session } from "./session.js";
 import { createTile, updateTile } from "./tile.js";
 
 const PAGE_SIZE = 24;
@@ -39,11 +41,21 @@ export function initLibrary() {
   });
 }
 
-/** Offer the broker's kinds as filters (from GET /config); admins may filter by owner. */
+/** Offer the broker's kinds as filters (from GET /config), and say what the owner filter does. */
 export function configureLibrary(config) {
   $("filter-kind").replaceChildren(h("option", { value: "", text: "All kinds" }), ...kindOptions(config.kinds || []));
   $("filter-kind").value = "";
-  show($("owner-field"), session.isAdmin);
+  $("filter-owner").placeholder = seesEverything() ? "Everyone" : "You";
+  renderOwnerHint();
+}
+
+/** Whose images are shown, in a sentence (empty when it is the usual view). */
+function renderOwnerHint(owner = filters().owner) {
+  const other = owner && owner !== session.sub;
+  let text = "";
+  if (other && !seesEverything()) text = `${owner}’s public gallery: the images ${owner} made public.`;
+  else if (other) text = `All of ${owner}’s images.`;
+  $("owner-hint").textContent = text;
 }
 
 /** Forget every image shown (signing out); a load under way is dropped when it answers. */
@@ -88,6 +100,7 @@ export async function loadLibrary({ reset = false } = {}) {
     $("grid").append(...fresh);
     nextCursor = page.next_cursor;
     renderCounts(current);
+    renderOwnerHint(current.owner);
   } catch (error) {
     if (seq === loadSeq) report(error, $("library-error"));
   } finally {
@@ -104,7 +117,7 @@ function filters() {
     q: $("search").value.trim(),
     kind: $("filter-kind").value,
     sort: $("sort").value,
-    owner: session.isAdmin ? $("filter-owner").value.trim() : "",
+    owner: $("filter-owner").value.trim(),
   };
 }
 
@@ -118,10 +131,15 @@ function renderCounts(current = filters()) {
   show($("empty"), count === 0);
   show($("grid"), count > 0);
   if (!count) {
-    $("empty-title").textContent = filtered ? "No images match" : "No images yet";
-    $("empty-text").textContent = filtered
-      ? "Try another search, or clear the filters."
-      : "Drop images into the upload area above to add the first one.";
+    const gallery = current.owner && current.owner !== session.sub && !seesEverything();
+    $("empty-title").textContent = gallery ? "No public images" : filtered ? "No images match" : "No images yet";
+    $("empty-text").textContent = gallery
+      ? `${current.owner} has made no image public that matches (or there is no such user).`
+      : filtered
+        ? "Try another search, or clear the filters."
+        : mayWrite()
+          ? "Drop images into the upload area above to add the first one."
+          : "Images appear here as users upload them.";
     show($("clear-filters"), filtered);
   }
 }

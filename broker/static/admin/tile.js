@@ -46,7 +46,7 @@ export function updateTile(tile, image) {
 
 function tileContent(image, img) {
   const facts = [kindLabel(image.kind), image.width && image.height ? `${image.width}×${image.height}` : null];
-  if (session.isAdmin) facts.push(image.owner);
+  if (image.owner !== session.sub) facts.push(image.owner); // someone else's (shown to admins, readers, a gallery)
   return [
     h("span", { class: "tile-media" }, img, h("span", { class: "tile-badges" }, ...badges(image))),
     h(

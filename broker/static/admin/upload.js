@@ -5,7 +5,7 @@ import { checkFile, isAuthError, sendFile } from "./api.js";
 import { $, show } from "./dom.js";
 import { report, toast } from "./feedback.js";
 import { formatBytes, plural, typeLabel } from "./format.js";
-import { kindOptions } from "./image-view.js";
+import { kindOptions, visibilityHint } from "./image-view.js";
 import { releaseItem, renderQueueItem, setItemProgress, setItemStatus } from "./queue-item.js";
 import { session } from "./session.js";
 
@@ -15,6 +15,7 @@ let queue = []; // the items listed, in order
 let queueSeq = 0;
 let uploading = false;
 let onUploaded = () => {};
+let visibilityChosen = false; // once the user picks one, a change of kind no longer resets it
 
 /** Wire the panel's controls; `uploaded()` runs after a batch stored at least one image. */
 export function initUpload({ uploaded }) {
@@ -25,6 +26,14 @@ export function initUpload({ uploaded }) {
     event.target.value = ""; // choosing the same file again fires change again
   });
   $("start-upload").addEventListener("click", startUploads);
+  $("upload-kind").addEventListener("change", () => {
+    if (!visibilityChosen) $("upload-visibility").value = defaultVisibility($("upload-kind").value);
+    describeVisibility();
+  });
+  $("upload-visibility").addEventListener("change", () => {
+    visibilityChosen = true;
+    describeVisibility();
+  });
   $("clear-queue").addEventListener("click", clearQueue);
   initDropzone($("dropzone"));
 }
@@ -35,6 +44,18 @@ export function configureUpload(config) {
   $("upload-limits").textContent = `${types} · up to ${formatBytes(config.max_upload_bytes)} each`;
   $("file-input").setAttribute("accept", config.allowed_types.join(","));
   $("upload-kind").replaceChildren(...kindOptions(config.kinds || [], config.default_kind));
+  visibilityChosen = false;
+  $("upload-visibility").value = defaultVisibility(config.default_kind);
+  describeVisibility();
+}
+
+/** The broker's default for new images of `kind`: public for its public kinds (GET /config). */
+function defaultVisibility(kind) {
+  return (session.config?.public_kinds || []).includes(kind) ? "public" : "private";
+}
+
+function describeVisibility() {
+  $("upload-visibility-hint").textContent = visibilityHint($("upload-visibility").value);
 }
 
 /** Empty the list (signing out). */
@@ -114,7 +135,7 @@ function updateQueueControls() {
 
 /** What every file of this batch is uploaded with (the panel's choices). */
 function batchOptions() {
-  return { kind: $("upload-kind").value };
+  return { kind: $("upload-kind").value, visibility: $("upload-visibility").value };
 }
 
 /** What the item's status line says while it uploads. */

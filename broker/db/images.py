@@ -288,3 +288,12 @@ class ImageRepository:
         """Images whose delete started before ``older_than`` and never finished."""
         docs = self.collection.find({"deleting_at": {"$lt": older_than}}).limit(limit)
         return [_image_from_doc(doc) for doc in docs]
+
+    def take_over_delete(self, image_id: str, older_than: datetime, now: datetime) -> bool:
+        """Atomically take an unfinished delete (so one sweeper finishes it); False if another
+        did, or it finished. A sweeper that dies leaves it to be taken over again later."""
+        result = self.collection.update_one(
+            {"_id": ObjectId(image_id), "deleting_at": {"$lt": older_than}},
+            {"$set": {"deleting_at": now}},
+        )
+        return result.modified_count == 1

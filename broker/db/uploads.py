@@ -144,6 +144,15 @@ class UploadRepository:
         ).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
 
+    def claim_sweep(self, upload_id: str, before: datetime, retry_at: datetime) -> bool:
+        """Atomically take an ended upload's key to clean (so one sweeper cleans it); False if
+        another did. Until ``retry_at`` no sweeper takes it again (one that died mid-way)."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}},
+            {"$set": {"sweep_after": retry_at}},
+        )
+        return result.modified_count == 1
+
     def swept(self, upload_id: str) -> None:
         """Record that the upload's key is clean for good; the record may be purged later."""
         self.collection.update_one(

@@ -1,7 +1,8 @@
 """The sweep: what abandoned uploads and interrupted deletes leave behind, cleaned up.
 
 Run by ``flask sweep`` (cron) on any number of hosts: every step claims its item atomically in
-MongoDB first, or is idempotent, so sweepers and concurrent confirms never act on one twice.
+MongoDB first, so sweepers and concurrent confirms never act on one twice (each orphan is
+deleted from the bucket once); a sweeper that dies mid-way leaves its items to be taken over.
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
         if uploads.take_over(pending.id, domain.EXPIRING, now - DELETE_TAKEOVER):
             ok = _attempt(_expire, broker, pending)
             expired, failed = expired + ok, failed + (not ok)
-    for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
-        ok = _attempt(finish_delete, broker, image)
-        finished, failed = finished + ok, failed + (not ok)
-    # Each step is idempotent (a delete, a mark dropped once), so sweepers need no claim here.
+    images = broker.db.images
+    for image in images.tombstones(now - DELETE_TAKEOVER, batch):
+        if images.take_over_delete(image.id, now - DELETE_TAKEOVER, now):
+            ok = _attempt(finish_delete, broker, image)
+            finished, failed = finished + ok, failed + (not ok)
+    # Cleaning a key is idempotent, but the claim makes each DELETE one sweeper's.
     for upload in uploads.unswept(now, batch):
-        ok = _attempt(_clean_ended, broker, upload)
-        cleaned, failed = cleaned + ok, failed + (not ok)
+        if uploads.claim_sweep(upload.id, now, now + DELETE_TAKEOVER):
+            ok = _attempt(_clean_ended, broker, upload)
+            cleaned, failed = cleaned + ok, failed + (not ok)
     return SweepReport(expired, finished, failed, cleaned)
 
 
@@ -71,9 +75,10 @@ def _expire(broker: Broker, pending: PendingUpload) -> None:
     # and whatever it reserved is given back (once, even if it crashed before recording).
     broker.db.images.remove_by_key(pending.key)
     quota.release_upload(broker, pending)
-    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
-    # Overdue means the URL died before the delete above: nothing can come back.
+    # Overdue means the URL died before the delete above: nothing can come back. Marked clean
+    # before it is settled, so no sweeper ever sees it ended and still to clean.
     broker.db.uploads.swept(pending.id)
+    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
 
 
 def _clean_ended(broker: Broker, upload: PendingUpload) -> None:

@@ -153,6 +153,12 @@ class UploadRepository:
         )
         return result.modified_count == 1
 
+    def give_back_sweep(self, upload_id: str, retry_at: datetime, due: datetime) -> None:
+        """Hand back a claim (until ``retry_at``) whose cleaning failed, due again from ``due``."""
+        self.collection.update_one(
+            {"_id": upload_id, "sweep_after": retry_at}, {"$set": {"sweep_after": due}}
+        )
+
     def swept(self, upload_id: str) -> None:
         """Record that the upload's key is clean for good; the record may be purged later."""
         self.collection.update_one(

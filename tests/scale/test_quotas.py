@@ -82,18 +82,18 @@ def test_the_quota_holds_exactly_across_hosts(
     # Two images deleted, each on both hosts at once, while presigns arrive on both: each
     # delete gives back its share once, and no more than the freed places are granted.
     doomed = images[:2]
-    deletes = [
+    deletes: list[Callable[[], Any]] = [
         partial(instance.call, "DELETE", f"/images/{image['id']}", sub=USER)
         for image in doomed
         for instance in (first, second)
     ]
-    presigns = [
+    presigns: list[Callable[[], Any]] = [
         partial(presign, cluster.instances[n % 2].api, files[n], sub=USER) for n in range(ATTEMPTS)
     ]
     during = at_once([*deletes, *presigns])
     # A delete racing another of the same image answers 204 too (the image is going either
     # way) or 404 (it is gone).
-    assert {a.status_code for a in during[: len(deletes)]} <= {204, 404}
+    assert {a.status_code for a in during[: len(deletes)]} <= {204, 404}, during
     granted_during = sum(a.status_code == 201 for a in during[len(deletes) :])
     assert granted_during <= len(doomed)
     assert recorded_usage(database) == actual_usage(database)

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
 from broker.db.failures import reports_unavailable
@@ -98,16 +97,16 @@ class UploadRepository:
         the upload's quota reservation passes to the image in the same write: from then on
         removing the image gives it back, never the upload.
         """
+        return state if self.close(upload_id, state, reason) else self.state_of(upload_id)
+
+    def close(self, upload_id: str, state: str, reason: str | None = None) -> bool:
+        """Atomically move a pending upload to a final state (as :meth:`claim`); True only for
+        the one caller whose write moved it, even when a concurrent one chose the same state."""
         changes: dict[str, Any] = {"state": state, "reason": reason, "closed_at": utcnow()}
         if state == CONFIRMED:
             changes["quota_held"] = False
-        doc = self.collection.find_one_and_update(
-            {"_id": upload_id, "state": PENDING},
-            {"$set": changes},
-            projection={"state": True},
-            return_document=ReturnDocument.AFTER,
-        )
-        return str(doc["state"]) if doc else self.state_of(upload_id)
+        result = self.collection.update_one({"_id": upload_id, "state": PENDING}, {"$set": changes})
+        return result.modified_count == 1
 
     def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
         """Pending uploads whose confirm deadline passed before ``before``."""

@@ -47,7 +47,9 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
     uploads = broker.db.uploads
     expired = finished = failed = cleaned = 0
     for pending in uploads.overdue(now, batch):
-        if uploads.claim(pending.id, domain.EXPIRING) == domain.EXPIRING:
+        # Not claim(): it answers the state the upload ends in, and another sweeper's claim
+        # ends it in "expiring" too; only the sweeper whose write closed it may expire it.
+        if uploads.close(pending.id, domain.EXPIRING):
             ok = _attempt(_expire, broker, pending)
             expired, failed = expired + ok, failed + (not ok)
     for pending in uploads.stalled(domain.EXPIRING, now - DELETE_TAKEOVER, batch):

@@ -84,12 +84,12 @@ class Instance:
             **options,
         )
 
-    def command(self, *args: str) -> subprocess.Popen[str]:
-        """Start ``flask --app wsgi <args>`` on this host (with its environment)."""
+    def command(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start ``flask --app wsgi <args>`` on this host (its environment, ``env`` on top)."""
         return subprocess.Popen(
             [str(FLASK), "--app", "wsgi", *args],
             cwd=REPO,
-            env={**clean_environment(), **self.env},
+            env={**clean_environment(), **self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -149,10 +149,10 @@ class Cluster:
         """One request to the next instance in turn (see :meth:`Instance.call`)."""
         return self.api.next().call(method, path, **options)
 
-    def everywhere(self, *args: str) -> list[Finished]:
-        """``flask --app wsgi <args>`` on every host at the same moment (cron on each); each
-        host's outcome, in the order of the instances."""
-        started = [(instance.name, instance.command(*args)) for instance in self.instances]
+    def everywhere(self, *args: str, env: Mapping[str, str] | None = None) -> list[Finished]:
+        """``flask --app wsgi <args>`` on every host at the same moment (cron on each), with
+        ``env`` on top of the hosts' settings; each host's outcome, in the order of the hosts."""
+        started = [(i.name, i.command(*args, env=env)) for i in self.instances]
         finished = []
         for host, process in started:
             try:

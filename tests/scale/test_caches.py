@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 
 import pytest
-import requests
 
-from tests.support.cluster import Cluster, Instance, at_once
+from tests.support.cluster import Cluster, Instance, sleep_until, statuses
 from tests.support.settings import NO_RATE_LIMITS
 from tests.support.tokens import bearer, make_token
 from tests.support.upload import upload
@@ -21,36 +18,8 @@ pytestmark = [pytest.mark.scale, pytest.mark.s3]
 
 LOOKUP_TTL = 4
 TOKEN_LIFETIME = 4
-# Requests at once on one host: more than its workers, so each worker serves some.
-PER_HOST = 8
 # Clock granularity of the checks below (time.time() against whole-second exp, cache ages).
 MARGIN_S = 1.0
-
-
-def on_every_worker(
-    cluster: Cluster, method: str, path: str, **options: Any
-) -> dict[str, list[requests.Response]]:
-    """The same request sent PER_HOST times at once to every host; the answers by host."""
-    calls = [
-        partial(instance.call, method, path, **options)
-        for instance in cluster.instances
-        for _ in range(PER_HOST)
-    ]
-    answers = at_once(calls)
-    return {
-        instance.name: answers[n * PER_HOST : (n + 1) * PER_HOST]
-        for n, instance in enumerate(cluster.instances)
-    }
-
-
-def statuses(answers: dict[str, list[requests.Response]]) -> dict[str, set[int]]:
-    """The statuses each host answered."""
-    return {host: {a.status_code for a in host_answers} for host, host_answers in answers.items()}
-
-
-def sleep_until(moment: float) -> None:
-    """Sleep until ``time.time()`` reaches ``moment``."""
-    time.sleep(max(0.0, moment - time.time()))
 
 
 def test_no_host_signs_a_deleted_image_past_the_lookup_ttl(
@@ -61,19 +30,19 @@ def test_no_host_signs_a_deleted_image_past_the_lookup_ttl(
     path = f"/images/{image['id']}/signed-url"
     # Every worker of every host reads the image once and keeps what signing needs.
     warmed_at = time.time()
-    assert statuses(on_every_worker(cluster, "GET", path)) == {"host1": {200}, "host2": {200}}
+    assert statuses(cluster.on_every_worker("GET", path)) == {"host1": {200}, "host2": {200}}
 
     deleter: Instance = cluster.instances[0]
     assert deleter.call("DELETE", f"/images/{image['id']}").status_code == 204
     deleted_at = time.time()
-    soon = statuses(on_every_worker(cluster, "GET", path))
+    soon = statuses(cluster.on_every_worker("GET", path))
     if time.time() < warmed_at + LOOKUP_TTL:
         # Within the TTL a worker that kept the image may still sign it for its owner (the
         # bound this test holds the caches to); at least one did, or the test proves nothing.
         assert 200 in soon["host2"] | soon["host1"], soon
 
     sleep_until(deleted_at + LOOKUP_TTL + MARGIN_S)
-    late = statuses(on_every_worker(cluster, "GET", path))
+    late = statuses(cluster.on_every_worker("GET", path))
     assert late == {"host1": {404}, "host2": {404}}
 
 
@@ -85,11 +54,11 @@ def test_no_host_honours_a_remembered_token_past_its_exp(
     issued_at = time.time()
     headers = bearer(token)
     # Every worker of every host verifies the token and remembers it.
-    fresh = statuses(on_every_worker(cluster, "GET", "/images", headers=headers))
+    fresh = statuses(cluster.on_every_worker("GET", "/images", headers=headers))
     assert fresh == {"host1": {200}, "host2": {200}}, "the token expired before the test began"
 
     sleep_until(issued_at + TOKEN_LIFETIME + MARGIN_S)
-    expired = on_every_worker(cluster, "GET", "/images", headers=headers)
+    expired = cluster.on_every_worker("GET", "/images", headers=headers)
     assert statuses(expired) == {"host1": {401}, "host2": {401}}
     assert all(
         answer.json()["error"]["code"] == "unauthorized"

@@ -18,9 +18,11 @@ import itertools
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,8 @@ from tests.support.upload import HttpAnswer, HttpApi, loopback_session
 
 T = TypeVar("T")
 FLASK = Path(sys.executable).with_name("flask")
+# Requests at once on one host in on_every_worker: more than its workers, so each serves some.
+PER_HOST = 8
 # A command a host runs (a sweep, a worker pass) finishes well within this on loopback.
 COMMAND_TIMEOUT_S = 120.0
 
@@ -149,6 +153,22 @@ class Cluster:
         """One request to the next instance in turn (see :meth:`Instance.call`)."""
         return self.api.next().call(method, path, **options)
 
+    def on_every_worker(
+        self, method: str, path: str, *, per_host: int = PER_HOST, **options: Any
+    ) -> dict[str, list[requests.Response]]:
+        """The same request sent ``per_host`` times at once to every host (more than a host's
+        workers, so each worker serves some); the answers by host name."""
+        calls = [
+            partial(instance.call, method, path, **options)
+            for instance in self.instances
+            for _ in range(per_host)
+        ]
+        answers = at_once(calls)
+        return {
+            instance.name: answers[n * per_host : (n + 1) * per_host]
+            for n, instance in enumerate(self.instances)
+        }
+
     def everywhere(self, *args: str, env: Mapping[str, str] | None = None) -> list[Finished]:
         """``flask --app wsgi <args>`` on every host at the same moment (cron on each), with
         ``env`` on top of the hosts' settings; each host's outcome, in the order of the hosts."""
@@ -201,3 +221,13 @@ def start_cluster(
         cluster.stop()
         raise
     return cluster
+
+
+def statuses(answers: Mapping[str, Sequence[requests.Response]]) -> dict[str, set[int]]:
+    """The statuses each host answered (of :meth:`Cluster.on_every_worker`'s answers)."""
+    return {host: {a.status_code for a in host_answers} for host, host_answers in answers.items()}
+
+
+def sleep_until(moment: float) -> None:
+    """Sleep until ``time.time()`` reaches ``moment`` (a bound a test waits out, not a timing)."""
+    time.sleep(max(0.0, moment - time.time()))

@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,10 @@ def settings_used(args: argparse.Namespace) -> dict[str, Any]:
         "BROKER_SIGNED_URL_WINDOW": "3600 (default: cache-stable URLs)",
         "BROKER_LOOKUP_CACHE_TTL / _SIZE": "30 / 10000 (default: lookup cache on)",
         "BROKER_DOWNLOAD_EXPIRES": "300 (default)",
-        "BROKER_RATE_LIMIT_SIGN": "1200/minute per user (default, in-memory counters)",
+        "BROKER_RATE_LIMIT_SIGN": (
+            "1200/minute per user (default; counters in the broker's MongoDB, the default, "
+            "unless the row says otherwise)"
+        ),
         "logs and metrics": "JSON access log to a file; PROMETHEUS_MULTIPROC_DIR set",
         "JWT": "HS256",
         "wrk": (
@@ -67,7 +71,7 @@ def settings_used(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.rounds} rounds"
         ),
         "callers": (
-            "signed-url: 100 users each asking for their own image, in turn; batches: 5 users "
+            "signed-url: 100 users each asking for their own image, in turn; batches: 20 users "
             "each with 100 images (the load stays under every per-user rate limit)"
         ),
     }
@@ -218,6 +222,8 @@ def markdown(results: dict[str, Any]) -> str:
         results["endpoints"], results["settings"], results["machine"]["cores"] or 1
     )
     lines += _upload_section(results["upload_bytes"])
+    if "upload_cost" in results:
+        lines += _upload_cost_lines(results["upload_cost"])
     lines += _pagination_section(results["pagination"])
     lines += ["## Targets", "", _row("target", "measured", "goal", "result")]
     lines.append(_row("---", "---:", "---:", "---"))
@@ -291,6 +297,8 @@ def _endpoint_sections(
         rate = f"{figures['requests_per_s']:.0f}"
         lines.append(_row(label, signer, *cells(figures, rate), share, _cpu(figures)))
     lines += ["", *_ratio_lines(endpoints, "signed_url", cores), ""]
+    if all(f"signed_url_{name}" in endpoints for name in LIMITER_ROWS):
+        lines += _limiter_lines(endpoints, cores, header, cells)
     lines += [
         "## 3. 100-URL batches",
         "",
@@ -317,6 +325,41 @@ def _endpoint_sections(
     return lines
 
 
+# The rate limiter's cost: signed-url (fast) with the counters where each row says.
+LIMITER_ROWS = {
+    "fast": "the broker's MongoDB (default: one count for every process)",
+    "limits_memory": "each process (`memory://`: N processes, N x the limit)",
+    "limits_off": "none (`BROKER_RATE_LIMIT_SIGN` empty: no limit)",
+}
+
+
+def _limiter_lines(
+    endpoints: dict[str, Any],
+    cores: int,
+    header: tuple[str, ...],
+    cells: Callable[[dict[str, Any], str], list[object]],
+) -> list[str]:
+    figures = {name: endpoints[f"signed_url_{name}"] for name in LIMITER_ROWS}
+    lines = [
+        "### The rate limiter on the hot path (GET /images/&lt;id&gt;/signed-url, fast signer)",
+        "",
+        _row("rate-limit counters in", *header[2:], "CPU %"),
+        _row("---", *["---:"] * (len(header) - 1)),
+    ]
+    for name, label in LIMITER_ROWS.items():
+        rate = f"{figures[name]['requests_per_s']:.0f}"
+        lines.append(_row(label, *cells(figures[name], rate), _cpu(figures[name])))
+    unlimited = figures["limits_off"]
+    for name, what in (("fast", "shared counters"), ("limits_memory", "per-process counters")):
+        extra = cpu_us_per_request(figures[name], cores) - cpu_us_per_request(unlimited, cores)
+        lost = 1 - figures[name]["requests_per_s"] / max(unlimited["requests_per_s"], 1e-9)
+        lines.append(
+            f"- {what}: +{extra:.0f} µs CPU (broker + database) per request, "
+            f"{lost * 100:.0f}% fewer requests/s than no limit"
+        )
+    return [*lines, ""]
+
+
 LABELS = {
     "signed_url": "GET /images/&lt;id&gt;/signed-url",
     "batch": "POST /images/signed-urls (100 ids)",
@@ -330,6 +373,16 @@ def _ratio_lines(endpoints: dict[str, Any], prefix: str, cores: int) -> list[str
     by_cpu = cpu_us_per_request(boto3, cores) / max(cpu_us_per_request(fast, cores), 1e-9)
     label = LABELS[prefix]
     return [f"- {label}: fast / boto3 = {by_rate:.2f}x by requests/s, {by_cpu:.2f}x by CPU µs/req"]
+
+
+def _upload_cost_lines(cost: dict[str, Any]) -> list[str]:
+    broker, database = cost["broker_cpu_ms_per_upload"], cost["database_cpu_ms_per_upload"]
+    return [
+        f"CPU per upload (presign + confirm; {cost['uploads']} uploads by {cost['clients']} "
+        f"users at once, {cost['uploads_per_s']:.1f} uploads/s): broker {broker:.1f} ms, "
+        f"database {database:.1f} ms, so about {1000 / broker:.0f} uploads/s per broker core.",
+        "",
+    ]
 
 
 def _upload_section(uploads: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ variables only), seeds MongoDB directly, and measures:
    ``boto3`` under wrk, next to ``GET /healthz`` as the framework ceiling;
 3. URLs/s of ``POST /images/signed-urls`` (100 ids) and ``GET /images?limit=100&sign=1``;
 4. bytes the broker sends and receives per upload (1 MiB and 100 MiB), through counting proxies
-   between client and broker and between broker and S3;
+   between client and broker and between broker and S3, and the CPU it spends per upload;
 5. the latency of list page 1 and page 1000 of a 50,000-image library.
 
 Prints a table and whether each target was met, writes ``bench/results/latest.json`` and
@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ from tests.support.tokens import bearer
 from tests.support.upload import HttpApi, UploadFailed, loopback_session, upload
 
 WORK_DIR = REPO / "var" / "bench"
+BATCH_USERS = 20
+# Uploads (presign, PUT, confirm) whose CPU is measured: 25 per user, under the presign limit.
+UPLOADS = 100
 RESULTS_DIR = REPO / "bench" / "results"
 MIB = 1024 * 1024
 DEEP_USER = "deep"
@@ -118,7 +122,9 @@ def expect(status: int, payload: Any, wanted: int, what: str) -> Any:
 
 def prepare(mongo_uri: str, database: str, s3: S3Endpoint) -> None:
     """Create the bucket and the indexes through the app, as an operator would."""
-    app = create_app(broker_env(mongo_uri, database, s3))
+    # Building the indexes over a seeded 50,000-image library on the test server can take
+    # longer than a request may wait (the socket timeout is 3 x this, at least 10 s).
+    app = create_app(broker_env(mongo_uri, database, s3, BROKER_MONGODB_TIMEOUT_MS="60000"))
     with app.app_context():
         broker = current_broker()
     broker.bucket.ensure_bucket()
@@ -157,6 +163,18 @@ def batch_requests(dataset: Dataset) -> list[WrkRequest]:
     ]
 
 
+# Each broker the HTTP benchmarks run: its settings beyond the defaults.
+BROKERS: dict[str, dict[str, str]] = {
+    "fast": {"BROKER_SIGNER": "fast"},
+    "boto3": {"BROKER_SIGNER": "boto3"},
+    "limits_memory": {"BROKER_SIGNER": "fast", "BROKER_RATE_LIMIT_STORAGE_URI": "memory://"},
+    "limits_off": {"BROKER_SIGNER": "fast", "BROKER_RATE_LIMIT_SIGN": ""},
+}
+# The rate limiter on the hot path: signed-url on the brokers whose counters differ from the
+# default (the broker's MongoDB, shared by every process).
+LIMITER_RUNS = ("limits_memory", "limits_off")
+
+
 def list_sign_requests(dataset: Dataset) -> list[WrkRequest]:
     """Each batch user lists their 100 images with a signed GET embedded in each, in turn."""
     return [
@@ -179,20 +197,20 @@ def bench_endpoints(
         "batch": (f"POST /images/signed-urls, {BATCH} ids", batch_requests(dataset)),
         "list_sign": (f"GET /images?limit={BATCH}&sign=1", list_sign_requests(dataset)),
     }
-    # Both brokers run side by side and the runs alternate between them, so that a change in
-    # background load during the benchmark hits fast and boto3 alike.
+    # The brokers run side by side and the runs alternate between them, so that a change in
+    # background load during the benchmark hits each alike. The last two differ from "fast"
+    # only in the rate limiter's counters (in each process; none), to measure its cost.
     servers = {
-        signer: Gunicorn(
-            broker_env(mongo.uri, "bench", s3, BROKER_SIGNER=signer),
-            WORK_DIR / f"gunicorn-{signer}.log",
-        )
-        for signer in ("fast", "boto3")
+        name: Gunicorn(broker_env(mongo.uri, "bench", s3, **env), WORK_DIR / f"gunicorn-{name}.log")
+        for name, env in BROKERS.items()
     }
     runs: list[tuple[str, str, str, list[WrkRequest]]] = [
         ("healthz", "fast", "GET /healthz", [WrkRequest("GET", "/healthz")])
     ]
     for name, (label, requests) in plans.items():
         runs += [(f"{name}_{signer}", signer, label, requests) for signer in ("fast", "boto3")]
+    single = plans["signed_url"]
+    runs += [(f"signed_url_{name}", name, single[0], single[1]) for name in LIMITER_RUNS]
     database_pid = mongo.process.pid if mongo.process is not None else -1
 
     def database_cpu() -> float:
@@ -201,7 +219,7 @@ def bench_endpoints(
     with contextlib.ExitStack() as stack:
         for signer, server in servers.items():
             stack.enter_context(server)
-            log(f"gunicorn up with BROKER_SIGNER={signer} on {server.url}")
+            log(f"gunicorn up with {BROKERS[signer]} on {server.url}")
             check_endpoints(server.url, dataset)
         rounds: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in runs}
         for round_number in range(1, args.rounds + 1):
@@ -304,6 +322,39 @@ def bench_upload_bytes(mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
 
 
 # ---- 5. list pagination -----------------------------------------------------------------------
+
+
+def bench_upload_cpu(mongo: MongoServer, s3: S3Endpoint, clients: int = 4) -> dict[str, Any]:
+    """CPU the broker and the database spend per upload (presign and confirm: the bytes go to
+    S3), from ``UPLOADS`` uploads by ``clients`` users at once (each under its rate limits)."""
+    server = Gunicorn(broker_env(mongo.uri, "bench", s3), WORK_DIR / "gunicorn-uploads.log")
+    database_pid = mongo.process.pid if mongo.process is not None else -1
+    per_client = UPLOADS // clients
+
+    def uploads_of(user: str) -> None:
+        with loopback_session() as session:
+            api = HttpApi(server.url, session=session)
+            for n in range(per_client):
+                data = png_of_size(4096 + n, 64, 48)
+                upload(api, data, headers=bearer(bench_token(user)), session=session)
+
+    with server:
+        uploads_of("cost-warmup")
+        broker_before, database_before = server.cpu_seconds(), process_cpu_seconds(database_pid)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(uploads_of, [f"cost-{n}" for n in range(clients)]))
+        elapsed = time.perf_counter() - started
+        broker_cpu = server.cpu_seconds() - broker_before
+        database_cpu = process_cpu_seconds(database_pid) - database_before
+    count = per_client * clients
+    return {
+        "uploads": count,
+        "clients": clients,
+        "uploads_per_s": count / elapsed,
+        "broker_cpu_ms_per_upload": broker_cpu * 1000 / count,
+        "database_cpu_ms_per_upload": database_cpu * 1000 / count,
+    }
 
 
 def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
@@ -409,12 +460,16 @@ def main() -> None:
         log(f"MongoDB (secantusdb) at {mongo.uri}, S3 ({s3.server}) at {s3.endpoint_url}")
         results["services"] = {"mongodb": "secantusdb", "s3": s3.server}
         prepare(mongo.uri, "bench", s3)
-        dataset = seed_dataset(mongo.uri, "bench")
+        # The per-user rate limits count across processes: enough users that the load of each
+        # stays under BROKER_RATE_LIMIT_SIGN (1200/minute) through every run.
+        dataset = seed_dataset(mongo.uri, "bench", batch_users=BATCH_USERS)
         log("2-3/5 endpoints under gunicorn with wrk")
         results["settings"] = report.settings_used(args)
         results["endpoints"] = bench_endpoints(args, mongo, s3, dataset)
         log("4/5 bytes per upload through counting proxies")
         results["upload_bytes"] = bench_upload_bytes(mongo.uri, s3)
+        log("4/5 CPU per upload (presign + confirm)")
+        results["upload_cost"] = bench_upload_cpu(mongo, s3)
         log("5/5 list page 1 vs page 1000")
         results["pagination"] = bench_pagination(args, mongo.uri, s3)
         results["targets"] = report.evaluate(results)

@@ -17,7 +17,6 @@ from broker.errors import Unavailable
 from broker.extension import Broker
 from broker.http.errors import register_error_handlers
 from broker.http.request_head import check_request_head
-from broker.limits import init_limits
 from broker.observability import init_observability
 from broker.settings import Settings, load_settings
 
@@ -51,7 +50,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(check_request_head)
     init_auth(app, settings)
     _init_cors(app, settings)
-    init_limits(app, settings)
 
     # Each feature package owns a blueprint: its routes and its (top-level) commands.
     for feature in (ops, uploads, images, sharing, admin):

@@ -1,10 +1,11 @@
 """The container of the app's services and the one way to reach it.
 
 :class:`Broker` holds everything a use case needs: the settings, the upload policy, the MongoDB
-repositories, the bucket and the in-process caches. :meth:`Broker.from_settings` is the one
-place it is built, :func:`init_app` binds it to an app, and :func:`current_broker` returns the
-current app's (as ``flask_sqlalchemy`` does for its extension). Use cases take the container as
-their first argument; only views and commands call :func:`current_broker`.
+repositories, the bucket, the in-process caches and the rate limits' counters.
+:meth:`Broker.from_settings` is the one place it is built, :func:`init_app` binds it to an app,
+and :func:`current_broker` returns the current app's (as ``flask_sqlalchemy`` does for its
+extension). Use cases take the container as their first argument; only views and commands call
+:func:`current_broker`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flask import Flask, current_app
 from broker import db
 from broker.caches import LookupCache, SignedUrlMemo, TokenCache
 from broker.domain import UploadPolicy
+from broker.ratelimiter import RateLimiter, rate_limiter
 from broker.settings import Settings
 from broker.storage import Bucket
 
@@ -24,7 +26,7 @@ _EXTENSION = "broker"
 
 @dataclass(frozen=True)
 class Broker:
-    """Everything a use case needs: settings, policy, repositories, the bucket and caches."""
+    """Everything a use case needs: settings, policy, repositories, the bucket, caches, counters."""
 
     settings: Settings
     policy: UploadPolicy
@@ -33,10 +35,12 @@ class Broker:
     lookups: LookupCache
     urls: SignedUrlMemo
     tokens: TokenCache
+    rate_limiter: RateLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Broker:
         """Build the services the settings describe (connections open lazily, on first use)."""
+        repositories = db.connect(settings)
         return cls(
             settings=settings,
             policy=UploadPolicy(
@@ -49,11 +53,12 @@ class Broker:
                 max_width=settings.max_width,
                 max_height=settings.max_height,
             ),
-            db=db.connect(settings),
+            db=repositories,
             bucket=Bucket(settings),
             lookups=LookupCache(settings.lookup_cache_size, settings.lookup_cache_ttl),
             urls=SignedUrlMemo(settings.lookup_cache_size, settings.signed_url_window),
             tokens=TokenCache(),
+            rate_limiter=rate_limiter(settings, repositories),
         )
 
 

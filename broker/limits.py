@@ -2,26 +2,20 @@
 
 Presign, confirm, signed-URL issuance and the signing of multipart parts are limited per caller
 (the token's ``sub``); public links, which need no token, per client address (behind
-``BROKER_TRUSTED_PROXIES`` proxies, the address they forwarded). Each uses a moving window so
-bursts at a window edge cannot double the rate. Flask-Limiter owns the storage: in memory for
-one process, or MongoDB / Redis (``BROKER_RATE_LIMIT_STORAGE_URI``) when several processes or
-hosts must share the counters. The check itself goes straight to its rate-limiting strategy
-with limits parsed once: these views need none of Flask-Limiter's per-request resolution of
-scopes and exemptions. A breach answers 429 ``rate_limited`` with ``Retry-After``.
+``BROKER_TRUSTED_PROXIES`` proxies, the address they forwarded). Each limited view counts its
+request with the app's :class:`~broker.ratelimiter.RateLimiter` (a moving window whose counters
+all processes share, see ``broker/ratelimiter.py``), with limits parsed once; routes without a
+limit pay nothing. A breach answers 429 ``rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any, TypeVar, cast
 
-from flask import Flask, g, request
-from flask_limiter import Limiter
+from flask import g, request
 from limits import RateLimitItem, parse_many
 
 from broker.errors import RateLimited
@@ -30,24 +24,12 @@ from broker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-log = logging.getLogger(__name__)
-
 
 def _caller() -> str:
     # The limited API views authenticate first, so the caller is known; the views that need no
     # token (public links) count per client address.
     principal = getattr(g, "principal", None)
     return f"user:{principal.sub}" if principal is not None else f"ip:{request.remote_addr}"
-
-
-limiter = Limiter(
-    key_func=_caller,
-    strategy="moving-window",
-    # If the shared counter store is down, limiting must not take the API down with it.
-    swallow_errors=True,
-    in_memory_fallback_enabled=True,
-    key_prefix="broker",
-)
 
 
 @dataclass(frozen=True)
@@ -76,20 +58,15 @@ def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
 
 def check_rate(limit: Limit) -> None:
     """Count this request against the caller's budget of ``limit``; RateLimited when over."""
-    items = _parsed(limit.limits(current_broker().settings))
+    broker = current_broker()
+    items = _parsed(limit.limits(broker.settings))
     if not items:
         return
     caller = _caller()
-    try:
-        for item in items:
-            if not limiter.limiter.hit(item, limit.name, caller):
-                reset_at = limiter.limiter.get_window_stats(item, limit.name, caller).reset_time
-                retry_after = max(1, math.ceil(reset_at - time.time()))
-                raise RateLimited(f"too many requests: {item}", retry_after=retry_after)
-    except RateLimited:
-        raise
-    except Exception as e:  # the counter store failed: serve rather than refuse everyone
-        log.warning("rate limit storage unavailable, not limiting: %s", e)
+    for item in items:
+        retry_after = broker.rate_limiter.hit(item, limit.name, caller)
+        if retry_after is not None:
+            raise RateLimited(f"too many requests: {item}", retry_after=retry_after)
 
 
 def rate_limited(limit: Limit) -> Callable[[F], F]:
@@ -107,9 +84,3 @@ def rate_limited(limit: Limit) -> Callable[[F], F]:
         return cast(F, limited)
 
     return decorator
-
-
-def init_limits(app: Flask, settings: Settings) -> None:
-    """Bind the limiter (and so its counter storage) to the app."""
-    app.config["RATELIMIT_STORAGE_URI"] = settings.rate_limit_storage_uri
-    limiter.init_app(app)

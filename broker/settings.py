@@ -102,6 +102,30 @@ def rate_limit(value: str) -> str | None:
     return None
 
 
+# The counter stores ``limits`` provides with a moving window (memcached has none); an unknown
+# scheme is a typo to refuse at start-up.
+RATE_LIMIT_SCHEMES = (
+    "memory",
+    "mongodb",
+    "mongodb+srv",
+    "redis",
+    "rediss",
+    "redis+unix",
+    "redis+sentinel",
+    "redis+cluster",
+    "valkey",
+    "valkeys",
+)
+
+
+def storage_uri(value: str) -> str | None:
+    """Rule: empty (the broker's MongoDB), or a URI of a counter store ``limits`` knows."""
+    scheme = urlsplit(value).scheme
+    if value and (scheme not in RATE_LIMIT_SCHEMES or "://" not in value):
+        return f"must be empty or a {', '.join(s + '://' for s in RATE_LIMIT_SCHEMES)} URI"
+    return None
+
+
 def _text(value: str) -> str:
     return value.strip()
 
@@ -479,9 +503,12 @@ class Settings:
     )
     rate_limit_storage_uri: str = setting(
         "BROKER_RATE_LIMIT_STORAGE_URI",
-        "memory://",
-        "where the counters live: `memory://` (one process), `mongodb://…` or `redis://…` "
-        "(shared by processes and hosts; Redis needs the `redis` package)",
+        "",
+        "where the counters live: unset, the broker's MongoDB (collection `rate_limits`, shared "
+        "by every process and host); `mongodb://…` another MongoDB; `redis://…` Redis (needs the "
+        "`redis` package); `memory://` each process its own (N processes: N × the limit)",
+        storage_uri,
+        shown_default="the broker's MongoDB",
     )
     quota_max_images: int = setting(
         "BROKER_QUOTA_MAX_IMAGES",

@@ -138,6 +138,10 @@ class ImageRepository:
         )
         return _image_from_doc(doc) if doc else None
 
+    def is_recorded(self, key: str) -> bool:
+        """Whether an image is recorded under ``key``, live or being deleted."""
+        return self.collection.count_documents({"key": key}, limit=1) == 1
+
     def get_many(self, image_ids: list[str], principal: Principal) -> list[Image]:
         """The images among ``image_ids`` the caller may see (unknown ids are skipped)."""
         oids = [oid for oid in map(_object_id, image_ids) if oid is not None]
@@ -288,3 +292,18 @@ class ImageRepository:
         """Images whose delete started before ``older_than`` and never finished."""
         docs = self.collection.find({"deleting_at": {"$lt": older_than}}).limit(limit)
         return [_image_from_doc(doc) for doc in docs]
+
+    def take_over_delete(self, image_id: str, older_than: datetime, now: datetime) -> bool:
+        """Atomically take an unfinished delete (so one sweeper finishes it); False if another
+        did, or it finished. A sweeper that dies leaves it to be taken over again later."""
+        result = self.collection.update_one(
+            {"_id": ObjectId(image_id), "deleting_at": {"$lt": older_than}},
+            {"$set": {"deleting_at": now}},
+        )
+        return result.modified_count == 1
+
+    def give_back_delete(self, image_id: str, taken_at: datetime, due: datetime) -> None:
+        """Hand back a delete taken at ``taken_at`` that failed, due again from ``due``."""
+        self.collection.update_one(
+            {"_id": ObjectId(image_id), "deleting_at": taken_at}, {"$set": {"deleting_at": due}}
+        )

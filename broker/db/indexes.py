@@ -12,6 +12,7 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from broker.db.failures import reports_unavailable
+from broker.db.rate_limits import EXPIRY_INDEX, RATE_LIMITS
 from broker.pagination import SORTS
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def _index_specs() -> list[IndexSpec]:
         ("uploads", [("purge_at", ASCENDING)], {"expireAfterSeconds": 0, "name": "purge_at_ttl"}),
         # Only uploads the sweeper still has to clean carry the field: the index stays small.
         ("uploads", [("sweep_after", ASCENDING)], {"sparse": True, "name": "sweep_after"}),
+        # A caller's rate-limit counters leave a window after their last hit.
+        (RATE_LIMITS, [("expireAt", ASCENDING)], {"expireAfterSeconds": 0, "name": EXPIRY_INDEX}),
     ]
     # Every list shape (everyone's, or one owner's, or one owner's public ones; with or without
     # kind; each sort) walks an index in order, so a page costs the same at any depth.

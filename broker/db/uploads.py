@@ -7,7 +7,6 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
 from broker.db.failures import reports_unavailable
@@ -98,16 +97,16 @@ class UploadRepository:
         the upload's quota reservation passes to the image in the same write: from then on
         removing the image gives it back, never the upload.
         """
+        return state if self.close(upload_id, state, reason) else self.state_of(upload_id)
+
+    def close(self, upload_id: str, state: str, reason: str | None = None) -> bool:
+        """Atomically move a pending upload to a final state (as :meth:`claim`); True only for
+        the one caller whose write moved it, even when a concurrent one chose the same state."""
         changes: dict[str, Any] = {"state": state, "reason": reason, "closed_at": utcnow()}
         if state == CONFIRMED:
             changes["quota_held"] = False
-        doc = self.collection.find_one_and_update(
-            {"_id": upload_id, "state": PENDING},
-            {"$set": changes},
-            projection={"state": True},
-            return_document=ReturnDocument.AFTER,
-        )
-        return str(doc["state"]) if doc else self.state_of(upload_id)
+        result = self.collection.update_one({"_id": upload_id, "state": PENDING}, {"$set": changes})
+        return result.modified_count == 1
 
     def overdue(self, before: datetime, limit: int) -> list[PendingUpload]:
         """Pending uploads whose confirm deadline passed before ``before``."""
@@ -143,6 +142,21 @@ class UploadRepository:
             {"sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}}, _WITHOUT_DIGESTS
         ).limit(limit)
         return [_pending_from_doc(doc) for doc in docs]
+
+    def claim_sweep(self, upload_id: str, before: datetime, retry_at: datetime) -> bool:
+        """Atomically take an ended upload's key to clean (so one sweeper cleans it); False if
+        another did. Until ``retry_at`` no sweeper takes it again (one that died mid-way)."""
+        result = self.collection.update_one(
+            {"_id": upload_id, "sweep_after": {"$lt": before}, "state": {"$in": list(ENDED)}},
+            {"$set": {"sweep_after": retry_at}},
+        )
+        return result.modified_count == 1
+
+    def give_back_sweep(self, upload_id: str, retry_at: datetime, due: datetime) -> None:
+        """Hand back a claim (until ``retry_at``) whose cleaning failed, due again from ``due``."""
+        self.collection.update_one(
+            {"_id": upload_id, "sweep_after": retry_at}, {"$set": {"sweep_after": due}}
+        )
 
     def swept(self, upload_id: str) -> None:
         """Record that the upload's key is clean for good; the record may be purged later."""

@@ -1,7 +1,8 @@
 """The sweep: what abandoned uploads and interrupted deletes leave behind, cleaned up.
 
 Run by ``flask sweep`` (cron) on any number of hosts: every step claims its item atomically in
-MongoDB first, or is idempotent, so sweepers and concurrent confirms never act on one twice.
+MongoDB first, so sweepers and concurrent confirms never act on one twice (each orphan is
+deleted from the bucket once); a sweeper that dies mid-way leaves its items to be taken over.
 """
 
 from __future__ import annotations
@@ -46,20 +47,34 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
     uploads = broker.db.uploads
     expired = finished = failed = cleaned = 0
     for pending in uploads.overdue(now, batch):
-        if uploads.claim(pending.id, domain.EXPIRING) == domain.EXPIRING:
+        # Not claim(): it answers the state the upload ends in, and another sweeper's claim
+        # ends it in "expiring" too; only the sweeper whose write closed it may expire it.
+        if uploads.close(pending.id, domain.EXPIRING):
             ok = _attempt(_expire, broker, pending)
             expired, failed = expired + ok, failed + (not ok)
     for pending in uploads.stalled(domain.EXPIRING, now - DELETE_TAKEOVER, batch):
         if uploads.take_over(pending.id, domain.EXPIRING, now - DELETE_TAKEOVER):
             ok = _attempt(_expire, broker, pending)
             expired, failed = expired + ok, failed + (not ok)
-    for image in broker.db.images.tombstones(now - DELETE_TAKEOVER, batch):
-        ok = _attempt(finish_delete, broker, image)
-        finished, failed = finished + ok, failed + (not ok)
-    # Each step is idempotent (a delete, a mark dropped once), so sweepers need no claim here.
+    # Cleaning a key is idempotent, but the claim makes each DELETE one sweeper's. Ended
+    # uploads go before unfinished deletes: a key whose image is being deleted is left to that
+    # delete (below), so this sweep deletes it once.
+    # A claim whose step failed (the bucket answered badly) is handed back, due at once; one
+    # whose sweeper died runs out after DELETE_TAKEOVER and is taken over.
+    retry_at = now + DELETE_TAKEOVER
     for upload in uploads.unswept(now, batch):
-        ok = _attempt(_clean_ended, broker, upload)
-        cleaned, failed = cleaned + ok, failed + (not ok)
+        if uploads.claim_sweep(upload.id, now, retry_at):
+            ok = _attempt(_clean_ended, broker, upload)
+            if not ok:
+                uploads.give_back_sweep(upload.id, retry_at, now)
+            cleaned, failed = cleaned + ok, failed + (not ok)
+    images = broker.db.images
+    for image in images.tombstones(now - DELETE_TAKEOVER, batch):
+        if images.take_over_delete(image.id, now - DELETE_TAKEOVER, now):
+            ok = _attempt(finish_delete, broker, image)
+            if not ok:
+                images.give_back_delete(image.id, now, now - DELETE_TAKEOVER)
+            finished, failed = finished + ok, failed + (not ok)
     return SweepReport(expired, finished, failed, cleaned)
 
 
@@ -71,21 +86,24 @@ def _expire(broker: Broker, pending: PendingUpload) -> None:
     # and whatever it reserved is given back (once, even if it crashed before recording).
     broker.db.images.remove_by_key(pending.key)
     quota.release_upload(broker, pending)
-    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
-    # Overdue means the URL died before the delete above: nothing can come back.
+    # Overdue means the URL died before the delete above: nothing can come back. Marked clean
+    # before it is settled, so no sweeper ever sees it ended and still to clean.
     broker.db.uploads.swept(pending.id)
+    broker.db.uploads.settle(pending.id, domain.EXPIRING, domain.EXPIRED)
 
 
 def _clean_ended(broker: Broker, upload: PendingUpload) -> None:
-    """Delete whatever stands under an ended upload's key, unless a live image stands there.
+    """Delete whatever stands under an ended upload's key, unless an image is recorded there.
 
     Until its URL died, a rejected, refused or deleted upload's key could be PUT again (the
     URL writes once, but only over nothing); that object was never verified and has no record.
-    A multipart upload is aborted in the bucket too, should an earlier abort have failed.
+    A key with an image record is the image's: live, it stays; being deleted, the delete (which
+    removes the object before the record) deletes it. A multipart upload is aborted in the
+    bucket too, should an earlier abort have failed.
     """
     if upload.state != domain.CONFIRMED:
         _abort_in_the_bucket(broker, upload)
-    if not (upload.state == domain.CONFIRMED and broker.db.images.is_live(upload.key)):
+    if not (upload.state == domain.CONFIRMED and broker.db.images.is_recorded(upload.key)):
         broker.bucket.delete(upload.key)
     if upload.state != domain.CONFIRMED:
         # A reservation a crash left on a closed upload; confirmed ones passed theirs on.

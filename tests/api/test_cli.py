@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
+from broker import domain
 from broker.extension import Broker
 from tests.support.apps import broker_of
 from tests.support.images import png_bytes
@@ -107,6 +108,31 @@ def test_sweep_deletes_abandoned_uploads(app: Flask, broker: Broker) -> None:
     assert broker.bucket.head(presigned["key"]) is None
     confirm = client.post("/images", json={"key": presigned["key"]}, headers=auth())
     assert confirm.status_code == 409
+
+
+def test_a_sweeper_that_lost_the_claim_leaves_the_upload_to_the_winner(
+    app: Flask, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    presigned = pending_upload(app.test_client())
+    uploads = broker.db.uploads
+    uploads.collection.update_one(
+        {"key": presigned["key"]},
+        {"$set": {"confirm_by": datetime.now(UTC) - timedelta(seconds=1)}},
+    )
+    found_overdue = uploads.overdue
+
+    def overdue_but_another_host_claims_them(before: datetime, limit: int) -> Any:
+        found = found_overdue(before, limit)
+        for pending in found:  # cron on another host, a moment faster
+            assert uploads.close(pending.id, domain.EXPIRING)
+        return found
+
+    monkeypatch.setattr(uploads, "overdue", overdue_but_another_host_claims_them)
+    deleted: list[str] = []
+    monkeypatch.setattr(broker.bucket, "delete", deleted.append)
+    report = json.loads(run(app, "sweep").output)
+    # The claim answered "expiring" (the state the upload is in), but not to this sweeper.
+    assert report["expired_uploads"] == 0 and deleted == []
 
 
 def test_sweep_finishes_interrupted_deletes(app: Flask, broker: Broker, upload: Uploader) -> None:

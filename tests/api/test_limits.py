@@ -6,10 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 
+from broker import create_app
 from broker.db.quotas import Usage
+from broker.db.rate_limits import RATE_LIMITS
 from broker.extension import Broker
+from broker.settings import ConfigError
 from tests.support.apps import broker_of
 from tests.support.images import png_bytes
 from tests.support.tokens import auth
@@ -65,6 +69,40 @@ class TestRateLimits:
         )
         client = first.test_client()
         assert [presign(client, sub="shared").status_code for _ in range(3)] == [201, 201, 429]
+
+
+class TestCounterStores:
+    """Where the counters live: the broker's MongoDB unless told otherwise."""
+
+    def test_by_default_in_the_brokers_database_with_a_ttl(self, make_app: Any) -> None:
+        app = make_app(BROKER_RATE_LIMIT_SIGN="5/minute")
+        app.test_client().get("/images/abc/signed-url", headers=auth())
+        counters = broker_of(app).db.database[RATE_LIMITS]
+        (window,) = counters.find()
+        assert "user:alice" in window["_id"] and len(window["entries"]) == 1
+        # Quiet callers' counters leave the collection a window after their last hit.
+        assert window["expireAt"] > datetime.now(UTC)
+        assert counters.index_information()["expireAt_1"]["expireAfterSeconds"] == 0
+
+    def test_memory_when_asked_for(self, make_app: Any) -> None:
+        app = make_app(BROKER_RATE_LIMIT_SIGN="5/minute", BROKER_RATE_LIMIT_STORAGE_URI="memory://")
+        assert app.test_client().get("/images/abc/signed-url", headers=auth()).status_code == 404
+        assert broker_of(app).db.database[RATE_LIMITS].count_documents({}) == 0
+
+    @pytest.mark.parametrize(
+        ("uri", "says"),
+        [
+            ("redis://localhost:6379", "redis"),  # the redis package is an extra
+            ("memcached://localhost:11211", "must be empty or"),  # no moving window there
+            ("mongo://typo", "must be empty or"),
+        ],
+    )
+    def test_a_store_that_cannot_serve_stops_the_start(
+        self, config: dict[str, Any], uri: str, says: str
+    ) -> None:
+        with pytest.raises(ConfigError, match="BROKER_RATE_LIMIT_STORAGE_URI") as refused:
+            create_app({**config, "BROKER_RATE_LIMIT_STORAGE_URI": uri})
+        assert says in str(refused.value)
 
 
 def upload_all(client: Any, sub: str, count: int) -> list[dict[str, Any]]:
@@ -178,14 +216,28 @@ class TestQuotas:
         assert quotas.usage("alice") == before
 
 
-def test_a_broken_counter_store_does_not_refuse_everyone(make_app: Any, monkeypatch: Any) -> None:
-    from broker.limits import limiter
-
-    client = make_app(BROKER_RATE_LIMIT_PRESIGN="1/minute").test_client()
+def test_a_broken_counter_store_does_not_refuse_everyone(
+    make_app: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    # While the shared counters are unreachable every process counts on its own (each caller
+    # keeps a budget per process: nobody is refused for the store's sake), says so once in the
+    # log, and leaves the store alone for a while rather than wait its timeout on each request.
+    # (This test used to assert no limit at all while the store was down.)
+    app = make_app(BROKER_RATE_LIMIT_PRESIGN="1/minute")
+    client = app.test_client()
+    store_calls = 0
 
     def down(*args: Any, **kwargs: Any) -> bool:
+        nonlocal store_calls
+        store_calls += 1
         raise ConnectionError("counter store unreachable")
 
-    monkeypatch.setattr(limiter.limiter, "hit", down)
-    statuses = [presign(client).status_code for _ in range(3)]
-    assert statuses == [201, 201, 201]
+    monkeypatch.setattr(broker_of(app).rate_limiter._store, "hit", down)
+    with caplog.at_level("WARNING", logger="broker.ratelimiter"):
+        statuses = [
+            presign(client, sub=sub).status_code for sub in ("alice", "bob", "alice", "carol")
+        ]
+    assert statuses == [201, 201, 429, 201]
+    assert store_calls == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "broker.ratelimiter"]
+    assert len(warnings) == 1 and "counter store unreachable" in warnings[0]

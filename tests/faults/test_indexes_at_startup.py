@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from broker.db.indexes import missing_indexes
+from broker.db.rate_limits import RATE_LIMITS
 from broker.devservers import MongoServer
 from tests.support.apps import broker_of
 from tests.support.faults import FAST_FAIL, timed
@@ -30,7 +31,8 @@ def broker_logging_restored() -> Iterator[None]:
 
 def index_names(app: Flask) -> set[str]:
     database = broker_of(app).db.database
-    return {name for c in ("images", "uploads") for name in database[c].index_information()}
+    collections = ("images", "uploads", RATE_LIMITS)
+    return {name for c in collections for name in database[c].index_information()}
 
 
 @pytest.mark.parametrize("mode", ["production", "demo"])

@@ -9,12 +9,14 @@ connections already open, so pooled keep-alive connections cannot carry on forwa
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 FORWARD = "forward"
 REFUSE = "refuse"
@@ -87,6 +89,10 @@ class FaultyS3:
         for thread in list(self._threads):
             thread.join(timeout=5)
         self._listener.close()
+
+    def client_sent(self, data: bytes) -> None:
+        """Called (in the connection's thread) with each chunk a client sends, before it is
+        forwarded; a subclass may look at it, or hold it back a while."""
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -167,6 +173,8 @@ class FaultyS3:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if sock is conn:
+                        self.client_sent(data)
                     pair[sock].sendall(data)
         finally:
             self._untrack(upstream)
@@ -218,3 +226,32 @@ def recovers(call: Callable[[], Any], status: int = 200) -> Any:
         if response.status_code == status or time.monotonic() > deadline:
             return response
         time.sleep(0.1)
+
+
+# A request line as a client sends it (the tapped traffic is plain HTTP/1.1 on loopback).
+REQUEST_LINE = re.compile(rb"(?:^|\r\n)([A-Z]+) (/[^ ]*) HTTP/1\.1\r\n")
+
+
+class TappedS3(FaultyS3):
+    """A forwarding :class:`FaultyS3` that records each request's method and path (a request
+    line split across two chunks is missed: clients send the head in one), and holds each
+    DELETE back ``delete_delay`` seconds (so work of concurrent clients overlaps)."""
+
+    def __init__(self, upstream: tuple[str, int], delete_delay: float = 0.0) -> None:
+        super().__init__(upstream)
+        self.delete_delay = delete_delay
+        self.requests: list[tuple[str, str]] = []
+        self._requests_lock = threading.Lock()
+
+    def client_sent(self, data: bytes) -> None:
+        """Record the request lines in ``data``; hold a DELETE back."""
+        found = [(m.decode(), unquote(p.decode())) for m, p in REQUEST_LINE.findall(data)]
+        with self._requests_lock:
+            self.requests.extend(found)
+        if self.delete_delay and any(method == "DELETE" for method, _ in found):
+            time.sleep(self.delete_delay)
+
+    def paths(self, method: str) -> list[str]:
+        """The paths of the requests of ``method`` seen so far."""
+        with self._requests_lock:
+            return [path for m, path in self.requests if m == method]

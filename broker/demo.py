@@ -23,14 +23,12 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType, TracebackType
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -42,10 +40,10 @@ from broker.devservers import MongoServer, S3Server
 from broker.extension import current_broker
 from broker.observability import TextFormatter
 from broker.samples import HTTP_TIMEOUT_S, SAMPLES, SeedError, seed
+from broker.stopping import StopSignals
 
 log = logging.getLogger("broker.demo")
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TOKEN_TTL = timedelta(hours=12)
 # The banner waits this long at most for the sample library, so it is printed after the
 # seeding's log lines (and stays on screen) without ever holding it up for long.
@@ -57,46 +55,6 @@ IDENTITIES: dict[str, list[str]] = {
     "bob": [],
     "reader": ["reader"],
 }
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP as a request to stop, which the main thread waits for.
-
-    The handlers only write the signal's number to a pipe, so a signal never interrupts the
-    code it arrives in. A signal the demo was started ignoring (``nohup``, a background job in a
-    script) stays ignored, as Unix tools do.
-    """
-
-    def __enter__(self) -> StopSignals:
-        self.received: str | None = None  # the name of the first stop signal, once one came
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._previous = {
-            signum: signal.signal(signum, self._record)
-            for signum in STOP_SIGNALS
-            if signal.getsignal(signum) is not signal.SIG_IGN
-        }
-        return self
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.received = self.received or signal.Signals(signum).name
-        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a stop request
-            os.write(self._write, bytes([signum]))
-
-    def wait(self) -> str:
-        """Block until a stop signal arrives (at once if one came already); its name."""
-        return signal.Signals(os.read(self._read, 1)[0]).name
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        os.close(self._read)
-        os.close(self._write)
 
 
 class Seeder(threading.Thread):

@@ -66,8 +66,9 @@ def pixel_area(image_type: str, head_bytes: bytes, width: int, height: int) -> i
 
 
 def avif_size(head_bytes: bytes) -> tuple[int, int, int]:
-    """An AVIF's stored width and height (its primary item's ``ispe``, before any ``irot``) and
-    the largest area any ``ispe`` claims; UploadInvalid when the header says otherwise."""
+    """An AVIF's width and height as displayed (its primary item's ``ispe`` turned by its
+    ``irot``, as a JPEG's are by its EXIF orientation) and the largest area any ``ispe``
+    claims; UploadInvalid when the header says otherwise."""
     try:
         info = isobmff.read_heif_info(head_bytes)
     except isobmff.IsoBmffError as e:
@@ -75,7 +76,10 @@ def avif_size(head_bytes: bytes) -> tuple[int, int, int]:
     if info.primary_item_type not in _AVIF_PRIMARY_TYPES:
         named = info.primary_item_type or "missing"
         raise UploadInvalid(f"the AVIF's primary image is {named!r}, not AV1 ('av01' or 'grid')")
-    return info.width, info.height, max(info.width * info.height, info.max_pixels)
+    width, height = info.width, info.height
+    if info.rotation in (90, 270):
+        width, height = height, width
+    return width, height, max(info.width * info.height, info.max_pixels)
 
 
 _GIF_EXTENSION = 0x21

@@ -49,6 +49,8 @@ class RenderSandbox:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._renders = 0
+        # The child's peak resident memory when it answered the last render (logs, metrics).
+        self.last_peak_rss: int | None = None
 
     def __enter__(self) -> RenderSandbox:
         return self
@@ -93,6 +95,7 @@ class RenderSandbox:
         its lease there); whatever it raises stops the child and propagates.
         """
         conn = self._ready_child()
+        self.last_peak_rss = None
         job = (source if isinstance(source, bytes) else os.fspath(source), expected_type)
         settings = self.settings if specs is None else replace(self.settings, specs=specs)
         try:
@@ -109,7 +112,9 @@ class RenderSandbox:
         try:
             status, payload = conn.recv()
         except (EOFError, OSError):
+            self.last_peak_rss = None
             raise self._death() from None
+        self.last_peak_rss = self.child_peak_rss()
         self._renders += 1
         if status != "ok":
             self._stop()  # a fresh child for the next image, whatever this one went through

@@ -270,18 +270,19 @@ def remove_variant_objects(broker: Broker, original_key: str | None) -> int:
 ORPHAN_GRACE = timedelta(hours=1)
 
 
-def sweep_orphans(broker: Broker, *, limit: int = 1000) -> int:
+def sweep_orphans(broker: Broker, *, limit: int = 1000, grace: timedelta = ORPHAN_GRACE) -> int:
     """Delete variant objects whose image is gone (a worker killed between its PUT and its
     record, a delete interrupted before the variants went); how many were deleted.
 
     Walks ``limit`` objects of the variant prefix per call, from where the last call stopped,
     and starts again from the first once it reached the end: every object is looked at within
-    a bounded number of sweeps, and one sweep costs one listing page and one query.
+    a bounded number of sweeps, and one sweep costs one listing page and one query. Objects
+    younger than ``grace`` are left alone (a worker may be about to record them).
     """
     jobs = broker.db.variant_jobs
     after = jobs.orphan_walk_position()
     found = broker.bucket.list_keys(records.KEY_PREFIX, after=after, limit=limit)
-    old_enough = domain.utcnow() - ORPHAN_GRACE
+    old_enough = domain.utcnow() - grace
     stems = {
         stem
         for stored in found

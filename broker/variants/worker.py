@@ -139,6 +139,7 @@ class Worker:
 
     def _work(self, job: Job, sandbox: RenderSandbox, signals: StopSignals, workdir: Path) -> None:
         started = time.monotonic()
+        sandbox.last_peak_rss = None
         keep_alive = self._keep_alive(job, signals)
         render = self._renderer(sandbox, keep_alive)
         try:
@@ -162,6 +163,7 @@ class Worker:
                 "names": list(outcome.names),
                 "attempt": job.attempts,
                 "seconds": round(time.monotonic() - started, 3),
+                "render_peak_rss_mb": _mib(sandbox.last_peak_rss),
                 "detail": outcome.detail,
             },
         )
@@ -227,3 +229,8 @@ class Worker:
         )
         signals.wait(self._pause)
         self._pause = min(self._pause * 2, LONGEST_PAUSE)
+
+
+def _mib(size: int | None) -> float | None:
+    """Bytes as MiB for a log line (None stays None)."""
+    return None if size is None else round(size / (1 << 20), 1)

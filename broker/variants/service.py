@@ -36,8 +36,6 @@ KeepAlive = Callable[[], None]
 
 # The longest wait before a retry, whatever the attempt.
 MAX_RETRY_DELAY = 3600.0
-# A pause after a backing service failed mid-job, before the job is due again.
-UNAVAILABLE_RETRY_DELAY = 5.0
 # The largest original the worker reads: what confirm accepts, and multipart's 5 GiB parts
 # at most; a record claiming more is not streamed at all.
 MIN_DOWNLOAD_CAP = 256 << 20
@@ -129,8 +127,9 @@ def make_variants(
         # Another worker holds the job now and writes the same keys: touch nothing.
         return Outcome("lost")
     except Unavailable as e:
-        # Not the image's fault: the try is given back, and the worker waits before claiming.
-        release_job(broker, job, UNAVAILABLE_RETRY_DELAY, e.message, counts=False)
+        # Not the image's fault: the try is given back and the job is due again at once; the
+        # worker pauses before claiming (so does any other, on the same outage).
+        release_job(broker, job, 0.0, e.message, counts=False)
         raise
     except RenderError as e:  # transient (permanent ones were recorded as failed)
         delay = retry_delay(job.attempts, settings.variant_retry_delay)

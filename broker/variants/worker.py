@@ -45,6 +45,8 @@ CATCH_UP_EVERY = 300.0
 # The pause after a backing service failed: doubled each time, at most this long.
 FIRST_PAUSE = 1.0
 LONGEST_PAUSE = 30.0
+# Seconds between looks at the stop signals (and the lease) while a render runs.
+RENDER_WAIT_SLICE = 0.5
 
 
 class Abort(Exception):
@@ -185,11 +187,18 @@ class Worker:
         stop signal and LostClaim when another worker holds the job now."""
         lease = float(self.broker.settings.variant_lease)
         renewed = time.monotonic()
+        heard = 0
 
         def keep_alive() -> None:
-            nonlocal renewed
+            nonlocal renewed, heard
             if signals.count >= 2:
                 raise Abort
+            if signals.count > heard:
+                heard = signals.count
+                log.info(
+                    "stop requested: finishing the current job (a second signal puts it back)",
+                    extra={"worker": self.name, "image": job.image_id, "signal": signals.received},
+                )
             if time.monotonic() - renewed < lease / 3:
                 return
             if not self.broker.db.variant_jobs.heartbeat(job, domain.utcnow(), lease):
@@ -199,7 +208,9 @@ class Worker:
         return keep_alive
 
     def _renderer(self, sandbox: RenderSandbox, keep_alive: KeepAlive) -> Renderer:
-        slice_seconds = max(0.1, min(10.0, self.broker.settings.variant_lease / 3))
+        # Short slices: a second stop signal is heard within one (renewing the lease is
+        # cheap to skip, it happens every third of the lease).
+        slice_seconds = min(RENDER_WAIT_SLICE, self.broker.settings.variant_lease / 3)
 
         def render(
             path: Path, content_type: str, specs: tuple[VariantSpec, ...]

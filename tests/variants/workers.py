@@ -93,7 +93,8 @@ def bucket_keys(app: Flask, prefix: str = "") -> list[str]:
 def worker_environment(settings: Mapping[str, str]) -> dict[str, str]:
     """The environment of a worker process configured with ``settings`` (and nothing else)."""
     env = {name: value for name, value in os.environ.items() if not _FOREIGN_ENV.match(name)}
-    env.update({"BROKER_ENV": "test", "BROKER_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
+    # Production mode, as operators run it (and it logs JSON lines, which test mode does not).
+    env.update({"BROKER_ENV": "production", "BROKER_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
     env.update({name: str(value) for name, value in settings.items()})
     return env
 

@@ -12,9 +12,9 @@ Stopping is one path whatever stops it. SIGINT (Ctrl-C), SIGTERM (process manage
 containers, ``timeout``) and SIGHUP (the terminal closed) are only recorded when they arrive, so
 none of them can cut a start-up in half (a child started but not yet known); the main thread
 then unwinds one stack holding a stop for everything the demo started, in reverse order of
-starting: the seeder, the HTTP server (its port freed), S3, MongoDB (its process ended). What
-the demo starts later (a worker process) pushes its stop onto the same stack. The exit code is
-0 after a stop signal, 1 when something could not start.
+starting: the seeder, the variant worker (``flask worker``, a process of its own, as in
+production), the HTTP server (its port freed), S3, MongoDB (its process ended). The exit code
+is 0 after a stop signal, 1 when something could not start.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import secrets
+import subprocess
 import sys
 import threading
 from collections.abc import Mapping
@@ -36,7 +37,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from broker import create_app
 from broker.auth import create_token
 from broker.bucket_policy import setup_bucket
-from broker.devservers import MongoServer, S3Server
+from broker.devservers import MongoServer, S3Server, stop_process
 from broker.extension import current_broker
 from broker.observability import TextFormatter
 from broker.samples import HTTP_TIMEOUT_S, SAMPLES, SeedError, seed
@@ -96,6 +97,7 @@ class Demo:
     mongo: MongoServer | None
     s3: S3Server | None
     seeder: Seeder | None
+    worker: subprocess.Popen[bytes] | None = None
 
 
 def main() -> int:
@@ -150,12 +152,13 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
             for name, roles in IDENTITIES.items()
         }
     serve(app, host, port, running)
+    worker = start_worker(env, running) if broker.settings.variants else None
     seeder = None
     if seeding == "1":
         seeder = Seeder(f"http://{_loopback(host)}:{port}", tokens)
         seeder.start()
         running.callback(seeder.stop)
-    return Demo(_public_url(host, port), tokens, mongo, s3, seeder)
+    return Demo(_public_url(host, port), tokens, mongo, s3, seeder, worker)
 
 
 def start_mongo(env: dict[str, str], running: contextlib.ExitStack) -> MongoServer:
@@ -179,6 +182,21 @@ def start_s3(env: dict[str, str], running: contextlib.ExitStack) -> S3Server:
     os.environ["AWS_ACCESS_KEY_ID"] = env["AWS_ACCESS_KEY_ID"]
     os.environ["AWS_SECRET_ACCESS_KEY"] = env["AWS_SECRET_ACCESS_KEY"]
     return s3
+
+
+def start_worker(env: dict[str, str], running: contextlib.ExitStack) -> subprocess.Popen[bytes]:
+    """One variant worker, ``flask worker`` as production runs it, logging to the demo's stderr.
+
+    Stopped with SIGTERM (it finishes or puts back its job), killed if it has not ended in ten
+    seconds; its render process dies with it.
+    """
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "broker:create_app", "worker"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    running.callback(stop_process, worker)
+    return worker
 
 
 def serve(app: Flask, host: str, port: int, running: contextlib.ExitStack) -> BaseWSGIServer:
@@ -212,6 +230,7 @@ def banner(demo: Demo) -> str:
         ("MongoDB", f"embedded {demo.mongo.uri}" if demo.mongo else "MONGODB_URI"),
         ("S3", f"embedded {demo.s3.endpoint_url}" if demo.s3 else "BROKER_S3_ENDPOINT_URL"),
         ("Library", library),
+        ("Worker", _worker_row(demo)),
         ("Logs", "one line per request: GET /images 200 3.1 ms user=alice rid=..."),
         ("Stop", "Ctrl-C or SIGTERM: ends MongoDB and S3 too and frees every port"),
     ]
@@ -228,6 +247,12 @@ def banner(demo: Demo) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _worker_row(demo: Demo) -> str:
+    if demo.worker is None:
+        return "none: variants are off (BROKER_VARIANTS is empty)"
+    return f"one variant worker (pid {demo.worker.pid}): thumbnails appear as it makes them"
 
 
 def _owners() -> str:

@@ -24,10 +24,9 @@ from flask import Flask
 from PIL import Image
 
 from broker.devservers import MongoServer
-from tests.faults.conftest import FORWARD, REFUSE, FaultyS3
-from tests.helpers import broker_of
-from tests.variants import craft
-from tests.variants.workers import (
+from tests.support.apps import broker_of
+from tests.support.faults import FORWARD, REFUSE, FaultyS3
+from tests.support.workers import (
     image_of,
     log_records,
     run_once,
@@ -35,6 +34,7 @@ from tests.variants.workers import (
     upload,
     wait_for,
 )
+from tests.variants import craft
 
 # A render that takes seconds of CPU (AVIF of noise), so a worker is caught in the middle.
 SLOW = {

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
@@ -27,9 +26,10 @@ from broker.domain import PENDING_TAG, STATE_TAG, utcnow
 from broker.extension import Broker
 from broker.variants import records, service
 from broker.variants.sandbox import RenderSandbox
-from tests.helpers import auth, broker_of, md5_b64
-from tests.variants import craft
-from tests.variants.workers import (
+from tests.support.apps import broker_of
+from tests.support.tokens import auth
+from tests.support.upload import confirm, pending_upload
+from tests.support.workers import (
     bucket_keys,
     download,
     drain,
@@ -37,6 +37,7 @@ from tests.variants.workers import (
     signed,
     upload,
 )
+from tests.variants import craft
 
 pytestmark = pytest.mark.s3
 
@@ -241,14 +242,8 @@ def test_a_decompression_bomb_fails_fast_with_bounded_memory(
 
 
 def test_a_bomb_over_the_pixel_limit_never_gets_in(client: FlaskClient) -> None:
-    bomb = craft.png_bomb(50000, 50000)
-    body = {"filename": "b.png", "filetype": "image/png", "size": len(bomb)}
-    grant = client.post(
-        "/images/presign-upload", json={**body, "content_md5": md5_b64(bomb)}, headers=auth()
-    )
-    stored = requests.put(grant.json["url"], data=bomb, headers=grant.json["headers"], timeout=10)
-    assert stored.status_code == 200
-    refused = client.post("/images", json={"key": grant.json["key"]}, headers=auth())
+    grant = pending_upload(client, craft.png_bomb(50000, 50000), filename="b.png")
+    refused = confirm(client, grant["key"])
     assert refused.status_code == 422 and "pixels" in refused.json["error"]["message"]
 
 

@@ -18,9 +18,10 @@ from flask.testing import FlaskClient
 from pymongo import monitoring
 
 from broker.variants import records
-from tests.helpers import auth, broker_of, png_bytes
-from tests.variants import craft
-from tests.variants.workers import (
+from tests.support.apps import broker_of
+from tests.support.images import png_bytes
+from tests.support.tokens import auth
+from tests.support.workers import (
     bucket_keys,
     drain,
     image_of,
@@ -28,6 +29,7 @@ from tests.variants.workers import (
     signed,
     upload,
 )
+from tests.variants import craft
 
 
 def jobs_of(app: Flask) -> list[dict[str, Any]]:

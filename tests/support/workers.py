@@ -1,5 +1,5 @@
-"""Helpers for the variant worker's tests: upload through the API, run ``flask worker`` in this
-process (the CLI runner) or as real processes (``flask --app wsgi worker``), read its log."""
+"""Helpers for the variant worker's tests: upload through the one flow, run ``flask worker`` in
+this process (the CLI runner) or as real processes (``flask --app wsgi worker``), read its log."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import REPO, auth, broker_of, md5_b64
+from tests.support import REPO
+from tests.support.apps import broker_of
+from tests.support.tokens import auth
+from tests.support.upload import upload as upload_flow
 
 HTTP_TIMEOUT = 10
 # Variables of the environment that would point a worker at other services than the test's.
@@ -26,24 +29,11 @@ _FOREIGN_ENV = re.compile(r"^(BROKER_|MONGODB_URI$|AWS_|PROMETHEUS_)")
 
 
 def upload(
-    client: FlaskClient,
-    data: bytes,
-    *,
-    filetype: str,
-    filename: str = "photo",
-    sub: str = "alice",
+    client: FlaskClient, data: bytes, *, filetype: str, filename: str = "", sub: str = "alice"
 ) -> dict[str, Any]:
-    """Presign, PUT to the bucket with the grant's headers, confirm; the image as answered."""
-    body = {"filename": filename, "filetype": filetype, "size": len(data)}
-    body["content_md5"] = md5_b64(data)
-    grant = client.post("/images/presign-upload", json=body, headers=auth(sub))
-    assert grant.status_code == 201, grant.json
-    stored = requests.put(grant.json["url"], data=data, headers=grant.json["headers"], timeout=10)
-    assert stored.status_code == 200, stored.text
-    confirmed = client.post("/images", json={"key": grant.json["key"]}, headers=auth(sub))
-    assert confirmed.status_code == 201, confirmed.json
-    image: dict[str, Any] = confirmed.json["image"]
-    return image
+    """The suite's one upload flow for ``data`` as ``filetype``; the image as confirm answered."""
+    filename = filename or "photo." + filetype.split("/")[1]
+    return upload_flow(client, data, sub=sub, filetype=filetype, filename=filename).image
 
 
 def image_of(client: FlaskClient, image_id: str, sub: str = "alice") -> dict[str, Any]:

@@ -477,6 +477,21 @@ class ClientConfigResponse(Schema):
     max_width = fields.Integer(required=True)
     max_height = fields.Integer(required=True)
     multipart = fields.Nested(MultipartLimits, required=True)
+    variants = fields.List(
+        fields.Nested(lambda: VariantSpecSchema()),
+        required=True,
+        metadata={"description": "the variants the worker makes (BROKER_VARIANTS); empty: none"},
+    )
+    variant_content_type = fields.String(required=True)
+
+
+class VariantSpecSchema(Schema):
+    """One configured variant: its name and its box (``cover``: filled and cropped)."""
+
+    name = fields.String(required=True)
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+    cover = fields.Boolean(required=True)
 
 
 class StatusResponse(Schema):

@@ -42,6 +42,12 @@ def client_config(broker: Broker) -> dict[str, Any]:
             ),
             "expires": settings.multipart_expires,
         },
+        # What a client may ask for with variant=, and what each looks like.
+        "variants": [
+            {"name": spec.name, "width": spec.width, "height": spec.height, "cover": spec.cover}
+            for spec in settings.variants
+        ],
+        "variant_content_type": settings.variant_format.content_type,
     }
 
 

@@ -59,12 +59,14 @@ class Outcome:
 
 
 def image_recorded(broker: Broker, image: Image) -> None:
-    """Queue the variants of an image just recorded (confirm, multipart complete).
+    """Queue the variants of an image just recorded: the one call confirm and multipart
+    complete make (also on a replayed confirm, which queues only what is still to be made).
 
     Best effort: when the queue write fails the image is recorded all the same, and the
     worker's catch-up finds it (its variants are not completed for the current settings).
     """
-    if not broker.settings.variants:
+    settings = broker.settings
+    if not records.to_render(image.variants, settings.variants, settings.variant_format):
         return
     try:
         broker.db.variant_jobs.enqueue(image.id, image.key, domain.utcnow())

@@ -21,6 +21,7 @@ from broker.variants import records
 from tests.support.apps import broker_of
 from tests.support.images import png_bytes
 from tests.support.tokens import auth
+from tests.support.upload import confirm
 from tests.support.workers import (
     bucket_keys,
     drain,
@@ -80,6 +81,21 @@ def test_a_second_run_finds_nothing_to_do(app: Flask, client: FlaskClient) -> No
     assert drain(app)["made"] == 1
     again = drain(app)
     assert (again["made"], again["caught_up"], again["failed"]) == (0, 0, 0)
+
+
+def test_a_confirm_finishing_a_crashed_one_queues_only_what_is_missing(
+    app: Flask, client: FlaskClient
+) -> None:
+    # A confirm that recorded the image but died before closing the upload is finished by
+    # the next confirm, which calls the same queueing step; by then the variants are made.
+    image = upload(client, craft.plain(400, 300, "jpeg"), filetype="image/jpeg")
+    assert drain(app)["made"] == 1
+    uploads = broker_of(app).db.uploads.collection
+    assert uploads.update_one({"key": image["key"]}, {"$set": {"state": "pending"}}).modified_count
+    finished = confirm(client, image["key"])
+    assert finished.status_code == 200, finished.json
+    assert finished.json["image"]["variants"]["thumb"]["state"] == "ready"
+    assert jobs_of(app) == []
 
 
 def test_small_images_are_never_enlarged(app: Flask, client: FlaskClient) -> None:

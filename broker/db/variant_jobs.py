@@ -46,10 +46,12 @@ class Job:
 
 @dataclass(frozen=True)
 class QueueStatus:
-    """How much work there is: jobs waiting (due now or later) and jobs being made."""
+    """How much work there is: jobs waiting (due now or later), jobs being made, and since
+    when the longest-waiting due job has been due (None when none is)."""
 
     queued: int
     running: int
+    oldest_due_at: datetime | None = None
 
 
 def _job(doc: Mapping[str, Any]) -> Job:
@@ -174,11 +176,17 @@ class VariantJobRepository:
                 {"_id": oid, "$or": [{"state": QUEUED}, {"lease_until": {"$lt": now}}]}
             )
 
-    def status(self) -> QueueStatus:
-        """Jobs queued and running right now."""
+    def status(self, now: datetime) -> QueueStatus:
+        """Jobs queued and running right now, and the oldest due one (all on the state index)."""
+        oldest = self.collection.find_one(
+            {"state": QUEUED, "run_after": {"$lte": now}},
+            projection={"run_after": True},
+            sort=[("run_after", ASCENDING)],
+        )
         return QueueStatus(
             queued=self.collection.count_documents({"state": QUEUED}),
             running=self.collection.count_documents({"state": RUNNING}),
+            oldest_due_at=oldest["run_after"] if oldest else None,
         )
 
     def orphan_walk_position(self) -> str:

@@ -87,9 +87,11 @@ def ready_variants(original_key: str, width: int, height: int) -> dict[str, reco
     return made
 
 
-def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, Any]]:
+def image_documents(
+    owner: str, count: int, start: datetime, *, with_variants: bool = True
+) -> list[dict[str, Any]]:
     """``count`` confirmed-image documents for ``owner``, one second apart from ``start``,
-    their variants made."""
+    their variants made unless ``with_variants`` is False."""
     documents = []
     for i in range(count):
         created = start + timedelta(seconds=i)
@@ -103,7 +105,8 @@ def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, A
             created_at=created,
             updated_at=created,
         )
-        image = replace(image, variants=ready_variants(image.key, 640, 480))
+        if with_variants:
+            image = replace(image, variants=ready_variants(image.key, 640, 480))
         documents.append(image_document(image))
     return documents
 

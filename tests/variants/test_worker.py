@@ -20,6 +20,7 @@ from pymongo import monitoring
 from broker.variants import records
 from tests.support.apps import broker_of
 from tests.support.images import png_bytes
+from tests.support.multipart import MULTIPART_MAX_BYTES, MiB, Multipart, padded_png
 from tests.support.tokens import auth
 from tests.support.upload import confirm
 from tests.support.workers import (
@@ -96,6 +97,23 @@ def test_a_confirm_finishing_a_crashed_one_queues_only_what_is_missing(
     assert finished.status_code == 200, finished.json
     assert finished.json["image"]["variants"]["thumb"]["state"] == "ready"
     assert jobs_of(app) == []
+
+
+def test_a_multipart_upload_is_queued_and_made_like_a_confirmed_one(
+    make_app: Callable[..., Flask],
+) -> None:
+    # Complete records through the same step as confirm, which queues the variants.
+    app = make_app(BROKER_MAX_UPLOAD_BYTES=MULTIPART_MAX_BYTES)
+    flow = Multipart(app.test_client(), padded_png(11 * MiB, 640, 480)).created(part_size=5 * MiB)
+    flow.send()
+    completed = flow.complete()
+    assert completed.status_code == 201, completed.json
+    image = completed.json["image"]
+    assert image["variants"] == {"thumb": {"state": "pending"}, "medium": {"state": "pending"}}
+    assert [str(job["_id"]) for job in jobs_of(app)] == [image["id"]]
+    assert drain(app)["made"] == 1
+    thumb = image_of(app.test_client(), image["id"])["variants"]["thumb"]
+    assert (thumb["state"], thumb["width"], thumb["height"]) == ("ready", 320, 240)
 
 
 def test_small_images_are_never_enlarged(app: Flask, client: FlaskClient) -> None:

@@ -77,24 +77,13 @@ def signed_object(target: SigningTarget, variant: str | None) -> SignedObject:
     return SignedObject(target.key, target.content_type, target.filename, ORIGINAL)
 
 
-def _stale(target: SigningTarget | None, variant: str | None) -> bool:
-    """Whether a cached target may be behind: the variant asked for was not ready when read."""
+def may_be_stale(target: SigningTarget | None, variant: str | None) -> bool:
+    """Whether a cached target may be behind: the variant asked for was not ready when read
+    (the worker may have made it since), so the image is read again."""
     if target is None or variant is None:
         return False
     made = target.variant(variant)
     return made is None or not made.ready
-
-
-def resolve_variant(broker: Broker, target: SigningTarget, name: str | None) -> SigningTarget:
-    """What to sign for ``target`` when ``variant=name`` was asked for: the original when no
-    variant was named; a name the broker does not know is a 400 naming ``variant``.
-
-    The one place a variant name is understood: no variants are configured yet, so every name
-    is unknown. (The variants feature extends this to sign a variant's object once it is ready.)
-    """
-    if name is None:
-        return target
-    raise domain.field_error("variant", f"unknown variant {name[:64]!r}: none is configured")
 
 
 def sign_image(
@@ -109,7 +98,7 @@ def sign_image(
     """A signed GET for an image the caller may see, else NotFound; skips MongoDB when cached
     (a variant that was still pending when cached is read again: it may be ready now)."""
     target = broker.lookups.get(image_id, principal)
-    if target is None or _stale(target, variant):
+    if target is None or may_be_stale(target, variant):
         image = broker.db.images.get(image_id, principal)
         if image is None:
             raise NotFound("no such image")
@@ -205,7 +194,7 @@ def sign_many(
     missing = []
     for image_id in wanted:
         target = broker.lookups.get(image_id, principal)
-        if target is None or _stale(target, variant):
+        if target is None or may_be_stale(target, variant):
             missing.append(image_id)
         else:
             targets[image_id] = target

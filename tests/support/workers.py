@@ -29,11 +29,22 @@ _FOREIGN_ENV = re.compile(r"^(BROKER_|MONGODB_URI$|AWS_|PROMETHEUS_)")
 
 
 def upload(
-    client: FlaskClient, data: bytes, *, filetype: str, filename: str = "", sub: str = "alice"
+    client: FlaskClient,
+    data: bytes,
+    *,
+    filetype: str,
+    filename: str = "",
+    sub: str = "alice",
+    public: bool = False,
 ) -> dict[str, Any]:
-    """The suite's one upload flow for ``data`` as ``filetype``; the image as confirm answered."""
+    """The suite's one upload flow for ``data`` as ``filetype`` (shared when ``public``); the
+    image as confirm answered."""
     filename = filename or "photo." + filetype.split("/")[1]
-    return upload_flow(client, data, sub=sub, filetype=filetype, filename=filename).image
+    visibility = "public" if public else "private"
+    shared = upload_flow(
+        client, data, sub=sub, filetype=filetype, filename=filename, visibility=visibility
+    )
+    return shared.image
 
 
 def image_of(client: FlaskClient, image_id: str, sub: str = "alice") -> dict[str, Any]:

@@ -193,6 +193,21 @@ def test_every_form_of_signing_takes_a_variant(app: Flask, client: FlaskClient) 
     assert plain_listing["variant"] == "original"
 
 
+def test_a_public_link_leads_to_the_variant_once_it_is_made(
+    app: Flask, client: FlaskClient
+) -> None:
+    image = upload(client, craft.plain(800, 600, "jpeg"), filetype="image/jpeg", public=True)
+    link = urlsplit(image["public_url"]).path
+    before = client.get(link, query_string={"variant": "thumb"})
+    assert before.status_code == 302 and image["key"] in before.headers["Location"]
+    assert drain(app)["made"] == 1
+    # The link's cached target still shows thumb pending: it is read again, not trusted.
+    after = client.get(link, query_string={"variant": "thumb"})
+    assert after.status_code == 302 and "/thumb." in urlsplit(after.headers["Location"]).path
+    original = client.get(link, query_string={"variant": "original"})
+    assert image["key"] in original.headers["Location"]
+
+
 @pytest.mark.parametrize(
     "ask",
     [

@@ -138,16 +138,17 @@ def child(engine: str, path: Path, iterations: int) -> None:
     else:
         _like_the_sandbox()
         from broker.variants.render import render_variants
-        from broker.variants.spec import load_variant_settings
+        from broker.variants.spec import FORMATS, RenderLimits, VariantSettings, parse_variants
 
-        threads = "1" if engine == "pyvips-1-thread" else str(os.cpu_count() or 1)
-        env = {
-            "BROKER_VARIANTS": ",".join(f"v{w}:{w}x{h}" for w, h in BOXES),
-            "BROKER_VARIANT_QUALITY": str(QUALITY),
-            "BROKER_VARIANT_EFFORT": str(EFFORT),
-            "BROKER_VARIANT_THREADS": threads,
-        }
-        settings = load_variant_settings(env, max_pixels=40_000_000)
+        threads = 1 if engine == "pyvips-1-thread" else os.cpu_count() or 1
+        # What Settings.variant_settings builds, without the broker's settings module.
+        settings = VariantSettings(
+            specs=parse_variants(",".join(f"v{w}:{w}x{h}" for w, h in BOXES)),
+            format=FORMATS["webp"],
+            quality=QUALITY,
+            effort=EFFORT,
+            limits=RenderLimits(40_000_000, 1 << 30, 60.0, threads),
+        )
 
         def render() -> list[bytes]:
             return [variant.data for variant in render_variants(path, settings)]

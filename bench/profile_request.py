@@ -207,6 +207,12 @@ def profile_misses(
                 wanted["GET /images/<id>/signed-url (boto3)"] = (client("boto3", singles), 1000)
         elif name.startswith("POST signed-urls"):
             wanted["POST /images/signed-urls, 100 ids (fast)"] = (client("fast", batches), 200)
+        elif name.startswith("GET /images?") and "variant=thumb" in name:
+            thumbs = [(m, path + "&variant=thumb", u, b) for m, path, u, b in listings]
+            wanted["GET /images?limit=100&sign=1&variant=thumb (fast)"] = (
+                client("fast", thumbs),
+                100,
+            )
         elif name.startswith("GET /images?"):
             wanted["GET /images?limit=100&sign=1 (fast)"] = (client("fast", listings), 100)
     with open(log_path, "w") as log, contextlib.redirect_stderr(log):

@@ -148,6 +148,32 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     endpoint_target(
         "GET /images?limit=100&sign=1: fast / boto3 URLs/s", "list_sign_fast", "list_sign_boto3", 20
     )
+    # "Costs no more than sign=1": equal within the noise of one run on a shared machine.
+    endpoint_target(
+        "GET /images?limit=100&sign=1&variant=thumb / sign=1 URLs/s (fast)",
+        "list_thumb_fast",
+        "list_sign_fast",
+        95,
+        "%",
+    )
+    for case, label in (("jpeg-24mpx", "24 Mpx JPEG"), ("png-40mpx", "40 Mpx PNG")):
+        figures = results["variants"]["renderers"]["cases"][case]
+        targets.append(
+            _target(
+                f"variants, {label}: pyvips / Pillow images per second (1 core)",
+                figures["speedup_1_thread"],
+                3,
+                at_least=True,
+            )
+        )
+        targets.append(
+            _target(
+                f"variants, {label}: pyvips / Pillow peak RSS",
+                figures["memory_ratio"],
+                1 / 3,
+                at_least=False,
+            )
+        )
     pages = results["pagination"]
     targets.append(
         _target(
@@ -225,6 +251,7 @@ def markdown(results: dict[str, Any]) -> str:
     if "upload_cost" in results:
         lines += _upload_cost_lines(results["upload_cost"])
     lines += _pagination_section(results["pagination"])
+    lines += _variants_section(results["variants"])
     lines += ["## Targets", "", _row("target", "measured", "goal", "result")]
     lines.append(_row("---", "---:", "---:", "---"))
     for target in results["targets"]:
@@ -305,11 +332,12 @@ def _endpoint_sections(
         _row(*header[:3], "URLs/s", *header[3:], "CPU %"),
         _row("---", "---", *["---:"] * (len(header) - 1), "---:"),
     ]
-    for label, prefix in (
-        ("POST /images/signed-urls (100 ids)", "batch"),
-        ("GET /images?limit=100&sign=1", "list_sign"),
+    for label, prefix, signers in (
+        ("POST /images/signed-urls (100 ids)", "batch", ("fast", "boto3")),
+        ("GET /images?limit=100&sign=1", "list_sign", ("fast", "boto3")),
+        ("GET /images?limit=100&sign=1&variant=thumb", "list_thumb", ("fast",)),
     ):
-        for signer in ("fast", "boto3"):
+        for signer in signers:
             figures = endpoints[f"{prefix}_{signer}"]
             urls = f"{figures['requests_per_s'] * 100:.0f}"
             rate = f"{figures['requests_per_s']:.1f}"
@@ -463,3 +491,61 @@ def profiles_text(profiles: dict[str, Any]) -> str:
             out.append(f"    {share:5.1f}%  {function}")
         out.append("")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _variants_section(variants: dict[str, Any]) -> list[str]:
+    renderers, worker = variants["renderers"], variants["worker"]
+    lines = [
+        "## 6. Variants (thumb 320x320 + medium 1280x1280, WebP q80 effort 4)",
+        "",
+        "Renderers, each measurement in a fresh process (bench_variants.py; medians of rounds):",
+        "",
+        _row("original", "engine", "images/s", "images/CPU-s", "peak RSS MiB"),
+        _row("---", "---", "---:", "---:", "---:"),
+    ]
+    for case, data in renderers["cases"].items():
+        for engine, figures in data["engines"].items():
+            lines.append(
+                _row(
+                    case,
+                    engine,
+                    f"{figures['images_per_s']:.2f}",
+                    f"{figures['images_per_cpu_s']:.2f}",
+                    f"{figures['peak_rss_mib']:.0f}",
+                )
+            )
+    lines += [
+        "",
+        "The worker on RGW (`flask --app wsgi worker --once`, one process with its render child:"
+        " GET the original, render, PUT both variants, record):",
+        "",
+        _row(
+            "original",
+            "images",
+            "s/image (median job)",
+            "images/s",
+            "CPU s/image",
+            "worker RSS MiB",
+            "render RSS MiB",
+        ),
+        _row("---", "---:", "---:", "---:", "---:", "---:", "---:"),
+    ]
+    for case, figures in worker.items():
+        lines.append(
+            _row(
+                case,
+                figures["images"],
+                f"{figures['seconds_per_image']:.2f}",
+                f"{figures['images_per_s']:.2f}",
+                f"{figures['cpu_s_per_image']:.2f}",
+                f"{figures['worker_peak_rss_mib']:.0f}",
+                f"{figures['render_peak_rss_mib']:.0f}",
+            )
+        )
+    lines += [
+        "",
+        "CPU s/image counts the worker and its render child, start-up included (the child's"
+        " self-test, the catch-up query).",
+        "",
+    ]
+    return lines

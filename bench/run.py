@@ -7,10 +7,13 @@ variables only), seeds MongoDB directly, and measures:
 1. µs per presigned URL: the fast signer, boto3 and the bare HMAC floor (bench_signer.py);
 2. requests/s and p50/p99 of ``GET /images/<id>/signed-url`` with ``BROKER_SIGNER=fast`` and
    ``boto3`` under wrk, next to ``GET /healthz`` as the framework ceiling;
-3. URLs/s of ``POST /images/signed-urls`` (100 ids) and ``GET /images?limit=100&sign=1``;
+3. URLs/s of ``POST /images/signed-urls`` (100 ids), ``GET /images?limit=100&sign=1`` and the
+   same with ``&variant=thumb``;
 4. bytes the broker sends and receives per upload (1 MiB and 100 MiB), through counting proxies
    between client and broker and between broker and S3, and the CPU it spends per upload;
-5. the latency of list page 1 and page 1000 of a 50,000-image library.
+5. the latency of list page 1 and page 1000 of a 50,000-image library;
+6. variants: pyvips vs Pillow on a 24 Mpx JPEG and a 40 Mpx PNG (bench_variants.py), and
+   ``flask --app wsgi worker --once`` on RGW making both default variants of each.
 
 Prints a table and whether each target was met, writes ``bench/results/latest.json`` and
 ``bench/results/latest.md``, and profiles the request path of any missed endpoint target.
@@ -22,8 +25,11 @@ import argparse
 import contextlib
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +63,7 @@ from tests.support.images import png_of_size
 from tests.support.s3 import S3Endpoint, running_rgw
 from tests.support.tokens import bearer
 from tests.support.upload import HttpApi, UploadFailed, loopback_session, upload
+from tests.support.workers import log_records, start_worker
 
 WORK_DIR = REPO / "var" / "bench"
 BATCH_USERS = 20
@@ -175,10 +182,11 @@ BROKERS: dict[str, dict[str, str]] = {
 LIMITER_RUNS = ("limits_memory", "limits_off")
 
 
-def list_sign_requests(dataset: Dataset) -> list[WrkRequest]:
-    """Each batch user lists their 100 images with a signed GET embedded in each, in turn."""
+def list_sign_requests(dataset: Dataset, query: str = "") -> list[WrkRequest]:
+    """Each batch user lists their 100 images with a signed GET embedded in each, in turn
+    (``query`` adds to the query string, e.g. ``&variant=thumb``)."""
     return [
-        WrkRequest("GET", f"/images?limit={BATCH}&sign=1", bench_token(user))
+        WrkRequest("GET", f"/images?limit={BATCH}&sign=1{query}", bench_token(user))
         for user, _ids in dataset.batches
     ]
 
@@ -192,10 +200,18 @@ def bench_endpoints(
         "warmup_seconds": args.warmup,
         "connections": args.connections,
     }
+    both = ("fast", "boto3")
     plans = {
-        "signed_url": ("GET /images/<id>/signed-url", signed_url_requests(dataset)),
-        "batch": (f"POST /images/signed-urls, {BATCH} ids", batch_requests(dataset)),
-        "list_sign": (f"GET /images?limit={BATCH}&sign=1", list_sign_requests(dataset)),
+        "signed_url": ("GET /images/<id>/signed-url", signed_url_requests(dataset), both),
+        "batch": (f"POST /images/signed-urls, {BATCH} ids", batch_requests(dataset), both),
+        "list_sign": (f"GET /images?limit={BATCH}&sign=1", list_sign_requests(dataset), both),
+        # The same pages signing each image's thumb: the records carry the variants, so it
+        # must cost what sign=1 does (no lookup per image).
+        "list_thumb": (
+            f"GET /images?limit={BATCH}&sign=1&variant=thumb",
+            list_sign_requests(dataset, "&variant=thumb"),
+            ("fast",),
+        ),
     }
     # The brokers run side by side and the runs alternate between them, so that a change in
     # background load during the benchmark hits each alike. The last two differ from "fast"
@@ -207,8 +223,8 @@ def bench_endpoints(
     runs: list[tuple[str, str, str, list[WrkRequest]]] = [
         ("healthz", "fast", "GET /healthz", [WrkRequest("GET", "/healthz")])
     ]
-    for name, (label, requests) in plans.items():
-        runs += [(f"{name}_{signer}", signer, label, requests) for signer in ("fast", "boto3")]
+    for name, (label, requests, signers) in plans.items():
+        runs += [(f"{name}_{signer}", signer, label, requests) for signer in signers]
     single = plans["signed_url"]
     runs += [(f"signed_url_{name}", name, single[0], single[1]) for name in LIMITER_RUNS]
     database_pid = mongo.process.pid if mongo.process is not None else -1
@@ -258,6 +274,10 @@ def check_endpoints(url: str, dataset: Dataset) -> None:
     page = expect(*call("GET", f"{url}/images?limit={BATCH}&sign=1", token=token), 200, "list")
     if len(page["images"]) != BATCH or not all(image.get("url") for image in page["images"]):
         raise SystemExit(f"list sign=1: not {BATCH} images each with a url")
+    thumbs = call("GET", f"{url}/images?limit={BATCH}&sign=1&variant=thumb", token=token)
+    shown = [image.get("variant") for image in expect(*thumbs, 200, "list thumb")["images"]]
+    if shown != ["thumb"] * BATCH:
+        raise SystemExit(f"list sign=1&variant=thumb: not {BATCH} thumbs signed: {shown[:3]}")
 
 
 # ---- 4. bytes per upload ----------------------------------------------------------------------
@@ -321,6 +341,96 @@ def bench_upload_bytes(mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
     return results
 
 
+# ---- 6. variants ------------------------------------------------------------------------------
+
+WORKER_IMAGES = 6  # per original kind
+ORIGINALS = {"jpeg-24mpx": (".jpg", "image/jpeg"), "png-40mpx": (".png", "image/png")}
+
+
+def bench_renderers(out: Path) -> dict[str, Any]:
+    """Run bench_variants.py (pyvips vs Pillow, a fresh process per measurement); its figures."""
+    command = [sys.executable, str(REPO / "bench" / "bench_variants.py"), "--json", str(out)]
+    subprocess.run(command, check=True, cwd=REPO, timeout=1800, stdout=sys.stderr)
+    figures: dict[str, Any] = json.loads(out.read_text())
+    return figures
+
+
+def bench_worker(mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
+    """``flask worker --once`` on RGW for each kind of original: seconds per job, CPU per image
+    (worker and render child), the worker's and the render child's peak RSS."""
+    database = "bench-worker"
+    env = broker_env(mongo_uri, database, s3)
+    prepare(mongo_uri, database, s3)
+    client = create_app(env).test_client()
+    token = bench_token("worker")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        maker = [sys.executable, str(REPO / "bench" / "bench_variants.py")]
+        subprocess.run(
+            [*maker, "--child", "make-originals", tmp, "0"],
+            check=True,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+        for case, (suffix, filetype) in ORIGINALS.items():
+            data = (Path(tmp) / (case + suffix)).read_bytes()
+            log(f"worker: {WORKER_IMAGES} uploads of {case} ({len(data) / MIB:.1f} MiB each)")
+            for i in range(WORKER_IMAGES):
+                headers = bearer(token)
+                upload(
+                    client, data, headers=headers, filename=f"{case}-{i}{suffix}", filetype=filetype
+                )
+            results[case] = _drain_once(env, case)
+    return results
+
+
+def _drain_once(env: dict[str, str], case: str) -> dict[str, Any]:
+    """Run one ``worker --once`` to the end; its figures."""
+    log_path = WORK_DIR / f"worker-{case}.log"
+    log_path.unlink(missing_ok=True)
+    log(f"worker: flask worker --once on {case}")
+    started, cpu_before = time.perf_counter(), _children_cpu_seconds()
+    process = start_worker(env, log_path, "--once")
+    worker_peak_kib = 0
+    while process.poll() is None:
+        # The worker's own high-water mark (its child has its own, logged per job).
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            worker_peak_kib = max(worker_peak_kib, _status_kib(status, "VmHWM"))
+        time.sleep(0.1)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"worker --once failed ({process.returncode}): see {log_path}")
+    # Reaped children's CPU: the worker's, and its render child's (which the worker reaped).
+    cpu = _children_cpu_seconds() - cpu_before
+    jobs = [record for record in log_records(log_path) if record.get("outcome") == "made"]
+    if len(jobs) != WORKER_IMAGES:
+        raise SystemExit(f"worker --once made {len(jobs)} of {WORKER_IMAGES}: see {log_path}")
+    seconds = statistics.median(record["seconds"] for record in jobs)
+    return {
+        "images": WORKER_IMAGES,
+        "wall_s": round(wall, 3),
+        "seconds_per_image": seconds,
+        "images_per_s": 1 / seconds,
+        "cpu_s_per_image": cpu / WORKER_IMAGES,
+        "worker_peak_rss_mib": worker_peak_kib / 1024,
+        "render_peak_rss_mib": max(record["render_peak_rss_mb"] or 0 for record in jobs),
+    }
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _status_kib(status: str, field: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status."""
+    for line in status.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 # ---- 5. list pagination -----------------------------------------------------------------------
 
 
@@ -361,7 +471,11 @@ def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -
     """Latency of page 1 and page 1000 of a 50,000-image library (``limit=50``)."""
     database = "bench_pages"
     total = PAGE_SIZE * DEEP_PAGE
-    documents = image_documents(DEEP_USER, total, datetime(2024, 1, 1, tzinfo=UTC))
+    # Without variant maps: secantusdb sorts every document of the owner in memory, so their
+    # size would be measured rather than the cursors (a real MongoDB reads 51 index entries).
+    documents = image_documents(
+        DEEP_USER, total, datetime(2024, 1, 1, tzinfo=UTC), with_variants=False
+    )
     log(f"pagination: seeding {total} images with insert_many")
     started = time.perf_counter()
     seed_images(mongo_uri, database, documents)
@@ -454,7 +568,7 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine,
     }
-    log("1/5 signer micro-benchmark")
+    log("1/6 signer micro-benchmark")
     results["signer"] = bench_signer()
     with mongo_server(WORK_DIR / "mongo") as mongo, running_rgw() as s3:
         log(f"MongoDB (secantusdb) at {mongo.uri}, S3 ({s3.server}) at {s3.endpoint_url}")
@@ -463,15 +577,20 @@ def main() -> None:
         # The per-user rate limits count across processes: enough users that the load of each
         # stays under BROKER_RATE_LIMIT_SIGN (1200/minute) through every run.
         dataset = seed_dataset(mongo.uri, "bench", batch_users=BATCH_USERS)
-        log("2-3/5 endpoints under gunicorn with wrk")
+        log("2-3/6 endpoints under gunicorn with wrk")
         results["settings"] = report.settings_used(args)
         results["endpoints"] = bench_endpoints(args, mongo, s3, dataset)
-        log("4/5 bytes per upload through counting proxies")
+        log("4/6 bytes per upload through counting proxies")
         results["upload_bytes"] = bench_upload_bytes(mongo.uri, s3)
-        log("4/5 CPU per upload (presign + confirm)")
+        log("4/6 CPU per upload (presign + confirm)")
         results["upload_cost"] = bench_upload_cpu(mongo, s3)
-        log("5/5 list page 1 vs page 1000")
+        log("5/6 list page 1 vs page 1000")
         results["pagination"] = bench_pagination(args, mongo.uri, s3)
+        log("6/6 variants: renderers (pyvips vs Pillow), then the worker on RGW")
+        results["variants"] = {
+            "renderers": bench_renderers(args.out / "variants.json"),
+            "worker": bench_worker(mongo.uri, s3),
+        }
         results["targets"] = report.evaluate(results)
         missed = [target for target in results["targets"] if not target["met"]]
         if missed and not args.no_profile:

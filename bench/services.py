@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from pymongo import MongoClient
 from bench.load import tree_cpu_seconds
 from broker.db.images import image_document
 from broker.devservers import MongoServer
+from broker.variants import records
+from broker.variants.spec import FORMATS, parse_variants
 from tests.support import gunicorn
 from tests.support.records import image_record
 from tests.support.s3 import S3Endpoint
@@ -62,8 +64,34 @@ class Gunicorn(gunicorn.Gunicorn):
         return tree_cpu_seconds([self.process.pid]) if self.process is not None else 0.0
 
 
-def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, Any]]:
-    """``count`` confirmed-image documents for ``owner``, one second apart from ``start``."""
+# The default variants (BROKER_VARIANTS, BROKER_VARIANT_FORMAT), every one made: a listing
+# with variant=thumb signs each image's thumb, as a library whose worker keeps up does.
+DEFAULT_SPECS = parse_variants("thumb:320x320,medium:1280x1280")
+
+
+def ready_variants(original_key: str, width: int, height: int) -> dict[str, records.Variant]:
+    """The variants map of an image of ``width``x``height`` once the worker made them."""
+    webp = FORMATS["webp"]
+    made = {}
+    for spec in DEFAULT_SPECS:
+        scale = min(1.0, spec.width / width, spec.height / height)
+        made[spec.name] = records.Variant(
+            state=records.READY,
+            key=records.variant_key(original_key, spec, webp),
+            content_type=webp.content_type,
+            width=round(width * scale),
+            height=round(height * scale),
+            size=9_000 if spec.width < 640 else 60_000,
+            digest=records.spec_digest(spec, webp),
+        )
+    return made
+
+
+def image_documents(
+    owner: str, count: int, start: datetime, *, with_variants: bool = True
+) -> list[dict[str, Any]]:
+    """``count`` confirmed-image documents for ``owner``, one second apart from ``start``,
+    their variants made unless ``with_variants`` is False."""
     documents = []
     for i in range(count):
         created = start + timedelta(seconds=i)
@@ -77,6 +105,8 @@ def image_documents(owner: str, count: int, start: datetime) -> list[dict[str, A
             created_at=created,
             updated_at=created,
         )
+        if with_variants:
+            image = replace(image, variants=ready_variants(image.key, 640, 480))
         documents.append(image_document(image))
     return documents
 

@@ -19,6 +19,7 @@ from broker.http.errors import register_error_handlers
 from broker.http.request_head import check_request_head
 from broker.observability import init_observability
 from broker.settings import Settings, load_settings
+from broker.variants import cli as variants
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _init_cors(app, settings)
 
     # Each feature package owns a blueprint: its routes and its (top-level) commands.
-    for feature in (ops, uploads, images, sharing, admin):
+    for feature in (ops, uploads, images, sharing, admin, variants):
         app.register_blueprint(feature.bp)
     if settings.mode != "test":
         # Tests prepare their databases themselves.

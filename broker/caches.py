@@ -74,7 +74,7 @@ class LookupCache:
                     self._links.pop(token, None)
 
 
-# (image id, disposition, lifetime, window start, access key id) → signed URL
+# (object key, disposition, lifetime, window start, access key id) → signed URL
 MemoKey = tuple[str, str, int, int, str]
 
 

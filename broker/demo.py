@@ -12,9 +12,9 @@ Stopping is one path whatever stops it. SIGINT (Ctrl-C), SIGTERM (process manage
 containers, ``timeout``) and SIGHUP (the terminal closed) are only recorded when they arrive, so
 none of them can cut a start-up in half (a child started but not yet known); the main thread
 then unwinds one stack holding a stop for everything the demo started, in reverse order of
-starting: the seeder, the HTTP server (its port freed), S3, MongoDB (its process ended). What
-the demo starts later (a worker process) pushes its stop onto the same stack. The exit code is
-0 after a stop signal, 1 when something could not start.
+starting: the seeder, the variant worker (``flask worker``, a process of its own, as in
+production), the HTTP server (its port freed), S3, MongoDB (its process ended). The exit code
+is 0 after a stop signal, 1 when something could not start.
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType, TracebackType
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -38,14 +37,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from broker import create_app
 from broker.auth import create_token
 from broker.bucket_policy import setup_bucket
-from broker.devservers import MongoServer, S3Server
+from broker.devservers import MongoServer, S3Server, stop_process
 from broker.extension import current_broker
 from broker.observability import TextFormatter
 from broker.samples import HTTP_TIMEOUT_S, SAMPLES, SeedError, seed
+from broker.stopping import StopSignals
 
 log = logging.getLogger("broker.demo")
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TOKEN_TTL = timedelta(hours=12)
 # The banner waits this long at most for the sample library, so it is printed after the
 # seeding's log lines (and stays on screen) without ever holding it up for long.
@@ -57,46 +56,6 @@ IDENTITIES: dict[str, list[str]] = {
     "bob": [],
     "reader": ["reader"],
 }
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP as a request to stop, which the main thread waits for.
-
-    The handlers only write the signal's number to a pipe, so a signal never interrupts the
-    code it arrives in. A signal the demo was started ignoring (``nohup``, a background job in a
-    script) stays ignored, as Unix tools do.
-    """
-
-    def __enter__(self) -> StopSignals:
-        self.received: str | None = None  # the name of the first stop signal, once one came
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._previous = {
-            signum: signal.signal(signum, self._record)
-            for signum in STOP_SIGNALS
-            if signal.getsignal(signum) is not signal.SIG_IGN
-        }
-        return self
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.received = self.received or signal.Signals(signum).name
-        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a stop request
-            os.write(self._write, bytes([signum]))
-
-    def wait(self) -> str:
-        """Block until a stop signal arrives (at once if one came already); its name."""
-        return signal.Signals(os.read(self._read, 1)[0]).name
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        os.close(self._read)
-        os.close(self._write)
 
 
 class Seeder(threading.Thread):
@@ -138,6 +97,7 @@ class Demo:
     mongo: MongoServer | None
     s3: S3Server | None
     seeder: Seeder | None
+    worker: subprocess.Popen[bytes] | None = None
 
 
 def main() -> int:
@@ -192,12 +152,13 @@ def start(env: dict[str, str], running: contextlib.ExitStack) -> Demo:
             for name, roles in IDENTITIES.items()
         }
     serve(app, host, port, running)
+    worker = start_worker(env, running) if broker.settings.variants else None
     seeder = None
     if seeding == "1":
         seeder = Seeder(f"http://{_loopback(host)}:{port}", tokens)
         seeder.start()
         running.callback(seeder.stop)
-    return Demo(_public_url(host, port), tokens, mongo, s3, seeder)
+    return Demo(_public_url(host, port), tokens, mongo, s3, seeder, worker)
 
 
 def start_mongo(env: dict[str, str], running: contextlib.ExitStack) -> MongoServer:
@@ -221,6 +182,21 @@ def start_s3(env: dict[str, str], running: contextlib.ExitStack) -> S3Server:
     os.environ["AWS_ACCESS_KEY_ID"] = env["AWS_ACCESS_KEY_ID"]
     os.environ["AWS_SECRET_ACCESS_KEY"] = env["AWS_SECRET_ACCESS_KEY"]
     return s3
+
+
+def start_worker(env: dict[str, str], running: contextlib.ExitStack) -> subprocess.Popen[bytes]:
+    """One variant worker, ``flask worker`` as production runs it, logging to the demo's stderr.
+
+    Stopped with SIGTERM (it finishes or puts back its job), killed if it has not ended in ten
+    seconds; its render process dies with it.
+    """
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "broker:create_app", "worker"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    running.callback(stop_process, worker)
+    return worker
 
 
 def serve(app: Flask, host: str, port: int, running: contextlib.ExitStack) -> BaseWSGIServer:
@@ -254,6 +230,7 @@ def banner(demo: Demo) -> str:
         ("MongoDB", f"embedded {demo.mongo.uri}" if demo.mongo else "MONGODB_URI"),
         ("S3", f"embedded {demo.s3.endpoint_url}" if demo.s3 else "BROKER_S3_ENDPOINT_URL"),
         ("Library", library),
+        ("Worker", _worker_row(demo)),
         ("Logs", "one line per request: GET /images 200 3.1 ms user=alice rid=..."),
         ("Stop", "Ctrl-C or SIGTERM: ends MongoDB and S3 too and frees every port"),
     ]
@@ -270,6 +247,12 @@ def banner(demo: Demo) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _worker_row(demo: Demo) -> str:
+    if demo.worker is None:
+        return "none: variants are off (BROKER_VARIANTS is empty)"
+    return f"one variant worker (pid {demo.worker.pid}): thumbnails appear as it makes them"
 
 
 def _owners() -> str:

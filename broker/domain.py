@@ -20,14 +20,30 @@ from urllib.parse import quote
 from broker import imageinfo
 from broker.errors import Forbidden, TooLarge, UnsupportedType, UploadInvalid, ValidationFailed
 from broker.multipart import MultipartPlan, normalise_etag
+from broker.variants.records import Variant
 
-# The only types the broker knows how to verify (magic bytes) and measure; the configured
-# allowlist must be a subset. The extension of every key comes from here, never the filename.
+# The only types the broker knows how to verify (magic bytes, or an AVIF's ftyp brand) and
+# measure; the configured allowlist must be a subset. The extension of every key comes from
+# here, never the filename.
 KNOWN_IMAGE_TYPES: dict[str, str] = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
     "image/gif": ".gif",
     "image/webp": ".webp",
+    "image/avif": ".avif",
+}
+# The allowlist when none is configured: what every browser displays without variants.
+DEFAULT_ALLOWED_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# Types people will ask for that the broker refuses whatever the allowlist says, and why.
+_NO_HEVC = (
+    "HEIC/HEIF images cannot be converted for display: the bundled libvips has no HEVC "
+    "decoder (no browser but Safari shows them); convert to JPEG or AVIF before uploading"
+)
+REFUSED_IMAGE_TYPES: dict[str, str] = {
+    "image/heic": _NO_HEVC,
+    "image/heif": _NO_HEVC,
+    "image/heic-sequence": _NO_HEVC,
+    "image/heif-sequence": _NO_HEVC,
 }
 # Extensions a display name may keep for each type; any other is replaced by the type's own.
 _NAME_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -35,6 +51,7 @@ _NAME_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "image/png": (".png",),
     "image/gif": (".gif",),
     "image/webp": (".webp",),
+    "image/avif": (".avif",),
 }
 
 # Confirm reads at most this much of a fresh upload: enough for every header we parse
@@ -226,6 +243,8 @@ class Image:
     visibility: str = PRIVATE
     # The token of the public link: set while the image is public, never while it is private.
     public_token: str | None = None
+    # name → state (and once ready: key, type, size); see broker.variants.records.
+    variants: dict[str, Variant] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,7 +252,8 @@ class SigningTarget:
     """What signing a GET needs, and who may have it signed.
 
     The object's fields never change after confirm; ``visibility`` and ``public_token`` do, so
-    a cached target is trusted for them only as long as the lookup cache keeps it.
+    a cached target is trusted for them only as long as the lookup cache keeps it. ``variants``
+    are as they were when the image was read (a pending one may be ready since).
     """
 
     id: str
@@ -243,6 +263,7 @@ class SigningTarget:
     filename: str
     visibility: str = PRIVATE
     public_token: str | None = None
+    variants: tuple[tuple[str, Variant], ...] = ()
 
     @classmethod
     def of(cls, image: Image) -> SigningTarget:
@@ -255,7 +276,12 @@ class SigningTarget:
             image.filename,
             image.visibility,
             image.public_token,
+            tuple(image.variants.items()),
         )
+
+    def variant(self, name: str) -> Variant | None:
+        """The variant called ``name`` as it was read, or None."""
+        return dict(self.variants).get(name)
 
     def visible_to(self, principal: Principal) -> bool:
         """Whether the caller may sign it: see :func:`may_see`."""
@@ -347,6 +373,8 @@ def normalise_type(filetype: str) -> str:
 
 def check_declared_upload(policy: UploadPolicy, content_type: str, size: int, kind: str) -> None:
     """Refuse a presign whose declared type, size or kind the policy does not allow."""
+    if content_type in REFUSED_IMAGE_TYPES:
+        raise UnsupportedType(f"filetype: {REFUSED_IMAGE_TYPES[content_type]}")
     if content_type not in policy.allowed_types:
         raise UnsupportedType(
             f"filetype: {content_type} is not allowed (allowed: {', '.join(policy.allowed_types)})"
@@ -539,7 +567,7 @@ def check_image_content(
     if dimensions is None:
         raise UploadInvalid("the image header is truncated or unreadable: width and height unknown")
     width, height = dimensions
-    if width * height > policy.max_pixels:
+    if imageinfo.pixel_area(sniffed, head_bytes, width, height) > policy.max_pixels:
         raise UploadInvalid(
             f"the image has {width}x{height} pixels, more than the {policy.max_pixels} allowed"
         )

@@ -12,7 +12,11 @@ import io
 
 import imagesize
 
+from broker import isobmff
 from broker.errors import UploadInvalid
+
+# The item types an AVIF's primary image may have: one AV1 picture, or a grid of AV1 tiles.
+_AVIF_PRIMARY_TYPES = ("av01", "grid")
 
 
 def sniff_type(head_bytes: bytes) -> str | None:
@@ -25,11 +29,17 @@ def sniff_type(head_bytes: bytes) -> str | None:
         return "image/gif"
     if head_bytes[:4] == b"RIFF" and head_bytes[8:12] == b"WEBP":
         return "image/webp"
+    if head_bytes[4:8] == b"ftyp":
+        # AVIF or HEIC: the ftyp box's brands say which.
+        return isobmff.heif_content_type(head_bytes)
     return None
 
 
 def dimensions(image_type: str, head_bytes: bytes) -> tuple[int, int] | None:
     """Width and height of an image of ``image_type`` (sniffed), or None when unreadable."""
+    if image_type == "image/avif":
+        width, height, _ = avif_size(head_bytes)
+        return width, height
     if image_type == "image/gif":
         size = gif_dimensions(head_bytes)
         return size if size is not None and min(size) > 0 else None
@@ -45,6 +55,31 @@ def read_dimensions(head_bytes: bytes) -> tuple[int, int] | None:
     if width <= 0 or height <= 0:
         return None
     return width, height
+
+
+def pixel_area(image_type: str, head_bytes: bytes, width: int, height: int) -> int:
+    """The pixels a decoder of this image may have to hold: ``width * height``, or for an AVIF
+    the largest area any of its images claims (grid tiles, alpha planes, thumbnails)."""
+    if image_type == "image/avif":
+        return avif_size(head_bytes)[2]
+    return width * height
+
+
+def avif_size(head_bytes: bytes) -> tuple[int, int, int]:
+    """An AVIF's width and height as displayed (its primary item's ``ispe`` turned by its
+    ``irot``, as a JPEG's are by its EXIF orientation) and the largest area any ``ispe``
+    claims; UploadInvalid when the header says otherwise."""
+    try:
+        info = isobmff.read_heif_info(head_bytes)
+    except isobmff.IsoBmffError as e:
+        raise UploadInvalid(f"the AVIF header cannot be read: {e}") from None
+    if info.primary_item_type not in _AVIF_PRIMARY_TYPES:
+        named = info.primary_item_type or "missing"
+        raise UploadInvalid(f"the AVIF's primary image is {named!r}, not AV1 ('av01' or 'grid')")
+    width, height = info.width, info.height
+    if info.rotation in (90, 270):
+        width, height = height, width
+    return width, height, max(info.width * info.height, info.max_pixels)
 
 
 _GIF_EXTENSION = 0x21

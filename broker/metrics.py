@@ -6,7 +6,9 @@ worker.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 REQUESTS = Counter(
     "broker_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
@@ -33,3 +35,29 @@ UNMATCHED_ROUTE = "unmatched"
 def method_label(method: str) -> str:
     """The ``method`` label for a request method: itself when standard, else ``other``."""
     return method if method in _METHODS else OTHER_METHOD
+
+
+class _Snapshot(Collector):
+    """Gauges read from MongoDB at scrape time (the same in every process, so never summed)."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """The gauges as read."""
+        return self.families
+
+
+def variant_queue_exposition(queued: int, running: int, oldest_due_seconds: float) -> bytes:
+    """The variant queue as Prometheus text: jobs by state and the oldest due job's wait."""
+    jobs = GaugeMetricFamily("broker_variant_jobs", "Variant jobs by state", labels=["state"])
+    jobs.add_metric(["queued"], queued)
+    jobs.add_metric(["running"], running)
+    wait = GaugeMetricFamily(
+        "broker_variant_jobs_oldest_due_seconds",
+        "How long the longest-waiting due variant job has been due (0: none)",
+        value=oldest_due_seconds,
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot([jobs, wait]))
+    return generate_latest(registry)

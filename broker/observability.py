@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -191,8 +192,9 @@ def _finish(response: Response) -> Response:
     return response
 
 
-def metrics_response(settings: Settings) -> Response:
-    """The Prometheus exposition of this process (or of every worker, in multiprocess mode).
+def metrics_response(settings: Settings, extra: Callable[[], bytes] | None = None) -> Response:
+    """The Prometheus exposition of this process (or of every worker, in multiprocess mode),
+    followed by what ``extra`` gives (called only once the caller may see metrics).
 
     With ``BROKER_METRICS_TOKEN`` set it answers only a request presenting it as a Bearer
     token; without one only in demo and test modes. Otherwise 404, as for any unknown path:
@@ -213,6 +215,8 @@ def metrics_response(settings: Settings) -> Response:
         body = generate_latest(registry)
     else:
         body = generate_latest()
+    if extra is not None:
+        body += extra()
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 

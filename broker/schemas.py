@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, post_dump, validate
 from marshmallow.experimental.context import Context
 
 from broker import domain, multipart
@@ -23,6 +23,7 @@ MAX_KEY = 1024
 MAX_BATCH = 100
 # A 128-bit digest in base64 is 24 characters, 256-bit is 44; leave room, refuse junk.
 MAX_DIGEST = 64
+MAX_VARIANT_NAME = 32
 
 
 class UtcDateTime(fields.DateTime):
@@ -41,6 +42,15 @@ class StrictSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+def _variant_field() -> fields.String:
+    return _text(
+        MAX_VARIANT_NAME,
+        description="a configured variant's name (BROKER_VARIANTS) or `original`; the variant is "
+        "signed once it is ready, the original until then (the answer's `variant` says which); "
+        "an unknown name is a 400",
+    )
 
 
 def _text(
@@ -183,6 +193,8 @@ class ListImagesQuery(StrictSchema):
     owner = _text(256)
     # sign=1 embeds a signed GET (url, expires_at) in every image: a gallery in one request.
     sign = fields.Boolean(load_default=False, truthy={"1", "true"}, falsy={"0", "false"})
+    # ... of this variant where it is ready (the page's records say which: no extra query).
+    variant = _variant_field()
 
 
 class SignedUrlQuery(StrictSchema):
@@ -192,6 +204,7 @@ class SignedUrlQuery(StrictSchema):
     disposition = fields.String(
         load_default="inline", validate=validate.OneOf(["inline", "attachment"])
     )
+    variant = _variant_field()
 
 
 class SignedUrlByKeyQuery(SignedUrlQuery):
@@ -218,6 +231,7 @@ class SignedUrlsRequest(StrictSchema):
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH),
     )
+    variant = _variant_field()
 
 
 class EmptyRequest(StrictSchema):
@@ -236,6 +250,37 @@ class Links:
 
 # Set around every dump of an answer (``broker.http.payloads.json_response``).
 LINKS = Context[Links]
+
+
+class VariantErrorSchema(Schema):
+    """Why a variant failed: a code and a sentence."""
+
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class VariantSchema(Schema):
+    """One variant's state; once ready, what it is."""
+
+    state = fields.String(required=True, validate=validate.OneOf(["pending", "ready", "failed"]))
+    content_type = fields.String()
+    width = fields.Integer()
+    height = fields.Integer()
+    size = fields.Integer()
+    error = fields.Method(
+        "_error",
+        metadata={"description": "failed only: why (the original still serves)"},
+    )
+
+    def _error(self, variant: Any) -> dict[str, str] | None:
+        if variant.error_code is None:
+            return None
+        return {"code": variant.error_code, "message": variant.error_message or ""}
+
+    @post_dump
+    def _only_what_it_has(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # A pending variant is {"state": "pending"}; fields appear once they mean something.
+        return {name: value for name, value in data.items() if value is not None}
 
 
 class ImageSchema(Schema):
@@ -268,6 +313,12 @@ class ImageSchema(Schema):
             "redirects (302) to a signed GET of the image",
         },
     )
+    variants = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(VariantSchema),
+        required=True,
+        metadata={"description": "every configured variant (BROKER_VARIANTS) and its state"},
+    )
     created_at = UtcDateTime(required=True)
     updated_at = UtcDateTime(required=True)
 
@@ -291,6 +342,7 @@ class ListedImageSchema(ImageSchema):
 
     url = fields.String()
     expires_at = UtcDateTime()
+    variant = fields.String(metadata={"description": "what `url` shows: a variant or `original`"})
 
 
 class ImagePage(Schema):
@@ -368,10 +420,16 @@ class StoredPartsResponse(Schema):
 
 
 class SignedUrlResponse(Schema):
-    """A signed GET URL and its expiry."""
+    """A signed GET URL, its expiry, and what it shows."""
 
     url = fields.String(required=True)
     expires_at = UtcDateTime(required=True)
+    variant = fields.String(
+        required=True,
+        metadata={
+            "description": "the variant signed, or `original` (none asked for, or not ready)"
+        },
+    )
 
 
 class SignedUrlsResponse(Schema):
@@ -419,6 +477,21 @@ class ClientConfigResponse(Schema):
     max_width = fields.Integer(required=True)
     max_height = fields.Integer(required=True)
     multipart = fields.Nested(MultipartLimits, required=True)
+    variants = fields.List(
+        fields.Nested(lambda: VariantSpecSchema()),
+        required=True,
+        metadata={"description": "the variants the worker makes (BROKER_VARIANTS); empty: none"},
+    )
+    variant_content_type = fields.String(required=True)
+
+
+class VariantSpecSchema(Schema):
+    """One configured variant: its name and its box (``cover``: filled and cropped)."""
+
+    name = fields.String(required=True)
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+    cover = fields.Boolean(required=True)
 
 
 class StatusResponse(Schema):

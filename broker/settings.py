@@ -24,8 +24,19 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 
-from broker.domain import KNOWN_IMAGE_TYPES
+from broker.domain import DEFAULT_ALLOWED_TYPES, KNOWN_IMAGE_TYPES, REFUSED_IMAGE_TYPES
 from broker.multipart import MAX_OBJECT_SIZE
+from broker.variants.spec import (
+    DEFAULT_EFFORT,
+    DEFAULT_VARIANTS,
+    OutputFormat,
+    RenderLimits,
+    VariantConfigError,
+    VariantSettings,
+    VariantSpec,
+    parse_format,
+    parse_variants,
+)
 
 MODES = ("production", "demo", "test")
 SIGNERS = ("fast", "boto3")
@@ -82,8 +93,18 @@ def at_least_one(what: str) -> Rule:
     return lambda value: None if value else f"must name at least one {what}"
 
 
+def between(low: int, high: int) -> Rule:
+    """Rule: from ``low`` to ``high``, both included (unset optional values pass)."""
+    return lambda value: (
+        None if value is None or low <= value <= high else f"must be between {low} and {high}"
+    )
+
+
 def known_image_types(value: tuple[str, ...]) -> str | None:
-    """Rule: a non-empty subset of the types the broker can verify."""
+    """Rule: a non-empty subset of the types the broker can verify (and display)."""
+    refused = [t for t in value if t in REFUSED_IMAGE_TYPES]
+    if refused:
+        return f"may not name {refused[0]}: {REFUSED_IMAGE_TYPES[refused[0]]}"
     unknown = [t for t in value if t not in KNOWN_IMAGE_TYPES]
     if unknown or not value:
         return f"may only name {', '.join(KNOWN_IMAGE_TYPES)}" + (
@@ -150,6 +171,14 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
+def _optional_int(value: str) -> int | None:
+    return int(value.strip()) if value.strip() else None
+
+
+def _format_name(value: str) -> str:
+    return parse_format(value).name
+
+
 def _float(value: str) -> float:
     return float(value.strip())
 
@@ -173,6 +202,7 @@ _PARSERS: dict[object, Callable[[str], Any]] = {
     str: _text,
     str | None: _optional,
     int: _int,
+    int | None: _optional_int,
     float: _float,
     bool: _bool,
     tuple[str, ...]: _csv,
@@ -352,8 +382,9 @@ class Settings:
     )
     allowed_types: tuple[str, ...] = setting(
         "BROKER_ALLOWED_TYPES",
-        ",".join(KNOWN_IMAGE_TYPES),
-        "allowed types (a subset of these four, which the broker can verify)",
+        ",".join(DEFAULT_ALLOWED_TYPES),
+        "allowed types: a subset of these four and `image/avif` (checked by its `ftyp` brand and"
+        " `ispe` size); HEIC is refused (the bundled libvips has no HEVC decoder)",
         known_image_types,
         parse=_lower_csv,
     )
@@ -535,6 +566,76 @@ class Settings:
         one_of(*LOG_LEVELS),
         parse=_upper,
     )
+    variants: tuple[VariantSpec, ...] = setting(
+        "BROKER_VARIANTS",
+        DEFAULT_VARIANTS,
+        "variants the worker makes, `name:WxH[:cover]`, comma-separated: each fits inside its box"
+        " keeping the aspect ratio, never enlarged (`:cover` crops the centre to fill it); names"
+        " `[a-z0-9][a-z0-9_-]{0,31}` but not `original`, sides 1..8192, at most 16; empty: none",
+        parse=parse_variants,
+    )
+    variant_format_name: str = setting(
+        "BROKER_VARIANT_FORMAT",
+        "webp",
+        "`webp` (keeps alpha and animation), `avif` (smaller, far slower to encode, first frame)"
+        " or `jpeg` (alpha flattened onto white, first frame)",
+        parse=_format_name,
+    )
+    variant_quality: int | None = setting(
+        "BROKER_VARIANT_QUALITY",
+        "",
+        "encoder quality 1..100",
+        between(1, 100),
+        shown_default="80 (WebP, JPEG), 50 (AVIF)",
+    )
+    variant_effort: int = setting(
+        "BROKER_VARIANT_EFFORT",
+        str(DEFAULT_EFFORT),
+        "encoder CPU effort, WebP 0..6, AVIF 0..9 (ignored for JPEG); AVIF at 4 costs seconds per"
+        " large variant",
+        not_negative,  # the upper bound depends on the format: see _effort_fits_the_format
+    )
+    variant_timeout: int = setting(
+        "BROKER_VARIANT_TIMEOUT",
+        "60",
+        "seconds one image (all its variants) may take before its render process is killed and"
+        " its variants are `failed`",
+        between(1, 3600),
+    )
+    variant_memory_mb: int = setting(
+        "BROKER_VARIANT_MEMORY_MB",
+        "1024",
+        "address-space ceiling of the render process, MiB (1024 decodes any image of 40 Mpx);"
+        " an image that needs more is `failed`",
+        between(256, 1 << 20),
+    )
+    variant_threads: int = setting(
+        "BROKER_VARIANT_THREADS",
+        "1",
+        "libvips threads per render: 1 with one worker per core makes the most images per"
+        " CPU-second",
+        between(1, 64),
+    )
+    variant_lease: int = setting(
+        "BROKER_VARIANT_LEASE",
+        "60",
+        "seconds a worker holds a job without a heartbeat; a dead worker's job is taken over"
+        " after it",
+        between(1, 3600),
+    )
+    variant_max_attempts: int = setting(
+        "BROKER_VARIANT_MAX_ATTEMPTS",
+        "5",
+        "tries of an image that keeps failing transiently (a crash, a worker killed mid-job)"
+        " before its variants are `failed`",
+        between(1, 100),
+    )
+    variant_retry_delay: float = setting(
+        "BROKER_VARIANT_RETRY_DELAY",
+        "30",
+        "seconds before the first retry of such an image; doubled each time, at most an hour",
+        positive,
+    )
     metrics_token: str | None = setting(
         "BROKER_METRICS_TOKEN",
         "",
@@ -546,6 +647,28 @@ class Settings:
     def jwt_algorithm(self) -> str:
         """RS256 when a public key is configured, else HS256."""
         return "RS256" if self.jwt_public_key else "HS256"
+
+    @property
+    def variant_format(self) -> OutputFormat:
+        """The encoding variants are written in."""
+        return parse_format(self.variant_format_name)
+
+    @property
+    def variant_settings(self) -> VariantSettings:
+        """What the renderer needs: the variants, their encoding and the per-image limits."""
+        fmt = self.variant_format
+        return VariantSettings(
+            specs=self.variants,
+            format=fmt,
+            quality=self.variant_quality or fmt.default_quality,
+            effort=self.variant_effort,
+            limits=RenderLimits(
+                max_pixels=self.max_pixels,
+                memory_bytes=self.variant_memory_mb << 20,
+                timeout_seconds=float(self.variant_timeout),
+                threads=self.variant_threads,
+            ),
+        )
 
 
 # Variables read by other parts than the app itself; the README lists them apart.
@@ -615,6 +738,16 @@ def _public_kinds_are_kinds(s: Settings) -> str | None:
     return None
 
 
+def _effort_fits_the_format(s: Settings) -> str | None:
+    top = s.variant_format.max_effort
+    if top is not None and s.variant_effort > top:
+        return (
+            f"BROKER_VARIANT_EFFORT must be between 0 and {top} for "
+            f"BROKER_VARIANT_FORMAT={s.variant_format.name}"
+        )
+    return None
+
+
 # Rules across settings, checked after every setting passed its own.
 CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _verifies_tokens,
@@ -624,6 +757,7 @@ CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _dimensions_are_ordered,
     _multipart_uploads_end_before_the_bucket_aborts_them,
     _public_kinds_are_kinds,
+    _effort_fits_the_format,
 )
 
 
@@ -651,6 +785,8 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
         try:
             # Test mappings may hold values already typed.
             value = parse(raw) if isinstance(raw, str) else raw
+        except VariantConfigError as e:
+            raise ConfigError(str(e)) from e  # it names the variable and the faulty item
         except ValueError as e:
             raise ConfigError(f"{declared.env}: cannot parse {raw!r}") from e
         for rule in declared.rules:

@@ -9,6 +9,8 @@ botocore failure is translated into the broker's own errors here (``raise … fr
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import random
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Final
+from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
 import boto3
@@ -68,6 +70,27 @@ class StoredPart:
     number: int
     etag: str
     size: int
+
+
+class ObjectChanged(Exception):
+    """The object is not the one asked for: its ETag differs (a conditional GET answered 412)."""
+
+
+class ObjectTooLarge(Exception):
+    """The object is larger than the caller agreed to read."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of a listing: its key, size and when it was written."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
+# Bytes read from the bucket at a time when streaming an object to a file.
+DOWNLOAD_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,7 @@ class Bucket:
         )
         config = _client_config(settings)
         self.client = session.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+        self._object_acl = settings.s3_object_acl or None
         # The host is part of the signature, so URLs for browsers are signed for the public
         # endpoint, which can differ from the one the broker itself reaches.
         public_endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
@@ -330,6 +354,90 @@ class Bucket:
                 body.close()
         return data
 
+    def download(
+        self,
+        key: str,
+        into: IO[bytes],
+        *,
+        etag: str | None,
+        max_bytes: int,
+        progress: Callable[[], None] | None = None,
+    ) -> int:
+        """Stream the object into ``into`` (a file), only if its ETag is ``etag``; its length.
+
+        Reads a chunk at a time (memory stays flat whatever the size) and calls ``progress``
+        between chunks. StorageNotFound when it is gone, ObjectChanged when it is another
+        object than the one recorded, ObjectTooLarge past ``max_bytes``.
+        """
+        options: dict[str, Any] = {"Bucket": self.name, "Key": key}
+        if etag:
+            options["IfMatch"] = f'"{etag.strip(chr(34))}"'
+        with _translated("get", changed=True):
+            response = self.client.get_object(**options)
+            if int(response.get("ContentLength") or 0) > max_bytes:
+                response["Body"].close()
+                raise ObjectTooLarge(key)
+            body = response["Body"]
+            written = 0
+            try:
+                while chunk := body.read(DOWNLOAD_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise ObjectTooLarge(key)
+                    into.write(chunk)
+                    if progress is not None:
+                        progress()
+            except OSError as e:  # the connection broke mid-body (urllib3 errors are OSErrors)
+                raise _unavailable(e, "get") from e
+            finally:
+                body.close()
+        return written
+
+    def put_derived(self, key: str, data: bytes, *, content_type: str, cache_control: str) -> None:
+        """Store an object the broker made itself (a variant): its type and caching, no tags.
+
+        No tag, so the lifecycle rule that expires unconfirmed uploads never touches it; the
+        Content-MD5 makes the bucket refuse bytes damaged on the way.
+        """
+        options: dict[str, Any] = {
+            "Bucket": self.name,
+            "Key": key,
+            "Body": data,
+            "ContentType": content_type,
+            "CacheControl": cache_control,
+            "ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode("ascii"),
+        }
+        if self._object_acl:
+            options["ACL"] = self._object_acl
+        try:
+            with _translated("put"):
+                self.client.put_object(**options)
+        except StorageNotFound as e:
+            raise Unavailable("the bucket does not exist") from e
+
+    def list_keys(self, prefix: str, *, after: str = "", limit: int = 1000) -> list[StoredObject]:
+        """Up to ``limit`` objects under ``prefix`` in key order, starting after ``after``."""
+        found: list[StoredObject] = []
+        options: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+        if after:
+            options["StartAfter"] = after
+        while len(found) < limit:
+            options["MaxKeys"] = min(1000, limit - len(found))
+            try:
+                with _translated("list"):
+                    page = self.client.list_objects_v2(**options)
+            except StorageNotFound:
+                break
+            found += [
+                StoredObject(item["Key"], int(item.get("Size") or 0), item["LastModified"])
+                for item in page.get("Contents", [])
+            ]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+            options = {"Bucket": self.name, "Prefix": prefix, "ContinuationToken": token}
+        return found
+
     def delete(self, key: str) -> None:
         """Delete the object; deleting a missing object succeeds (S3 semantics)."""
         try:
@@ -506,9 +614,12 @@ def _translated(
     operation: str,
     transient: frozenset[str] = frozenset(),
     refused: frozenset[str] = frozenset(),
+    *,
+    changed: bool = False,
 ) -> Iterator[None]:
     """Turn botocore failures into StorageNotFound, Unavailable, or (for the codes given)
-    _Transient or PartsRefused."""
+    _Transient or PartsRefused; with ``changed``, a failed precondition (412) into
+    ObjectChanged."""
     try:
         yield
     except ClientError as e:
@@ -516,6 +627,8 @@ def _translated(
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _NOT_FOUND_CODES or status == 404:
             raise StorageNotFound(operation) from e
+        if changed and (code == "PreconditionFailed" or status == 412):
+            raise ObjectChanged(operation) from e
         if code in transient:
             log.info("S3 %s refused for now (%s), retrying", operation, code)
             raise _Transient(code) from e

@@ -1,4 +1,5 @@
-"""MongoDB: the repositories of the ``images``, ``uploads`` and ``quotas`` collections.
+"""MongoDB: the repositories of the ``images``, ``uploads``, ``quotas`` and ``variant_jobs``
+collections.
 
 Works against any MongoDB (standalone, replica set) and the wire-compatible test server: no
 transactions and no ``$text`` are needed. Invariants are held by indexes (unique key, one primary
@@ -21,6 +22,7 @@ from broker.db.images import ImageRepository
 from broker.db.indexes import IndexBootstrap, create_indexes
 from broker.db.quotas import QuotaRepository
 from broker.db.uploads import UploadRepository
+from broker.db.variant_jobs import VariantJobRepository
 from broker.settings import Settings
 
 DEFAULT_DB_NAME = "broker"
@@ -36,6 +38,7 @@ class Repositories:
     images: ImageRepository
     uploads: UploadRepository
     quotas: QuotaRepository
+    variant_jobs: VariantJobRepository
     indexes: IndexBootstrap
 
     def ping(self) -> None:
@@ -74,8 +77,9 @@ def connect(settings: Settings) -> Repositories:
     return Repositories(
         client=client,
         database=database,
-        images=ImageRepository(database["images"]),
+        images=ImageRepository(database["images"], tuple(spec.name for spec in settings.variants)),
         uploads=UploadRepository(database["uploads"]),
         quotas=QuotaRepository(database["quotas"]),
+        variant_jobs=VariantJobRepository(database["variant_jobs"], database["variant_sweeps"]),
         indexes=IndexBootstrap(database),
     )

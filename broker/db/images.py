@@ -19,6 +19,11 @@ from broker.db.failures import reports_unavailable
 from broker.db.indexes import list_index_keys
 from broker.domain import PRIVATE, PUBLIC, Image, Principal
 from broker.pagination import ID_FIELD, SORTS, decode_cursor, encode_cursor, keyset_steps
+from broker.variants.records import Variant, shown_variants
+
+# The field holding the fingerprint of the settings an image's variants were completed for
+# (broker.variants.records.fingerprint); absent until the worker has been through it.
+VARIANTS_FINGERPRINT = "variants_fp"
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,35 @@ class Page:
     next_cursor: str | None
 
 
-def _image_from_doc(doc: Mapping[str, Any]) -> Image:
+def _variant_from_doc(doc: Mapping[str, Any]) -> Variant:
+    error = doc.get("error") or {}
+    return Variant(
+        state=doc["state"],
+        key=doc.get("key"),
+        content_type=doc.get("content_type"),
+        width=doc.get("width"),
+        height=doc.get("height"),
+        size=doc.get("size"),
+        digest=doc.get("digest"),
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+    )
+
+
+def variant_document(variant: Variant) -> dict[str, Any]:
+    """How one variant is recorded: only the fields it has."""
+    doc: dict[str, Any] = {"state": variant.state}
+    for name in ("key", "content_type", "width", "height", "size", "digest"):
+        value = getattr(variant, name)
+        if value is not None:
+            doc[name] = value
+    if variant.error_code is not None:
+        doc["error"] = {"code": variant.error_code, "message": variant.error_message or ""}
+    return doc
+
+
+def _image_from_doc(doc: Mapping[str, Any], variant_names: tuple[str, ...] | None) -> Image:
+    stored = {name: _variant_from_doc(v) for name, v in (doc.get("variants") or {}).items()}
     return Image(
         id=str(doc["_id"]),
         key=doc["key"],
@@ -57,6 +90,8 @@ def _image_from_doc(doc: Mapping[str, Any]) -> Image:
         # Records from before sharing existed are private.
         visibility=doc.get("visibility") or PRIVATE,
         public_token=doc.get("public_token"),
+        # As the API shows it (every configured name), or as stored for the worker (None).
+        variants=stored if variant_names is None else shown_variants(stored, variant_names),
     )
 
 
@@ -68,6 +103,7 @@ def image_document(image: Image) -> dict[str, Any]:
     # absent (not null) on every other.
     if doc["public_token"] is None:
         del doc["public_token"]
+    doc["variants"] = {name: variant_document(v) for name, v in image.variants.items()}
     return doc
 
 
@@ -96,8 +132,15 @@ def _literal(value: Any) -> dict[str, Any]:
 class ImageRepository:
     """Reads and writes confirmed images."""
 
-    def __init__(self, collection: Collection[dict[str, Any]]) -> None:
+    def __init__(
+        self, collection: Collection[dict[str, Any]], variant_names: tuple[str, ...] = ()
+    ) -> None:
         self.collection = collection
+        # Images read for the API show these variants (the configured ones), and only these.
+        self.variant_names = variant_names
+
+    def _image(self, doc: Mapping[str, Any]) -> Image:
+        return _image_from_doc(doc, self.variant_names)
 
     def new_id(self) -> str:
         """A fresh id for an image about to be inserted (the ObjectId the record will carry)."""
@@ -111,7 +154,7 @@ class ImageRepository:
             existing = self.collection.find_one({"key": image.key})
             if existing is None:  # deleted between our insert and this read
                 raise
-            return _image_from_doc(existing), False
+            return self._image(existing), False
         return image, True
 
     def get(self, image_id: str, principal: Principal) -> Image | None:
@@ -120,12 +163,12 @@ class ImageRepository:
         if oid is None:
             return None
         doc = self.collection.find_one({"_id": oid, **_visible_to(principal)})
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def get_by_key(self, key: str, principal: Principal) -> Image | None:
         """The image stored under ``key`` if the caller may see it."""
         doc = self.collection.find_one({"key": key, **_visible_to(principal)})
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def is_live(self, key: str) -> bool:
         """Whether an image that is not being deleted is recorded under ``key``."""
@@ -136,7 +179,7 @@ class ImageRepository:
         doc = self.collection.find_one(
             {"public_token": token, "visibility": PUBLIC, "deleting_at": None}
         )
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def is_recorded(self, key: str) -> bool:
         """Whether an image is recorded under ``key``, live or being deleted."""
@@ -148,7 +191,7 @@ class ImageRepository:
         if not oids:
             return []
         docs = self.collection.find({"_id": {"$in": oids}, **_visible_to(principal)})
-        return [_image_from_doc(doc) for doc in docs]
+        return [self._image(doc) for doc in docs]
 
     def page(
         self,
@@ -193,7 +236,7 @@ class ImageRepository:
                 break
             docs.extend(self._walk({**query, **step}, sort, index, wanted))
         next_cursor = encode_cursor(sort, docs[limit - 1]) if len(docs) > limit else None
-        return Page([_image_from_doc(doc) for doc in docs[:limit]], next_cursor)
+        return Page([self._image(doc) for doc in docs[:limit]], next_cursor)
 
     def _walk(
         self, query: dict[str, Any], sort: str, index: list[tuple[str, int]], limit: int
@@ -230,7 +273,7 @@ class ImageRepository:
             stages,
             return_document=ReturnDocument.AFTER,
         )
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def make_primary(self, image: Image, now: datetime) -> Image | None:
         """Mark the image primary for its (owner, kind), un-marking the previous one.
@@ -261,7 +304,7 @@ class ImageRepository:
             {"$inc": {"usage_count": 1}, "$set": {"last_used_at": now}},
             return_document=ReturnDocument.AFTER,
         )
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def mark_deleting(self, image_id: str, principal: Principal, now: datetime) -> Image | None:
         """Tombstone an image (hidden at once), returning it; also finds an earlier tombstone."""
@@ -276,22 +319,23 @@ class ImageRepository:
             [{"$set": {"deleting_at": {"$ifNull": ["$deleting_at", now]}, "is_primary": False}}],
             return_document=ReturnDocument.AFTER,
         )
-        return _image_from_doc(doc) if doc else None
+        # As stored: the delete removes every variant the record names, configured or not.
+        return _image_from_doc(doc, None) if doc else None
 
     def remove(self, image_id: str) -> Image | None:
         """Remove the record for good; return it, or None if someone else removed it first."""
         doc = self.collection.find_one_and_delete({"_id": ObjectId(image_id)})
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def remove_by_key(self, key: str) -> Image | None:
         """Remove whatever record points at ``key``; return it if there was one."""
         doc = self.collection.find_one_and_delete({"key": key})
-        return _image_from_doc(doc) if doc else None
+        return self._image(doc) if doc else None
 
     def tombstones(self, older_than: datetime, limit: int) -> list[Image]:
         """Images whose delete started before ``older_than`` and never finished."""
         docs = self.collection.find({"deleting_at": {"$lt": older_than}}).limit(limit)
-        return [_image_from_doc(doc) for doc in docs]
+        return [_image_from_doc(doc, None) for doc in docs]
 
     def take_over_delete(self, image_id: str, older_than: datetime, now: datetime) -> bool:
         """Atomically take an unfinished delete (so one sweeper finishes it); False if another
@@ -307,3 +351,54 @@ class ImageRepository:
         self.collection.update_one(
             {"_id": ObjectId(image_id), "deleting_at": taken_at}, {"$set": {"deleting_at": due}}
         )
+
+    # ---- variants (the worker's side) ----------------------------------------------------------
+
+    def for_variants(self, image_id: str) -> Image | None:
+        """The image with its variants as stored, or None when it is gone or being deleted."""
+        oid = _object_id(image_id)
+        if oid is None:
+            return None
+        doc = self.collection.find_one({"_id": oid, "deleting_at": None})
+        return _image_from_doc(doc, None) if doc else None
+
+    def record_variants(
+        self,
+        image: Image,
+        made: Mapping[str, Variant],
+        dropped: list[str],
+        fingerprint: str,
+    ) -> bool:
+        """Record made (or failed) variants and forget dropped names, in one conditional update.
+
+        False when the image is gone, being deleted, or no longer the object that was read
+        (its key and ETag are part of the filter): then nothing is written.
+        """
+        changes: dict[str, Any] = {
+            f"variants.{name}": variant_document(v) for name, v in made.items()
+        }
+        changes[VARIANTS_FINGERPRINT] = fingerprint
+        update: dict[str, Any] = {"$set": changes}
+        if dropped:
+            update["$unset"] = {f"variants.{name}": "" for name in dropped}
+        result = self.collection.update_one(
+            {"_id": ObjectId(image.id), "key": image.key, "etag": image.etag, "deleting_at": None},
+            update,
+        )
+        return result.matched_count == 1
+
+    def outdated(self, fingerprint: str, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(id, key) of live images, in id order after ``after``, whose variants were not
+        completed for ``fingerprint``: new ones, and all of them once the settings change."""
+        query: dict[str, Any] = {VARIANTS_FINGERPRINT: {"$ne": fingerprint}, "deleting_at": None}
+        if after is not None:
+            query["_id"] = {"$gt": ObjectId(after)}
+        docs = self.collection.find(query, {"_id": True, "key": True}).sort("_id", 1).limit(limit)
+        return [(str(doc["_id"]), doc["key"]) for doc in docs]
+
+    def recorded_keys(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` a record points at (tombstoned ones included)."""
+        if not keys:
+            return set()
+        docs = self.collection.find({"key": {"$in": keys}}, {"key": True, "_id": False})
+        return {doc["key"] for doc in docs}

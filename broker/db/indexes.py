@@ -43,6 +43,19 @@ def _index_specs() -> list[IndexSpec]:
             [("public_token", ASCENDING)],
             {"unique": True, "sparse": True, "name": "public_token_unique"},
         ),
+        # The worker's catch-up: images whose variants are not completed for the settings.
+        ("images", [("variants_fp", ASCENDING)], {"name": "variants_fp"}),
+        # The queue: due jobs in order, and running jobs whose lease ran out.
+        (
+            "variant_jobs",
+            [("state", ASCENDING), ("run_after", ASCENDING)],
+            {"name": "state_run_after"},
+        ),
+        (
+            "variant_jobs",
+            [("state", ASCENDING), ("lease_until", ASCENDING)],
+            {"name": "state_lease_until"},
+        ),
         ("uploads", [("key", ASCENDING)], {"unique": True, "name": "key_unique"}),
         (
             "uploads",

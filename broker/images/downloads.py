@@ -4,6 +4,10 @@
 The URL pins the response's type, disposition and caching; requests within one signing window
 get the same URL, signed once (:class:`broker.caches.SignedUrlMemo`); what signing needs about
 an image comes from the in-process lookup cache when it can (:class:`broker.caches.LookupCache`).
+
+Variants: :func:`requested_variant` reads the ``variant`` a request names, and
+:func:`signed_object` decides what object that means for an image (the variant once it is
+ready, else the original); every answer says which it signed.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ from broker import domain, metrics
 from broker.domain import Image, Principal, SigningTarget
 from broker.errors import NotFound
 from broker.extension import Broker
+from broker.variants.records import ORIGINAL
 
 _GET_SIGNATURES = metrics.SIGNATURES.labels("GET")
 
 
 @dataclass(frozen=True)
 class SignedUrl:
-    """A signed GET URL and when it stops working."""
+    """A signed GET URL, when it stops working, and what it shows: a variant's name or
+    ``original``."""
 
     url: str
     expires_at: datetime
+    variant: str = ORIGINAL
 
 
 @dataclass
@@ -33,18 +40,50 @@ class SignedImage(Image):
 
     url: str = ""
     expires_at: datetime | None = None
+    variant: str = ORIGINAL
 
 
-def resolve_variant(broker: Broker, target: SigningTarget, name: str | None) -> SigningTarget:
-    """What to sign for ``target`` when ``variant=name`` was asked for: the original when no
-    variant was named; a name the broker does not know is a 400 naming ``variant``.
+@dataclass(frozen=True)
+class SignedObject:
+    """What a signed GET of an image shows: the object, its type, the name it is offered
+    under, and the variant it is (``original`` for the original)."""
 
-    The one place a variant name is understood: no variants are configured yet, so every name
-    is unknown. (The variants feature extends this to sign a variant's object once it is ready.)
-    """
-    if name is None:
-        return target
-    raise domain.field_error("variant", f"unknown variant {name[:64]!r}: none is configured")
+    key: str
+    content_type: str
+    filename: str
+    variant: str
+
+
+def requested_variant(broker: Broker, name: str | None) -> str | None:
+    """The variant a request names: None for the original (none named, or ``original``);
+    ValidationFailed naming ``variant`` when no such variant is configured."""
+    if name is None or name == ORIGINAL:
+        return None
+    if not any(spec.name == name for spec in broker.settings.variants):
+        configured = ", ".join([spec.name for spec in broker.settings.variants] + [ORIGINAL])
+        raise domain.field_error("variant", f"no such variant (configured: {configured})")
+    return name
+
+
+def signed_object(target: SigningTarget, variant: str | None) -> SignedObject:
+    """What to sign for this image and this variant: the variant once it is ready, else the
+    original (a pending or failed variant shows the original meanwhile)."""
+    made = target.variant(variant) if variant is not None else None
+    if variant is not None and made is not None and made.ready:
+        assert made.key is not None and made.content_type is not None
+        # Offered as the original's name with the variant's extension (IMG_1234.webp).
+        filename = domain.display_name(target.filename, made.content_type)
+        return SignedObject(made.key, made.content_type, filename, variant)
+    return SignedObject(target.key, target.content_type, target.filename, ORIGINAL)
+
+
+def may_be_stale(target: SigningTarget | None, variant: str | None) -> bool:
+    """Whether a cached target may be behind: the variant asked for was not ready when read
+    (the worker may have made it since), so the image is read again."""
+    if target is None or variant is None:
+        return False
+    made = target.variant(variant)
+    return made is None or not made.ready
 
 
 def sign_image(
@@ -52,18 +91,22 @@ def sign_image(
     principal: Principal,
     image_id: str,
     *,
+    variant: str | None = None,
     expires_in: int | None = None,
     disposition: str = "inline",
 ) -> SignedUrl:
-    """A signed GET for an image the caller may see, else NotFound; skips MongoDB when cached."""
+    """A signed GET for an image the caller may see, else NotFound; skips MongoDB when cached
+    (a variant that was still pending when cached is read again: it may be ready now)."""
     target = broker.lookups.get(image_id, principal)
-    if target is None:
+    if target is None or may_be_stale(target, variant):
         image = broker.db.images.get(image_id, principal)
         if image is None:
             raise NotFound("no such image")
         broker.lookups.put_many([image])
         target = SigningTarget.of(image)
-    return sign_download(broker, target, expires_in=expires_in, disposition=disposition)
+    return sign_download(
+        broker, target, variant=variant, expires_in=expires_in, disposition=disposition
+    )
 
 
 def sign_by_key(
@@ -71,6 +114,7 @@ def sign_by_key(
     principal: Principal,
     key: str,
     *,
+    variant: str | None = None,
     expires_in: int | None = None,
     disposition: str = "inline",
 ) -> SignedUrl:
@@ -78,20 +122,29 @@ def sign_by_key(
     image = broker.db.images.get_by_key(key, principal)
     if image is None:
         raise NotFound("no such image")
-    return sign_download(broker, image, expires_in=expires_in, disposition=disposition)
+    return sign_download(
+        broker,
+        SigningTarget.of(image),
+        variant=variant,
+        expires_in=expires_in,
+        disposition=disposition,
+    )
 
 
 def sign_download(
     broker: Broker,
-    target: SigningTarget | Image,
+    target: SigningTarget,
     *,
+    variant: str | None = None,
     expires_in: int | None = None,
     disposition: str = "inline",
 ) -> SignedUrl:
-    """A signed GET whose response type and disposition are pinned by the signature.
+    """A signed GET of the image (or of its ``variant`` once ready) whose response type and
+    disposition are pinned by the signature.
 
     Requests within one signing window get the same URL (see ``domain.signing_window``).
     """
+    shown = signed_object(target, variant)
     settings = broker.settings
     lifetime = domain.clamp_expires(
         expires_in, settings.download_expires, settings.download_max_expires
@@ -106,7 +159,7 @@ def sign_download(
     windowed = valid_for != lifetime
     memo_key = (
         (
-            target.id,
+            shown.key,
             disposition,
             lifetime,
             int(signed_at.timestamp()),
@@ -116,29 +169,32 @@ def sign_download(
         else None
     )
     if memo_key is not None and (url := broker.urls.get(memo_key)) is not None:
-        return SignedUrl(url, expires_at)
+        return SignedUrl(url, expires_at, shown.variant)
     url = broker.bucket.presign_get(
-        target.key,
+        shown.key,
         expires_in=valid_for,
-        content_type=target.content_type,
-        disposition=domain.content_disposition(disposition, target.filename),
+        content_type=shown.content_type,
+        disposition=domain.content_disposition(disposition, shown.filename),
         cache_control=domain.download_cache_control(valid_for),
         now=signed_at,
     )
     _GET_SIGNATURES.inc()
     if memo_key is not None:
         broker.urls.put(memo_key, url)
-    return SignedUrl(url, expires_at)
+    return SignedUrl(url, expires_at, shown.variant)
 
 
-def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dict[str, SignedUrl]:
-    """Signed GETs for the ids the caller may see; the others are simply absent."""
+def sign_many(
+    broker: Broker, principal: Principal, image_ids: list[str], *, variant: str | None = None
+) -> dict[str, SignedUrl]:
+    """Signed GETs (of ``variant`` where ready) for the ids the caller may see; the others are
+    simply absent."""
     wanted = list(dict.fromkeys(image_ids))
     targets: dict[str, SigningTarget] = {}
     missing = []
     for image_id in wanted:
         target = broker.lookups.get(image_id, principal)
-        if target is None:
+        if target is None or may_be_stale(target, variant):
             missing.append(image_id)
         else:
             targets[image_id] = target
@@ -146,13 +202,19 @@ def sign_many(broker: Broker, principal: Principal, image_ids: list[str]) -> dic
         found = broker.db.images.get_many(missing, principal)
         broker.lookups.put_many(found)
         targets.update({image.id: SigningTarget.of(image) for image in found})
-    return {image_id: sign_download(broker, target) for image_id, target in targets.items()}
+    return {
+        image_id: sign_download(broker, target, variant=variant)
+        for image_id, target in targets.items()
+    }
 
 
-def sign_listing(broker: Broker, images: list[Image]) -> list[Image]:
-    """The images of a listing, each with a signed GET."""
+def sign_listing(broker: Broker, images: list[Image], *, variant: str | None = None) -> list[Image]:
+    """The images of a listing, each with a signed GET (of ``variant`` where it is ready): the
+    page's own records say which variants are, so no other query is made."""
     signed: list[Image] = []
     for image in images:
-        url = sign_download(broker, image)
-        signed.append(SignedImage(**vars(image), url=url.url, expires_at=url.expires_at))
+        url = sign_download(broker, SigningTarget.of(image), variant=variant)
+        signed.append(
+            SignedImage(**vars(image), url=url.url, expires_at=url.expires_at, variant=url.variant)
+        )
     return signed

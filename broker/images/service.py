@@ -14,7 +14,8 @@ from broker.db.images import Page
 from broker.domain import Image, Principal
 from broker.errors import NotFound
 from broker.extension import Broker
-from broker.images.downloads import sign_listing
+from broker.images.downloads import requested_variant, sign_listing
+from broker.variants.service import remove_variant_objects
 
 
 def get_image(broker: Broker, principal: Principal, image_id: str) -> Image:
@@ -26,6 +27,7 @@ def list_images(broker: Broker, principal: Principal, query: dict[str, Any]) -> 
     """A page of the images the query's ``owner`` and the caller's role allow (see
     ``domain.listing_scope``); with ``sign``, each image carries a signed GET."""
     owner, visibility = domain.listing_scope(principal, query.get("owner"))
+    variant = requested_variant(broker, query.get("variant"))
     page = broker.db.images.page(
         owner=owner,
         visibility=visibility,
@@ -36,7 +38,7 @@ def list_images(broker: Broker, principal: Principal, query: dict[str, Any]) -> 
         cursor=query.get("cursor"),
     )
     if query.get("sign"):
-        page = replace(page, images=sign_listing(broker, page.images))
+        page = replace(page, images=sign_listing(broker, page.images, variant=variant))
     return page
 
 
@@ -104,8 +106,17 @@ def delete_image(broker: Broker, principal: Principal, image_id: str) -> None:
 
 
 def finish_delete(broker: Broker, image: Image) -> None:
-    """Delete a tombstoned image's object, then its record, and give back its quota share."""
+    """Delete a tombstoned image's object and its variants, then its record, and give back its
+    quota share (variants count in no quota)."""
     broker.bucket.delete(image.key)
+    if broker.settings.variants or image.variants:
+        for variant in image.variants.values():
+            if variant.key:
+                broker.bucket.delete(variant.key)
+        # Also what a worker stored but has not recorded yet: its own record then fails on the
+        # tombstone and it deletes what it stored after this listing.
+        remove_variant_objects(broker, image.key)
+        broker.db.variant_jobs.discard(image.id, domain.utcnow())
     quota.release_image(broker, broker.db.images.remove(image.id))
 
 

@@ -66,10 +66,12 @@ def signed_url(image_id: str) -> Response:
 def signed_url_by_key() -> Response:
     """A signed GET URL for the image stored under ``key``."""
     wanted = query(schemas.signed_url_by_key_query)
+    broker = current_broker()
     signed = downloads.sign_by_key(
-        current_broker(),
+        broker,
         current_principal(),
         wanted["key"],
+        variant=downloads.requested_variant(broker, wanted.get("variant")),
         expires_in=wanted.get("expires_in"),
         disposition=wanted["disposition"],
     )
@@ -80,8 +82,10 @@ def signed_url_by_key() -> Response:
 @rate_limited(limits.SIGN)
 def signed_urls() -> Response:
     """Signed GET URLs for up to 100 images; ids the caller cannot see are absent."""
-    ids = body(schemas.signed_urls_request)["ids"]
-    urls = downloads.sign_many(current_broker(), current_principal(), ids)
+    wanted = body(schemas.signed_urls_request)
+    broker = current_broker()
+    variant = downloads.requested_variant(broker, wanted.get("variant"))
+    urls = downloads.sign_many(broker, current_principal(), wanted["ids"], variant=variant)
     return json_response(schemas.signed_urls_response, {"urls": urls}, headers=NO_STORE)
 
 
@@ -97,10 +101,12 @@ def content(image_id: str) -> WerkzeugResponse:
 def _signed(image_id: str) -> downloads.SignedUrl:
     """The signed GET the query of ``/signed-url`` or ``/content`` asks for."""
     wanted = query(schemas.signed_url_query)
+    broker = current_broker()
     return downloads.sign_image(
-        current_broker(),
+        broker,
         current_principal(),
         image_id,
+        variant=downloads.requested_variant(broker, wanted.get("variant")),
         expires_in=wanted.get("expires_in"),
         disposition=wanted["disposition"],
     )

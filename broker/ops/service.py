@@ -1,11 +1,12 @@
-"""What the operations endpoints report: the limits clients check, and readiness."""
+"""What the operations endpoints report: the limits clients check, readiness, and the variant
+queue for the metrics."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from broker import domain, multipart
+from broker import domain, metrics, multipart
 from broker.errors import Unavailable
 from broker.extension import Broker
 
@@ -42,6 +43,12 @@ def client_config(broker: Broker) -> dict[str, Any]:
             ),
             "expires": settings.multipart_expires,
         },
+        # What a client may ask for with variant=, and what each looks like.
+        "variants": [
+            {"name": spec.name, "width": spec.width, "height": spec.height, "cover": spec.cover}
+            for spec in settings.variants
+        ],
+        "variant_content_type": settings.variant_format.content_type,
     }
 
 
@@ -56,3 +63,17 @@ def readiness(broker: Broker) -> dict[str, str]:
             log.warning("readiness: %s unavailable: %s", name, e.message)
             checks[name] = "unavailable"
     return checks
+
+
+def variant_queue_metrics(broker: Broker) -> bytes:
+    """The variant queue's gauges for ``/metrics``; nothing when variants are off or MongoDB
+    does not answer (the scrape still succeeds, and the failure is counted as usual)."""
+    if not broker.settings.variants:
+        return b""
+    now = domain.utcnow()
+    try:
+        status = broker.db.variant_jobs.status(now)
+    except Unavailable:
+        return b""
+    waited = (now - status.oldest_due_at).total_seconds() if status.oldest_due_at else 0.0
+    return metrics.variant_queue_exposition(status.queued, status.running, max(waited, 0.0))

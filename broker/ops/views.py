@@ -39,7 +39,8 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus metrics (404 unless the metrics token is presented, or in demo and test)."""
-    return metrics_response(current_broker().settings)
+    broker = current_broker()
+    return metrics_response(broker.settings, lambda: service.variant_queue_metrics(broker))
 
 
 @bp.get("/openapi.json")

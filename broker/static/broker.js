@@ -2,12 +2,17 @@
  * broker.js: the image broker's browser module (an ES module; no build step, no dependencies
  * beyond the one vendored file below). Served at /static/broker.js.
  *
- *   import { configure, upload, signedUrls } from "/static/broker.js";
+ *   import { configure, upload, signedUrls, srcset } from "/static/broker.js";
  *   configure({ getToken: () => myToken });
  *   const image = await upload(file, { kind: "gallery", onProgress: (p) => bar.value = p.percent });
- *   const { url } = (await signedUrls([image.id]))[image.id];
+ *   const { url } = (await signedUrls([image.id], { variant: "thumb" }))[image.id];
+ *   img.srcset = await srcset(image, { variants: ["thumb", "medium"] });
  *   const avatar = await upload(file, { kind: "profile", visibility: "public" });
  *   img.src = publicUrl(avatar); // no token needed: fine on any page, in a mail, on another site
+ *
+ * Variants (resized WebP copies a worker makes, see BROKER_VARIANTS) are signed with
+ * `{ variant: "thumb" }`; until one is ready the broker signs the original and says so
+ * (`variant: "original"` in the answer), and such an answer is asked again soon.
  *
  * Bytes never pass through the broker: upload() hashes the file here, asks the broker for a
  * presigned PUT, sends the file straight to the bucket with exactly the headers the broker
@@ -52,6 +57,9 @@ const PART_RETRIES = 3; // network failures and 5xx per part, after the first at
 const PART_RESIGNS = 3; // expired part URLs signed again, per part
 const URL_MARGIN_MS = 30_000; // a URL with less life than this left is signed again first
 const REGISTRY_KEY = "broker.multipart.v1"; // localStorage: unfinished multipart uploads
+// A variant asked for but not ready yet was answered with the original: ask again after this.
+const PENDING_VARIANT_RECHECK_MS = 5_000;
+const ORIGINAL = "original";
 
 // ---- errors ------------------------------------------------------------------------------------
 
@@ -788,8 +796,8 @@ export class BrokerClient {
     this.getToken = getToken;
     this.baseUrl = String(baseUrl ?? "").replace(/\/+$/, "");
     this.fetch = fetchImpl || ((...args) => globalThis.fetch(...args));
-    this._urls = new Map(); // id → {value: {url, expires_at}, refreshAt}
-    this._pending = new Map(); // id → promise of a batch's {id: {url, expires_at}}
+    this._urls = new Map(); // "<variant>|<id>" → {value: {url, expires_at, variant}, refreshAt}
+    this._pending = new Map(); // "<variant>|<id>" → promise of a batch's {id: {url, …}}
     this._config = null;
     this._generation = 0; // bumped by clearCache(): answers to older requests are not cached
   }
@@ -867,11 +875,13 @@ export class BrokerClient {
 
   /**
    * GET /images → {images, next_cursor}. Params: limit, cursor, kind, q, sort, owner (someone
-   * else's name: their public images; all of them for an admin or a reader).
+   * else's name: their public images; all of them for an admin or a reader); `sign: true` adds
+   * each image's signed `url`, `expires_at` and `variant` (of `variant` where it is ready).
    */
   listImages(params = {}, { signal } = {}) {
-    const { limit, cursor, kind, q, sort, owner } = params;
-    return this.request("GET", "/images", { query: { limit, cursor, kind, q, sort, owner }, signal });
+    const { limit, cursor, kind, q, sort, owner, variant } = params;
+    const sign = params.sign ? 1 : undefined;
+    return this.request("GET", "/images", { query: { limit, cursor, kind, q, sort, owner, sign, variant }, signal });
   }
 
   /** GET /images/<id> → the image. */
@@ -895,55 +905,65 @@ export class BrokerClient {
     return (await this.request("POST", `/images/${encodeURIComponent(id)}/usage`)).image;
   }
 
-  /** Forget the cached signed URL of one image (after a delete, or when an <img> fails to load). */
+  /** Forget the cached signed URLs of one image, every variant's (after a delete, or when an
+   * <img> fails to load). */
   invalidate(id) {
-    this._urls.delete(id);
+    for (const key of [...this._urls.keys()]) {
+      if (key.slice(key.indexOf("|") + 1) === id) this._urls.delete(key);
+    }
   }
 
-  _remember(id, value, fetchedAt) {
+  _remember(key, value, fetchedAt, variant) {
     const expiresAt = Date.parse(value.expires_at);
     if (!Number.isFinite(expiresAt)) return;
     // Refresh a bit before expiry: 20% of the lifetime, between 5 s and 60 s.
     const margin = Math.min(60_000, Math.max(5_000, (expiresAt - fetchedAt) * 0.2));
-    this._urls.set(id, { value, refreshAt: expiresAt - margin });
+    let refreshAt = expiresAt - margin;
+    // The original stood in for a variant not made yet: the variant may be ready soon.
+    if (variant && variant !== ORIGINAL && value.variant === ORIGINAL) {
+      refreshAt = Math.min(refreshAt, fetchedAt + PENDING_VARIANT_RECHECK_MS);
+    }
+    this._urls.set(key, { value, refreshAt });
   }
 
   /**
-   * Signed GET URLs for many images: `{id: {url, expires_at}}`, ids the caller cannot see absent.
-   * Cached until shortly before they expire; the rest come from POST /images/signed-urls in
-   * batches of at most 100 ids. Concurrent calls for the same ids share one request.
+   * Signed GET URLs for many images: `{id: {url, expires_at, variant}}`, ids the caller cannot
+   * see absent. With `variant` ("thumb", …) each image's variant is signed where it is ready,
+   * its original meanwhile (the answer's `variant` says which). Cached until shortly before
+   * they expire; the rest come from POST /images/signed-urls in batches of at most 100 ids.
+   * Concurrent calls for the same ids share one request.
    */
-  async signedUrls(ids, { signal } = {}) {
+  async signedUrls(ids, { signal, variant } = {}) {
     const result = {};
     const waits = new Map(); // id → promise
     const missing = [];
     const now = Date.now();
+    const keyOf = (id) => `${variant || ""}|${id}`;
     for (const id of new Set(ids)) {
-      const cached = this._urls.get(id);
+      const cached = this._urls.get(keyOf(id));
       if (cached && cached.refreshAt > now) result[id] = cached.value;
-      else if (this._pending.has(id)) waits.set(id, this._pending.get(id));
+      else if (this._pending.has(keyOf(id))) waits.set(id, this._pending.get(keyOf(id)));
       else missing.push(id);
     }
     for (let start = 0; start < missing.length; start += MAX_BATCH) {
       const batch = missing.slice(start, start + MAX_BATCH);
       const fetchedAt = Date.now();
       const generation = this._generation;
-      const promise = this.request("POST", "/images/signed-urls", { body: { ids: batch }, signal }).then(
-        (body) => {
-          const urls = (body && body.urls) || {};
-          if (generation === this._generation) {
-            for (const [id, value] of Object.entries(urls)) this._remember(id, value, fetchedAt);
-          }
-          return urls;
-        },
-      );
+      const body = variant ? { ids: batch, variant } : { ids: batch };
+      const promise = this.request("POST", "/images/signed-urls", { body, signal }).then((answer) => {
+        const urls = (answer && answer.urls) || {};
+        if (generation === this._generation) {
+          for (const [id, value] of Object.entries(urls)) this._remember(keyOf(id), value, fetchedAt, variant);
+        }
+        return urls;
+      });
       for (const id of batch) {
-        this._pending.set(id, promise);
+        this._pending.set(keyOf(id), promise);
         waits.set(id, promise);
       }
       promise
         .finally(() => {
-          for (const id of batch) if (this._pending.get(id) === promise) this._pending.delete(id);
+          for (const id of batch) if (this._pending.get(keyOf(id)) === promise) this._pending.delete(keyOf(id));
         })
         .catch(() => {}); // the caller below sees the error
     }
@@ -957,18 +977,74 @@ export class BrokerClient {
   }
 
   /**
-   * One signed GET URL: `{url, expires_at}`. With the defaults it goes through the cache and the
-   * batch endpoint; with `expiresIn` or `disposition: "attachment"` it asks for a fresh one.
+   * One signed GET URL: `{url, expires_at, variant}`, of the `variant` when given and ready (else
+   * of the original, as the answer's `variant` says). With the defaults it goes through the cache
+   * and the batch endpoint; with `expiresIn` or `disposition: "attachment"` it asks for a fresh one.
    */
-  async signedUrl(id, { expiresIn, disposition } = {}) {
+  async signedUrl(id, { expiresIn, disposition, variant } = {}) {
     if (expiresIn !== undefined || (disposition && disposition !== "inline")) {
       return this.request("GET", `/images/${encodeURIComponent(id)}/signed-url`, {
-        query: { expires_in: expiresIn, disposition },
+        query: { expires_in: expiresIn, disposition, variant },
       });
     }
-    const value = (await this.signedUrls([id]))[id];
+    const value = (await this.signedUrls([id], { variant }))[id];
     if (!value) throw new BrokerError("No such image.", { code: "not_found", status: 404 });
     return value;
+  }
+
+  /**
+   * A `srcset` for an <img> of `image` (as the API returns it): each ready variant among
+   * `variants` (default: all of the image's) at its width, e.g. "https://…thumb… 320w,
+   * https://…medium… 1280w", plus the original at its width when `original` is true. While no
+   * variant is ready it is the original alone, so the picture shows meanwhile. Pair it with a
+   * `sizes` attribute that says how wide the picture is drawn.
+   */
+  async srcset(image, options = {}) {
+    return (await this.srcsets([image], options))[image.id];
+  }
+
+  /**
+   * `srcset`s for many images, `{id: srcset}`, signed with one batch call per variant (and one
+   * for the originals that are needed), as a grid wants them.
+   */
+  async srcsets(images, { variants, original = false, signal } = {}) {
+    const candidates = new Map(images.map((image) => [image.id, []])); // id → [[url, width]]
+    const names = variants || [...new Set(images.flatMap((image) => Object.keys(image.variants || {})))];
+    for (const name of names) {
+      const ready = images.filter((image) => image.variants?.[name]?.state === "ready");
+      if (!ready.length) continue;
+      const urls = await this.signedUrls(
+        ready.map((image) => image.id),
+        { variant: name, signal },
+      );
+      for (const image of ready) {
+        const signed = urls[image.id];
+        // Signed as the original after all (this copy of the record is older): leave it out.
+        if (signed?.variant === name) candidates.get(image.id).push([signed.url, image.variants[name].width]);
+      }
+    }
+    const needOriginal = images.filter((image) => original || !candidates.get(image.id).length);
+    if (needOriginal.length) {
+      const urls = await this.signedUrls(
+        needOriginal.map((image) => image.id),
+        { signal },
+      );
+      for (const image of needOriginal) {
+        if (urls[image.id]) candidates.get(image.id).push([urls[image.id].url, image.width]);
+      }
+    }
+    const result = {};
+    for (const [id, list] of candidates) {
+      const byWidth = new Map(); // one candidate per width: browsers refuse duplicates
+      for (const [url, width] of list) {
+        if (Number.isFinite(width) && width > 0 && !byWidth.has(width)) byWidth.set(width, url);
+      }
+      result[id] = [...byWidth]
+        .sort(([a], [b]) => a - b)
+        .map(([width, url]) => `${url} ${width}w`)
+        .join(", ");
+    }
+    return result;
   }
 
   /**
@@ -1288,6 +1364,10 @@ export const createUpload = (file, options = {}) => clientFor(options).createUpl
 export const signedUrl = (id, options = {}) => clientFor(options).signedUrl(id, options);
 /** See BrokerClient#signedUrls. */
 export const signedUrls = (ids, options = {}) => clientFor(options).signedUrls(ids, options);
+/** See BrokerClient#srcset. */
+export const srcset = (image, options = {}) => clientFor(options).srcset(image, options);
+/** See BrokerClient#srcsets. */
+export const srcsets = (images, options = {}) => clientFor(options).srcsets(images, options);
 export const getConfig = (options = {}) => clientFor(options).getConfig(options);
 export const listImages = (params = {}, options = {}) => clientFor(options).listImages(params, options);
 export const getImage = (id, options = {}) => clientFor(options).getImage(id);

@@ -14,8 +14,8 @@ from broker.uploads.sweep import sweep
 
 @bp.cli.command("sweep")
 def sweep_command() -> None:
-    """Delete abandoned uploads, clean the keys of ended ones, finish interrupted deletes
-    (cron-safe, multi-host-safe)."""
+    """Delete abandoned uploads, clean the keys of ended ones, finish interrupted deletes,
+    remove variants whose image is gone (cron-safe, multi-host-safe)."""
     broker = current_broker()
     broker.db.indexes.ensure()
     report = sweep(broker)

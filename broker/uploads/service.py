@@ -18,6 +18,8 @@ from broker.errors import Conflict, NotFound, TooLarge, UploadInvalid
 from broker.extension import Broker
 from broker.multipart import MAX_SINGLE_PUT_SIZE, MultipartPlan
 from broker.storage import SignedRequest, StorageNotFound
+from broker.variants import records as variant_records
+from broker.variants.service import image_recorded
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,7 @@ def record_upload(
         raise no_longer_pending(state)
     if created:
         _CONFIRMED.inc()
+    image_recorded(broker, image)
     return image, created
 
 
@@ -301,6 +304,7 @@ def _verified_image(
         updated_at=now,
         visibility=visibility,
         public_token=domain.new_public_token() if visibility == domain.PUBLIC else None,
+        variants=variant_records.pending_variants(broker.settings.variants),
     )
 
 

@@ -32,7 +32,10 @@ from typing import Any, cast
 
 import pyvips
 
+from broker.variants.results import RenderedVariant, RenderError, Source
 from broker.variants.spec import OutputFormat, VariantSettings, VariantSpec
+
+__all__ = ["RenderError", "RenderedVariant", "Source", "SourceInfo", "probe", "render_variants"]
 
 # The loader families the broker accepts; every other libvips loader is blocked.
 _ALLOWED_LOADERS = (
@@ -64,32 +67,6 @@ _WHITE = [255.0, 255.0, 255.0]
 # "As large as it likes" for one side of a thumbnail box (libvips' largest coordinate).
 _UNBOUNDED = 10_000_000
 
-Source = bytes | str | os.PathLike[str]
-
-
-class RenderError(Exception):
-    """An image whose variants cannot be made: ``code`` says why, ``permanent`` whether to retry.
-
-    Codes: ``unsupported_format``, ``too_many_pixels``, ``undecodable`` (corrupt, truncated or
-    lying), ``memory_limit``, ``time_limit``, ``crashed`` (permanent), and ``internal`` or
-    ``unavailable`` (transient: the worker retries them with backoff).
-    """
-
-    def __init__(self, code: str, message: str, *, permanent: bool = True) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.permanent = permanent
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle with the keyword argument, so the error crosses the sandbox's pipe intact."""
-        return (_rebuild_error, (self.code, self.message, self.permanent))
-
-
-def _rebuild_error(code: str, message: str, permanent: bool) -> RenderError:
-    """Rebuild a :class:`RenderError` on the parent's side of the pipe."""
-    return RenderError(code, message, permanent=permanent)
-
 
 @dataclass(frozen=True)
 class SourceInfo:
@@ -108,23 +85,6 @@ class SourceInfo:
         if self.orientation in _QUARTER_TURNS:
             return self.height, self.width
         return self.width, self.height
-
-
-@dataclass(frozen=True)
-class RenderedVariant:
-    """One encoded variant, ready to be stored."""
-
-    name: str
-    content_type: str
-    width: int
-    height: int
-    frames: int
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        """Length of the encoded bytes."""
-        return len(self.data)
 
 
 def configure_libvips(threads: int) -> None:

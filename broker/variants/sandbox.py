@@ -10,7 +10,7 @@ new one for the next image. A child that dies (abort at the memory ceiling, a de
 reported, never fatal. The child is also replaced after any failure (its heap may be fragmented
 near the ceiling) and every ``max_renders`` images, so memory never creeps.
 
-Failures are :class:`~broker.variants.render.RenderError`: permanent ones (the bytes cannot be
+Failures are :class:`~broker.variants.results.RenderError`: permanent ones (the bytes cannot be
 rendered within the limits) make the variants ``failed`` at once; transient ones (the sandbox
 could not start, the system's OOM killer) are retried by the worker.
 """
@@ -23,13 +23,16 @@ import multiprocessing
 import os
 import resource
 import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
-from broker.variants.render import RenderedVariant, RenderError, Source
-from broker.variants.spec import VariantSettings
+from broker.variants.results import RenderedVariant, RenderError, Source
+from broker.variants.spec import VariantSettings, VariantSpec
 
 # Seconds a new child may take to import libvips and say it is ready.
 STARTUP_TIMEOUT = 60.0
@@ -46,6 +49,8 @@ class RenderSandbox:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._renders = 0
+        # The child's peak resident memory when it answered the last render (logs, metrics).
+        self.last_peak_rss: int | None = None
 
     def __enter__(self) -> RenderSandbox:
         return self
@@ -74,25 +79,42 @@ class RenderSandbox:
             return None
         return None
 
-    def render(self, source: Source, *, expected_type: str | None = None) -> list[RenderedVariant]:
-        """Render every variant of ``source`` in the child, or raise a RenderError."""
+    def render(
+        self,
+        source: Source,
+        *,
+        expected_type: str | None = None,
+        specs: tuple[VariantSpec, ...] | None = None,
+        on_wait: Callable[[], None] | None = None,
+        wait_slice: float = 10.0,
+    ) -> list[RenderedVariant]:
+        """Render the variants of ``source`` in the child (``specs``, else every configured
+        one), or raise a RenderError.
+
+        While it waits, ``on_wait`` is called every ``wait_slice`` seconds (the worker extends
+        its lease there); whatever it raises stops the child and propagates.
+        """
         conn = self._ready_child()
+        self.last_peak_rss = None
         job = (source if isinstance(source, bytes) else os.fspath(source), expected_type)
+        settings = self.settings if specs is None else replace(self.settings, specs=specs)
         try:
-            conn.send((job, self.settings))
+            conn.send((job, settings))
         except OSError:
             self._stop()
             raise RenderError(
                 "unavailable", "the render process went away", permanent=False
             ) from None
         timeout = self.settings.limits.timeout_seconds
-        if not conn.poll(timeout):
+        if not self._wait(conn, timeout, on_wait, wait_slice):
             self._stop()
             raise RenderError("time_limit", f"rendering took longer than {timeout:g} s")
         try:
             status, payload = conn.recv()
         except (EOFError, OSError):
+            self.last_peak_rss = None
             raise self._death() from None
+        self.last_peak_rss = self.child_peak_rss()
         self._renders += 1
         if status != "ok":
             self._stop()  # a fresh child for the next image, whatever this one went through
@@ -110,6 +132,29 @@ class RenderSandbox:
     def close(self) -> None:
         """Stop the child, if any."""
         self._stop()
+
+    def _wait(
+        self,
+        conn: Connection,
+        timeout: float,
+        on_wait: Callable[[], None] | None,
+        wait_slice: float,
+    ) -> bool:
+        """Wait for the child's answer at most ``timeout`` s, calling ``on_wait`` between
+        slices; whether the answer came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if conn.poll(min(left, wait_slice) if on_wait is not None else left):
+                return True
+            if on_wait is not None:
+                try:
+                    on_wait()
+                except BaseException:
+                    self._stop()  # the render is abandoned: its child must not outlive it
+                    raise
 
     def _ready_child(self) -> Connection:
         """The running child's connection, starting a child first if there is none."""

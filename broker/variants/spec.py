@@ -1,7 +1,8 @@
 """The variant settings: which variants to make, in which format, within which limits.
 
-Environment variables (read by :func:`load_variant_settings`; the app factory will pass the
-environment and ``BROKER_MAX_PIXELS``):
+The parsers and the frozen dataclasses the renderer takes. The environment variables are
+declared once, with the broker's other settings, in :mod:`broker.settings` (which builds a
+:class:`VariantSettings` with ``Settings.variant_settings``); what they mean:
 
 ``BROKER_VARIANTS``
     ``name:WxH[:cover]``, comma-separated; default ``thumb:320x320,medium:1280x1280``; empty
@@ -35,7 +36,6 @@ environment and ``BROKER_MAX_PIXELS``):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_VARIANTS = "thumb:320x320,medium:1280x1280"
@@ -169,33 +169,3 @@ def parse_format(text: str) -> OutputFormat:
         raise VariantConfigError(
             f"BROKER_VARIANT_FORMAT: {text!r} is not one of webp, avif, jpeg"
         ) from None
-
-
-def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer setting between ``low`` and ``high``; blank or unset means ``default``."""
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    if not re.fullmatch(r"[0-9]{1,9}", text):
-        raise VariantConfigError(f"{name}: {text!r} is not a whole number")
-    value = int(text)
-    if not low <= value <= high:
-        raise VariantConfigError(f"{name}: must be between {low} and {high}, got {value}")
-    return value
-
-
-def load_variant_settings(env: Mapping[str, str], *, max_pixels: int) -> VariantSettings:
-    """Read every variant setting from ``env``; ``max_pixels`` is ``BROKER_MAX_PIXELS``."""
-    specs = parse_variants(env.get("BROKER_VARIANTS", DEFAULT_VARIANTS))
-    fmt = parse_format(env.get("BROKER_VARIANT_FORMAT", ""))
-    quality = _bounded_int(env, "BROKER_VARIANT_QUALITY", fmt.default_quality, 1, 100)
-    effort = DEFAULT_EFFORT
-    if fmt.max_effort is not None:
-        effort = _bounded_int(env, "BROKER_VARIANT_EFFORT", DEFAULT_EFFORT, 0, fmt.max_effort)
-    limits = RenderLimits(
-        max_pixels=max_pixels,
-        memory_bytes=_bounded_int(env, "BROKER_VARIANT_MEMORY_MB", 1024, 256, 1 << 20) << 20,
-        timeout_seconds=float(_bounded_int(env, "BROKER_VARIANT_TIMEOUT", 60, 1, 3600)),
-        threads=_bounded_int(env, "BROKER_VARIANT_THREADS", 1, 1, 64),
-    )
-    return VariantSettings(specs=specs, format=fmt, quality=quality, effort=effort, limits=limits)

@@ -38,6 +38,7 @@ def test_the_commands_are_top_level_under_their_contract_names(app: Flask) -> No
         "recount-quotas",
         "setup-bucket",
         "sweep",
+        "worker",
     }
 
 
@@ -93,6 +94,7 @@ def test_sweep_deletes_abandoned_uploads(app: Flask, broker: Broker) -> None:
         "finished_deletes": 0,
         "failed": 0,
         "cleaned_uploads": 0,
+        "orphan_variants": 0,
     }
     assert broker.bucket.head(presigned["key"]) is not None
     broker.db.uploads.collection.update_one(
@@ -104,6 +106,7 @@ def test_sweep_deletes_abandoned_uploads(app: Flask, broker: Broker) -> None:
         "finished_deletes": 0,
         "failed": 0,
         "cleaned_uploads": 0,
+        "orphan_variants": 0,
     }
     assert broker.bucket.head(presigned["key"]) is None
     confirm = client.post("/images", json={"key": presigned["key"]}, headers=auth())
@@ -146,6 +149,7 @@ def test_sweep_finishes_interrupted_deletes(app: Flask, broker: Broker, upload: 
         "finished_deletes": 1,
         "failed": 0,
         "cleaned_uploads": 0,
+        "orphan_variants": 0,
     }
     assert broker.bucket.head(image["key"]) is None
     assert broker.db.images.collection.count_documents({}) == 0

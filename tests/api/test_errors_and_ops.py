@@ -165,5 +165,16 @@ class TestClientConfig:
             body["kinds"] == ["profile", "gallery", "cover"] and body["default_kind"] == "gallery"
         )
 
+    def test_names_the_variants_a_client_may_ask_for(self, make_app: Any) -> None:
+        app = make_app(BROKER_VARIANTS="thumb:320x320,avatar:96x96:cover")
+        body = app.test_client().get("/config", headers=auth()).json
+        assert body["variants"] == [
+            {"name": "thumb", "width": 320, "height": 320, "cover": False},
+            {"name": "avatar", "width": 96, "height": 96, "cover": True},
+        ]
+        assert body["variant_content_type"] == "image/webp"
+        off = make_app(BROKER_VARIANTS="").test_client().get("/config", headers=auth()).json
+        assert off["variants"] == []
+
     def test_config_needs_a_token(self, client: FlaskClient) -> None:
         assert_envelope(client.get("/config"), 401, "unauthorized")

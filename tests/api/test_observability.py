@@ -128,6 +128,29 @@ class TestMetrics:
         client.get("/readyz")
         assert _sample(client, 'broker_dependency_errors_total{dependency="s3"}') > before
 
+    def test_the_variant_queue_is_read_at_scrape_time(
+        self, client: FlaskClient, upload: Uploader
+    ) -> None:
+        assert _sample(client, 'broker_variant_jobs{state="queued"}') == 0
+        upload()
+        upload()
+        assert _sample(client, 'broker_variant_jobs{state="queued"}') == 2
+        assert _sample(client, 'broker_variant_jobs{state="running"}') == 0
+        assert _sample(client, "broker_variant_jobs_oldest_due_seconds") >= 0
+
+    def test_without_mongodb_the_scrape_still_answers(self, make_app: Any) -> None:
+        from broker.devservers import free_port
+
+        app = make_app(
+            prepare=False,
+            MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+            BROKER_MONGODB_TIMEOUT_MS="200",
+        )
+        response = app.test_client().get("/metrics")
+        body = response.get_data(as_text=True)
+        assert response.status_code == 200 and "broker_http_requests_total" in body
+        assert "broker_variant_jobs" not in body
+
 
 def _sample(client: FlaskClient, name: str) -> float:
     for line in client.get("/metrics").get_data(as_text=True).splitlines():

@@ -120,7 +120,8 @@ class TestBatch:
         assert response.headers["Cache-Control"] == "no-store"
         urls = response.json["urls"]
         assert sorted(urls) == sorted(mine)
-        assert all(set(entry) == {"url", "expires_at"} for entry in urls.values())
+        assert all(set(entry) == {"url", "expires_at", "variant"} for entry in urls.values())
+        assert all(entry["variant"] == "original" for entry in urls.values())
 
     def test_admin_gets_all(self, client: FlaskClient, upload: Uploader) -> None:
         ids = [upload().image["id"], upload(sub="bob").image["id"]]

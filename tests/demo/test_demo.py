@@ -64,6 +64,7 @@ def test_a_stop_signal_ends_every_process_and_frees_every_port(
     children = demo.descendants()
     commands = " ".join(survivors(children))
     assert "secantus" in commands, "the embedded MongoDB process was not found below the demo"
+    assert "broker:create_app worker" in commands, "the variant worker was not found"
     assert all(port_in_use(port) for port in demo.ports().values())
 
     assert demo.stop(signum) == 0
@@ -142,6 +143,21 @@ def test_the_banner_and_the_seeded_library_as_listed_through_the_api(
     # Bob's token does not see alice's image.
     assert demo.api("bob", "GET", f"/images/{image['id']}").status_code == 404
 
+    # The demo's worker makes every sample's variants; the grid's thumbnail is a small WebP.
+    deadline = time.monotonic() + 120
+    while True:
+        library = demo.api("admin", "GET", "/images", params={"limit": 100}).json()["images"]
+        states = {v["state"] for i in library for v in i["variants"].values()}
+        if states == {"ready"}:
+            break
+        assert "failed" not in states and time.monotonic() < deadline, (states, demo.log())
+        time.sleep(0.2)
+    thumb = demo.api("alice", "GET", f"/images/{image['id']}/signed-url?variant=thumb").json()
+    assert thumb["variant"] == "thumb"
+    small = requests.get(thumb["url"], timeout=10)
+    assert small.status_code == 200 and small.headers["Content-Type"] == "image/webp"
+    assert len(small.content) < len(data)
+
     # The banner: an admin link, four tokens, and a curl line that lists alice's images.
     assert list(demo.tokens) == ["admin", "alice", "bob", "reader"]
     expected_roles = {"admin": ["admin"], "alice": [], "bob": [], "reader": ["reader"]}
@@ -151,6 +167,7 @@ def test_the_banner_and_the_seeded_library_as_listed_through_the_api(
     assert "  Library    8 sample images of alice and bob (BROKER_DEMO_SEED=0: start empty)" in (
         demo.stdout
     )
+    assert any(line.startswith("  Worker     one variant worker (pid ") for line in demo.stdout)
     argv = shlex.split(demo.curl)  # as a shell would split it
     assert argv == [
         "curl",
@@ -165,7 +182,7 @@ def test_the_banner_and_the_seeded_library_as_listed_through_the_api(
     # Scannable: one column of short labels, their values aligned after them.
     first = next(n for n, line in enumerate(demo.stdout) if line.startswith("  Admin UI"))
     rows = demo.stdout[first : demo.stdout.index("", first)]
-    labels = ["Admin UI", "API", "MongoDB", "S3", "Library", "Logs", "Stop"]
+    labels = ["Admin UI", "API", "MongoDB", "S3", "Library", "Worker", "Logs", "Stop"]
     assert [row[:13] for row in rows] == [f"  {label:<10} " for label in labels]
     assert all(row[13] != " " for row in rows)
 

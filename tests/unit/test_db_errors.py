@@ -14,10 +14,17 @@ from broker.db.images import ImageRepository
 from broker.db.indexes import IndexBootstrap
 from broker.db.quotas import QuotaRepository
 from broker.db.uploads import UploadRepository
+from broker.db.variant_jobs import VariantJobRepository
 from broker.domain import Principal
 from broker.errors import Unavailable
 
-REPOSITORIES = (ImageRepository, UploadRepository, QuotaRepository, Repositories)
+REPOSITORIES = (
+    ImageRepository,
+    UploadRepository,
+    QuotaRepository,
+    VariantJobRepository,
+    Repositories,
+)
 
 
 class _Failing:
@@ -79,6 +86,7 @@ def test_ping_reports_any_refusal_as_unavailable() -> None:
         images=ImageRepository(refusing),
         uploads=UploadRepository(refusing),
         quotas=QuotaRepository(refusing),
+        variant_jobs=VariantJobRepository(refusing, refusing),
         indexes=IndexBootstrap(refusing),
     )
     with pytest.raises(Unavailable):

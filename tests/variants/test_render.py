@@ -13,8 +13,9 @@ import pytest
 import pyvips
 
 from broker.isobmff import read_heif_info
+from broker.settings import load_settings
 from broker.variants.render import RenderedVariant, RenderError, probe, render_variants
-from broker.variants.spec import VariantSettings, load_variant_settings
+from broker.variants.spec import VariantSettings
 from tests.variants import craft
 
 MAX_PIXELS = 40_000_000
@@ -25,7 +26,10 @@ ALLOWED_JPEG_MARKERS = {0xE0, 0xDB, 0xC0, 0xC1, 0xC2, 0xC4, 0xDD, 0xDA}
 
 def settings(**env: str) -> VariantSettings:
     """Variant settings from environment-style keyword arguments."""
-    return load_variant_settings(env, max_pixels=int(env.pop("MAX_PIXELS", MAX_PIXELS)))
+    max_pixels = env.pop("MAX_PIXELS", str(MAX_PIXELS))
+    return load_settings(
+        {"BROKER_ENV": "test", "BROKER_MAX_PIXELS": max_pixels, **env}
+    ).variant_settings
 
 
 def by_name(variants: list[RenderedVariant]) -> dict[str, RenderedVariant]:
@@ -113,7 +117,7 @@ def test_every_exif_orientation_is_applied(orientation: int) -> None:
 def test_no_metadata_survives_in_any_format(fmt: str) -> None:
     original = craft.camera_jpeg(600, 400, orientation=8, icc=craft.p3_profile())
     assert b"ICC_PROFILE" in original
-    chosen = settings(BROKER_VARIANT_FORMAT=fmt, BROKER_VARIANT_EFFORT="0" if fmt != "jpeg" else "")
+    chosen = settings(BROKER_VARIANT_FORMAT=fmt, BROKER_VARIANT_EFFORT="0")
     for variant in render_variants(original, chosen):
         assert variant.content_type == f"image/{fmt}"
         # Stored 600x400, orientation 8: upright 400x600; medium is not enlarged.

@@ -16,15 +16,17 @@ from pathlib import Path
 import pytest
 import pyvips
 
+from broker.settings import load_settings
 from broker.variants.render import RenderError
 from broker.variants.sandbox import RenderSandbox
-from broker.variants.spec import RenderLimits, VariantSettings, load_variant_settings
+from broker.variants.spec import RenderLimits, VariantSettings
 from tests.variants import craft
 
 
 def settings(max_pixels: int = 40_000_000, **env: str) -> VariantSettings:
     """Variant settings from environment-style keyword arguments."""
-    return load_variant_settings(env, max_pixels=max_pixels)
+    source = {"BROKER_ENV": "test", "BROKER_MAX_PIXELS": str(max_pixels), **env}
+    return load_settings(source).variant_settings
 
 
 @pytest.fixture

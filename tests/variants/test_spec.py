@@ -1,17 +1,28 @@
-"""BROKER_VARIANTS and friends: the documented defaults, and a clear error for every bad value."""
+"""BROKER_VARIANTS and friends: the documented defaults, and a clear error for every bad value.
+
+The variables are declared with the broker's other settings (broker/settings.py), so a bad
+value stops the app at start-up with a ConfigError naming the variable.
+"""
 
 from __future__ import annotations
 
 import pytest
 
+from broker.settings import ConfigError, load_settings
 from broker.variants.spec import (
     FORMATS,
     VariantConfigError,
+    VariantSettings,
     VariantSpec,
-    load_variant_settings,
     parse_format,
     parse_variants,
 )
+
+
+def load_variant_settings(env: dict[str, str], *, max_pixels: int) -> VariantSettings:
+    """The variant settings the broker builds from these variables (test mode otherwise)."""
+    source = {"BROKER_ENV": "test", "BROKER_MAX_PIXELS": str(max_pixels), **env}
+    return load_settings(source).variant_settings
 
 
 def test_defaults_are_the_contracts() -> None:
@@ -127,22 +138,43 @@ def test_quality_defaults_follow_the_format() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"BROKER_VARIANT_QUALITY": "0"}, "BROKER_VARIANT_QUALITY: must be between 1 and 100"),
-        ({"BROKER_VARIANT_QUALITY": "101"}, "BROKER_VARIANT_QUALITY: must be between 1 and 100"),
-        ({"BROKER_VARIANT_QUALITY": "high"}, "BROKER_VARIANT_QUALITY: 'high' is not a whole"),
-        ({"BROKER_VARIANT_QUALITY": "8e1"}, "is not a whole number"),
-        ({"BROKER_VARIANT_EFFORT": "7"}, "BROKER_VARIANT_EFFORT: must be between 0 and 6"),
+        ({"BROKER_VARIANT_QUALITY": "0"}, "BROKER_VARIANT_QUALITY must be between 1 and 100"),
+        ({"BROKER_VARIANT_QUALITY": "101"}, "BROKER_VARIANT_QUALITY must be between 1 and 100"),
+        ({"BROKER_VARIANT_QUALITY": "high"}, "BROKER_VARIANT_QUALITY: cannot parse 'high'"),
+        ({"BROKER_VARIANT_QUALITY": "8e1"}, "BROKER_VARIANT_QUALITY: cannot parse '8e1'"),
+        (
+            {"BROKER_VARIANT_EFFORT": "7"},
+            "BROKER_VARIANT_EFFORT must be between 0 and 6 for BROKER_VARIANT_FORMAT=webp",
+        ),
         (
             {"BROKER_VARIANT_FORMAT": "avif", "BROKER_VARIANT_EFFORT": "10"},
-            "BROKER_VARIANT_EFFORT: must be between 0 and 9",
+            "BROKER_VARIANT_EFFORT must be between 0 and 9",
         ),
-        ({"BROKER_VARIANT_TIMEOUT": "0"}, "BROKER_VARIANT_TIMEOUT: must be between 1 and 3600"),
-        ({"BROKER_VARIANT_MEMORY_MB": "64"}, "BROKER_VARIANT_MEMORY_MB: must be between 256"),
-        ({"BROKER_VARIANT_THREADS": "0"}, "BROKER_VARIANT_THREADS: must be between 1 and 64"),
+        ({"BROKER_VARIANT_TIMEOUT": "0"}, "BROKER_VARIANT_TIMEOUT must be between 1 and 3600"),
+        ({"BROKER_VARIANT_MEMORY_MB": "64"}, "BROKER_VARIANT_MEMORY_MB must be between 256"),
+        ({"BROKER_VARIANT_THREADS": "0"}, "BROKER_VARIANT_THREADS must be between 1 and 64"),
+        ({"BROKER_VARIANT_LEASE": "0"}, "BROKER_VARIANT_LEASE must be between 1 and 3600"),
+        ({"BROKER_VARIANT_MAX_ATTEMPTS": "0"}, "BROKER_VARIANT_MAX_ATTEMPTS must be between 1"),
+        ({"BROKER_VARIANT_RETRY_DELAY": "0"}, "BROKER_VARIANT_RETRY_DELAY must be positive"),
     ],
 )
 def test_bad_numbers_are_refused_with_a_message(env: dict[str, str], message: str) -> None:
-    with pytest.raises(VariantConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
+        load_variant_settings(env, max_pixels=1)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BROKER_VARIANTS": "thumb:0x320"}, "BROKER_VARIANTS: 'thumb:0x320': width and height"),
+        ({"BROKER_VARIANTS": "original:9x9"}, "BROKER_VARIANTS: 'original:9x9': 'original'"),
+        ({"BROKER_VARIANT_FORMAT": "heic"}, "BROKER_VARIANT_FORMAT: 'heic' is not one of"),
+    ],
+)
+def test_the_app_refuses_to_start_naming_the_variable(env: dict[str, str], message: str) -> None:
+    # The parsers' own messages reach the operator whole, not as "cannot parse".
+    with pytest.raises(ConfigError) as caught:
         load_variant_settings(env, max_pixels=1)
     assert message in str(caught.value)
 

@@ -1,9 +1,10 @@
-// The details dialog of one image: its picture and facts, caption, kind, primary and visibility
-// edits, its public link, its signed URL (with its expiry, kept fresh) and deletion. Whoever
+// The details dialog of one image: its picture (the `medium` variant, the original until it is
+// made) and facts, caption, kind, primary and visibility edits, its public link, the original's
+// signed URL (with its expiry, kept fresh; copied and opened in full size) and deletion. Whoever
 // opens it is told what changed. Someone who may see but not change the image (a reader, or
 // anyone looking at another user's public image) gets the same dialog with the edits disabled.
 
-import { deleteImage, detailsUrl, patchImage } from "./api.js";
+import { deleteImage, detailsUrl, originalUrl, patchImage } from "./api.js";
 import { $, copyFrom, h, setAlert, show } from "./dom.js";
 import { report, toast } from "./feedback.js";
 import { formatBytes, formatDate, formatTime, fromNow, kindLabel, plural, typeLabel } from "./format.js";
@@ -171,13 +172,13 @@ function renderSharing(image) {
 
 async function showSignedUrl(image) {
   try {
-    const signed = await detailsUrl(image.id);
+    const [shown, original] = await Promise.all([detailsUrl(image.id), originalUrl(image.id)]);
     if (current?.id !== image.id) return;
     const img = $("details-img");
-    if (img.getAttribute("src") !== signed.url) img.src = signed.url;
-    $("url-output").value = signed.url;
-    $("open-full").href = signed.url;
-    expiresAt = Date.parse(signed.expires_at);
+    if (img.getAttribute("src") !== shown.url) img.src = shown.url;
+    $("url-output").value = original.url;
+    $("open-full").href = original.url;
+    expiresAt = Math.min(Date.parse(shown.expires_at), Date.parse(original.expires_at));
     renderExpiry();
   } catch (error) {
     if (current?.id === image.id) report(error, $("details-error"));

@@ -3,7 +3,7 @@
 // is everyone's: for an admin or a reader it narrows everyone's images to one user's; for anyone
 // else it opens that user's public gallery (their own images when left empty).
 
-import { listImages, thumbnailUrls } from "./api.js";
+import { listImages, showsVariant, thumbnailPending, thumbnailUrls } from "./api.js";
 import { openDetails } from "./details.js";
 import { $, debounce, h, setAlert, show } from "./dom.js";
 import { report } from "./feedback.js";
@@ -14,6 +14,9 @@ import { createTile, updateTile } from "./tile.js";
 
 const PAGE_SIZE = 24;
 const SEARCH_DEBOUNCE_MS = 250;
+// A tile showing its original while the worker makes its thumbnail asks again after these
+// (broker.js caches such an answer only briefly, see PENDING_VARIANT_RECHECK_MS there).
+const UPGRADE_AFTER_MS = [5_000, 10_000, 20_000, 40_000];
 
 let images = []; // the images shown, in order
 const tiles = new Map(); // id → {item, img, button}
@@ -101,6 +104,8 @@ export async function loadLibrary({ reset = false } = {}) {
     nextCursor = page.next_cursor;
     renderCounts(current);
     renderOwnerHint(current.owner);
+    const waiting = page.images.filter((image) => thumbnailPending(image) && !showsVariant(urls[image.id]));
+    upgradeWhenReady(waiting.map((image) => image.id));
   } catch (error) {
     if (seq === loadSeq) report(error, $("library-error"));
   } finally {
@@ -109,6 +114,31 @@ export async function loadLibrary({ reset = false } = {}) {
       $("library").removeAttribute("aria-busy");
     }
   }
+}
+
+/** Swap the tiles of `ids` to their thumbnails once the worker has made them: a few tries,
+ * further apart each time, one batch call each. A tile gone from the grid (a new search, a
+ * reset) is dropped; loading the next page leaves the others waiting. */
+function upgradeWhenReady(ids, attempt = 0) {
+  const waiting = new Map(ids.filter((id) => tiles.has(id)).map((id) => [id, tiles.get(id)]));
+  if (!waiting.size || attempt >= UPGRADE_AFTER_MS.length) return;
+  setTimeout(async () => {
+    const shown = [...waiting.keys()].filter((id) => tiles.get(id) === waiting.get(id));
+    if (!shown.length) return;
+    let urls;
+    try {
+      urls = await thumbnailUrls(shown);
+    } catch {
+      return; // the tiles keep their originals; the next load asks again
+    }
+    const still = [];
+    for (const id of shown) {
+      if (tiles.get(id) !== waiting.get(id)) continue;
+      if (showsVariant(urls[id])) tiles.get(id).img.src = urls[id].url;
+      else still.push(id);
+    }
+    upgradeWhenReady(still, attempt + 1);
+  }, UPGRADE_AFTER_MS[attempt]);
 }
 
 /** The list query the filters describe. */

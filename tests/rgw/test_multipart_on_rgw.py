@@ -9,7 +9,6 @@ own multipart quirks are pinned at the end, each with the broker behaviour that 
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -35,7 +34,7 @@ from tests.support.multipart import (
     padded_png,
     put_part,
 )
-from tests.support.s3 import S3Endpoint
+from tests.support.s3 import S3Endpoint, object_exists, s3_error
 from tests.support.tokens import auth
 
 pytestmark = pytest.mark.s3
@@ -59,21 +58,6 @@ def eleven_mib() -> bytes:
 def three_parts(api: FlaskClient, data: bytes, sub: str = "alice") -> Multipart:
     """A created upload of ``data`` in 5 MiB parts."""
     return Multipart(api, data, sub=sub).created(part_size=5 * MiB)
-
-
-def s3_error(resp: requests.Response) -> tuple[int, str | None]:
-    """(status, <Code> of the S3 XML error body)."""
-    code = ET.fromstring(resp.content).findtext("Code") if resp.content else None
-    return resp.status_code, code
-
-
-def exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404, exc.response
-        return False
-    return True
 
 
 def open_uploads(s3: Any, bucket: str) -> list[str]:
@@ -243,7 +227,7 @@ def test_complete_with_a_missing_reordered_or_foreign_part_records_nothing(
         answer = flow.complete(wrong)
         assert answer.status_code == 422 and answer.json["error"]["code"] == "upload_invalid"
         assert why in answer.json["error"]["message"]
-    assert flow.upload is not None and not exists(s3, rgw_bucket, flow.upload["key"])
+    assert flow.upload is not None and not object_exists(s3, rgw_bucket, flow.upload["key"])
     assert images_recorded(rgw_app) == 0
     # Nothing changed: the parts are still there and the right list completes.
     assert [p["part_number"] for p in flow.listed().json["parts"]] == [1, 2, 3]
@@ -436,7 +420,7 @@ def test_the_sweeper_aborts_a_stale_upload_and_cleans_its_key(
     assert s3_error(put_part(grants[2], stale.parts[2])) == (404, "NoSuchUpload")
     assert stale.complete().status_code == 409
     assert broker.db.quotas.usage("alice").bytes == len(kept.data)
-    assert stale.upload is not None and not exists(s3, rgw_bucket, stale.upload["key"])
+    assert stale.upload is not None and not object_exists(s3, rgw_bucket, stale.upload["key"])
     # The other upload goes on.
     kept.send(2, 3)
     assert kept.complete().status_code == 201
@@ -524,7 +508,7 @@ def test_rgw16_completes_a_list_out_of_order_so_the_broker_checks_the_order_itse
         UploadId=upload_id,
         MultipartUpload={"Parts": list(reversed(listed))},
     )
-    assert exists(s3, rgw_bucket, "raw/reordered.png")
+    assert object_exists(s3, rgw_bucket, "raw/reordered.png")
     # (test_complete_with_a_missing_reordered_or_foreign_part_records_nothing: the broker says 422)
 
 

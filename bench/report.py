@@ -107,6 +107,14 @@ def cpu_us_per_request(figures: dict[str, Any], cores: int) -> float:
     return share * cores * 1e6 / figures["requests_per_s"] if figures["requests_per_s"] else 0.0
 
 
+def cpu_split_us(figures: dict[str, Any], cores: int) -> tuple[float, float]:
+    """(broker, database) CPU µs per request during a wrk run."""
+    cpu = figures.get("cpu_percent_of_machine") or {}
+    rate = figures["requests_per_s"] or 1e-9
+    per_request = cores * 1e6 / 100 / rate
+    return cpu.get("broker", 0.0) * per_request, cpu.get("database", 0.0) * per_request
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target the issues set, from one run's figures (the sections that ran)."""
     targets: list[dict[str, Any]] = []
@@ -463,6 +471,12 @@ def _ratio_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
         lines.append(
             f"- {LABELS[prefix]}: fast / boto3 = {by_rate:.2f}x by requests/s, "
             f"{by_cpu:.2f}x by CPU µs/req"
+        )
+    for signer in ("fast", "boto3"):
+        broker, database = cpu_split_us(endpoints[f"list_sign_{signer}"], cores)
+        lines.append(
+            f"- {LABELS['list_sign']} ({signer}): per page the database spent {database:.0f} µs "
+            f"of CPU, the broker {broker:.0f} µs"
         )
     return lines
 

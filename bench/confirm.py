@@ -1,7 +1,7 @@
 """Confirm (``POST /images``) on Ceph RGW: its MongoDB and S3 round trips, and its latency.
 
-Confirm is the one request that waits on the bucket: it HEADs the object, reads its first
-64 KiB and tags it, around its MongoDB reads and writes. Two measurements:
+Confirm is the one request that waits on the bucket: it reads the object's headers and first
+64 KiB (one ranged GET) and tags it, around its MongoDB reads and writes. Two measurements:
 
 - :func:`round_trips`: confirms run in-process (the app and Flask's test client, the PUT over
   HTTP to RGW), counting every MongoDB command (pymongo's command monitoring) and every S3 HTTP

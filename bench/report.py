@@ -576,7 +576,7 @@ def _worker_class_section(
     if confirm and "sync" in confirm and "gthread" in confirm:
         a, b = confirm["sync"], confirm["gthread"]
         advice.append(
-            f"- Confirm (waits on S3: HEAD, ranged GET, tagging): p99 {a['p99_ms']:.1f} ms "
+            f"- Confirm (waits on MongoDB and S3): p99 {a['p99_ms']:.1f} ms "
             f"(sync) vs {b['p99_ms']:.1f} ms (gthread) with {a['clients']} clients on 2 "
             "workers: with sync, a worker waiting on S3 holds every request queued behind it."
         )
@@ -614,8 +614,8 @@ def _upload_section(uploads: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "The file itself goes from the client straight to S3 (not counted: it never touches "
-        "the broker). S3→broker is the confirm's HEAD, the ranged GET of at most 64 KiB "
-        "(magic bytes, width and height) and the tagging call.",
+        "the broker). S3→broker is the confirm's ranged GET of at most 64 KiB (the object's "
+        "headers, its magic bytes, width and height) and the tagging call.",
         "",
     ]
     return lines

@@ -616,7 +616,7 @@ def _upload_cost_lines(cost: dict[str, Any]) -> list[str]:
 
 def _upload_section(uploads: dict[str, Any]) -> list[str]:
     lines = [
-        "## 4. Bytes through the broker per upload (presign → PUT to S3 → confirm)",
+        "## 5. Bytes through the broker per upload (presign → PUT to S3 → confirm)",
         "",
         _row("file", "client→broker", "broker→client", "broker→S3", "S3→broker"),
         _row("---", "---:", "---:", "---:", "---:"),
@@ -643,7 +643,7 @@ def _upload_section(uploads: dict[str, Any]) -> list[str]:
 
 def _pagination_section(pages: dict[str, Any]) -> list[str]:
     lines = [
-        f"## 5. Listing a {pages['images']:,}-image library "
+        f"## 6. Listing a {pages['images']:,}-image library "
         f"(GET /images?limit={pages['page_size']}, cursor pagination)",
         "",
         _row("page", "median ms", "min ms", "max ms", "fetches"),

@@ -161,7 +161,8 @@ def _endpoint_targets(endpoints: dict[str, Any], cores: int) -> list[dict[str, A
 
     def endpoint_target(name: str, fast: str, other: str, goal: float, unit: str = "x") -> None:
         scale = 100 if unit == "%" else 1
-        target = _target(name, rps[fast] / rps[other] * scale, goal, at_least=True, unit=unit)
+        ratio = rps[fast] / max(rps[other], 1e-9) * scale
+        target = _target(name, ratio, goal, at_least=True, unit=unit)
         # The same ratio from the CPU each request cost the broker and the database: other
         # work on a shared machine moves requests/s, much less this.
         if cost[fast] and cost[other]:

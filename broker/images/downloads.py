@@ -238,4 +238,3 @@ def sign_listing(broker: Broker, images: list[Image], *, variant: str | None = N
             SignedImage(**vars(image), url=url.url, expires_at=url.expires_at, variant=url.variant)
         )
     return signed
-    return signed

@@ -25,6 +25,7 @@ from typing import Any
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
+from bench import bare_app
 from bench.services import Dataset, bench_token, broker_env
 from broker import create_app
 from broker.signing import Credentials, SigV4Presigner
@@ -139,6 +140,11 @@ def _client_requests(
             content_type="application/json" if body is not None else None,
         )
         prepared.append((builder.get_environ(), data))
+    return _wsgi_sender(app, prepared)
+
+
+def _wsgi_sender(app: Any, prepared: list[tuple[dict[str, Any], bytes]]) -> Request:
+    """A callable sending the next prepared WSGI environment into ``app``, in turn."""
     turn = itertools.cycle(prepared)
     statuses: list[str] = []
 
@@ -160,6 +166,11 @@ def _client_requests(
         return body
 
     return send
+
+
+def _bare_requests() -> Request:
+    """``GET /bare`` on the bare Flask app the benchmark measures as the ceiling."""
+    return _wsgi_sender(bare_app.app, [(EnvironBuilder(path=bare_app.PATH).get_environ(), b"")])
 
 
 def _presign_request() -> Request:
@@ -199,12 +210,15 @@ def profile_misses(
         name = target["name"]
         if name.startswith("signer:"):
             wanted["presign (fast signer)"] = (_presign_request, 20000)
+        elif "bare Flask" in name:
+            # The ceiling itself, profiled the same way: what any Flask request costs.
+            wanted["GET /bare (bare Flask)"] = (_bare_requests, 2000)
+            wanted["GET /healthz"] = (client("fast", health), 2000)
+            if name.startswith("GET signed-url"):
+                wanted["GET /images/<id>/signed-url (fast)"] = (client("fast", singles), 2000)
         elif name.startswith("GET signed-url"):
             wanted["GET /images/<id>/signed-url (fast)"] = (client("fast", singles), 2000)
-            if "healthz" in name:
-                wanted["GET /healthz"] = (client("fast", health), 2000)
-            else:
-                wanted["GET /images/<id>/signed-url (boto3)"] = (client("boto3", singles), 1000)
+            wanted["GET /images/<id>/signed-url (boto3)"] = (client("boto3", singles), 1000)
         elif name.startswith("POST signed-urls"):
             wanted["POST /images/signed-urls, 100 ids (fast)"] = (client("fast", batches), 200)
         elif name.startswith("GET /images?") and "variant=thumb" in name:

@@ -1,14 +1,16 @@
 """``make bench``: one run of every broker benchmark on this machine, figures side by side.
 
 Starts its own services on loopback (``secantusdb`` for MongoDB, Ceph RGW as a real S3, the
-broker under ``gunicorn --workers 2 --worker-class sync wsgi:app`` configured by environment
-variables only), seeds MongoDB directly, and measures:
+broker under ``gunicorn --workers 2`` with the sync and the gthread worker classes, configured
+by environment variables only), seeds MongoDB directly, and measures:
 
 1. µs per presigned URL: the fast signer, boto3 and the bare HMAC floor (bench_signer.py);
-2. requests/s and p50/p99 of ``GET /images/<id>/signed-url`` with ``BROKER_SIGNER=fast`` and
-   ``boto3`` under wrk, next to ``GET /healthz`` as the framework ceiling;
-3. URLs/s of ``POST /images/signed-urls`` (100 ids), ``GET /images?limit=100&sign=1`` and the
-   same with ``&variant=thumb``;
+2. requests/s and p50/p99 under wrk of a bare Flask route (``bench/bare_app.py``, the ceiling,
+   same gunicorn), ``GET /healthz``, ``GET /images/<id>/signed-url``, ``POST
+   /images/signed-urls`` (100 ids), ``GET /images?limit=100&sign=1`` and the same with
+   ``&variant=thumb``, with ``BROKER_SIGNER=fast`` and ``boto3``, under each worker class;
+3. confirm (``POST /images``) on RGW: its MongoDB and S3 round trips and their latency
+   (in-process), and its latency under gunicorn with several clients at once;
 4. bytes the broker sends and receives per upload (1 MiB and 100 MiB), through counting proxies
    between client and broker and between broker and S3, and the CPU it spends per upload;
 5. the latency of list page 1 and page 1000 of a 50,000-image library;
@@ -17,6 +19,7 @@ variables only), seeds MongoDB directly, and measures:
 
 Prints a table and whether each target was met, writes ``bench/results/latest.json`` and
 ``bench/results/latest.md``, and profiles the request path of any missed endpoint target.
+``--only endpoints,confirm`` runs some sections (written to ``var/bench/results``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
+from bench import bare_app, confirm, report
 from bench.countproxy import CountingProxy, ProxyThread
 from bench.load import WrkRequest, ensure_wrk, process_cpu_seconds, run_wrk
 from bench.services import (
@@ -75,6 +78,9 @@ DEEP_USER = "deep"
 BATCH = 100
 PAGE_SIZE = 50
 DEEP_PAGE = 1000
+# Clients confirming at once: twice the workers, so a sync worker waiting on S3 shows.
+CONFIRM_CLIENTS = 4
+SECTIONS = ("signer", "endpoints", "confirm", "upload", "pagination", "variants")
 
 
 STARTED = time.monotonic()
@@ -191,10 +197,27 @@ def list_sign_requests(dataset: Dataset, query: str = "") -> list[WrkRequest]:
     ]
 
 
+# The worker classes the endpoints are measured under: gunicorn's default (one request at a time
+# per worker process, a connection per request) and threads (keep-alive; a worker serves
+# another request while one waits on MongoDB or S3).
+WORKER_CLASSES: dict[str, dict[str, Any]] = {
+    "sync": {"worker_class": "sync"},
+    "gthread": {"worker_class": "gthread", "threads": 4},
+}
+
+
+def server_line(worker_class: str) -> str:
+    """The gunicorn command line of a worker class, as the report prints it."""
+    threads = WORKER_CLASSES[worker_class].get("threads")
+    extra = f" --threads {threads}" if threads else ""
+    return f"gunicorn --workers 2 --worker-class {worker_class}{extra}"
+
+
 def bench_endpoints(
     args: argparse.Namespace, mongo: MongoServer, s3: S3Endpoint, dataset: Dataset
-) -> dict[str, Any]:
-    """wrk on the signed-URL endpoint, the batches and /healthz, with each signer."""
+) -> dict[str, dict[str, Any]]:
+    """wrk on the bare Flask ceiling, /healthz, the signed-URL endpoint and the batches, with
+    each signer, under each worker class; the figures by worker class."""
     load = {
         "seconds": args.seconds,
         "warmup_seconds": args.warmup,
@@ -213,45 +236,72 @@ def bench_endpoints(
             ("fast",),
         ),
     }
-    # The brokers run side by side and the runs alternate between them, so that a change in
-    # background load during the benchmark hits each alike. The last two differ from "fast"
-    # only in the rate limiter's counters (in each process; none), to measure its cost.
-    servers = {
-        name: Gunicorn(broker_env(mongo.uri, "bench", s3, **env), WORK_DIR / f"gunicorn-{name}.log")
-        for name, env in BROKERS.items()
-    }
-    runs: list[tuple[str, str, str, list[WrkRequest]]] = [
-        ("healthz", "fast", "GET /healthz", [WrkRequest("GET", "/healthz")])
+    # Every server runs side by side and the runs alternate between them, so that a change in
+    # background load during the benchmark hits the ceiling and each broker alike. The limiter's
+    # brokers differ from "fast" only in the rate limiter's counters (in each process; none), to
+    # measure its cost; they run under the first worker class only.
+    servers: dict[tuple[str, str], Gunicorn] = {}
+    for worker_class in args.worker_classes:
+        options = WORKER_CLASSES[worker_class]
+        servers[worker_class, "bare"] = Gunicorn(
+            {},
+            WORK_DIR / f"gunicorn-bare-{worker_class}.log",
+            app="bench.bare_app:app",
+            ready_path=bare_app.PATH,
+            **options,
+        )
+        for name, env in BROKERS.items():
+            if name in LIMITER_RUNS and worker_class != args.worker_classes[0]:
+                continue
+            servers[worker_class, name] = Gunicorn(
+                broker_env(mongo.uri, "bench", s3, **env),
+                WORK_DIR / f"gunicorn-{name}-{worker_class}.log",
+                **options,
+            )
+    runs: list[tuple[str, str, str, str, list[WrkRequest]]] = []
+    for worker_class in args.worker_classes:
+        runs += [
+            ("bare", worker_class, "bare", "GET /bare (bare Flask)", [WrkRequest("GET", "/bare")]),
+            ("healthz", worker_class, "fast", "GET /healthz", [WrkRequest("GET", "/healthz")]),
+        ]
+        for name, (label, requests, signers) in plans.items():
+            runs += [
+                (f"{name}_{signer}", worker_class, signer, label, requests) for signer in signers
+            ]
+    label, requests, _ = plans["signed_url"]
+    runs += [
+        (f"signed_url_{name}", args.worker_classes[0], name, label, requests)
+        for name in LIMITER_RUNS
     ]
-    for name, (label, requests, signers) in plans.items():
-        runs += [(f"{name}_{signer}", signer, label, requests) for signer in signers]
-    single = plans["signed_url"]
-    runs += [(f"signed_url_{name}", name, single[0], single[1]) for name in LIMITER_RUNS]
     database_pid = mongo.process.pid if mongo.process is not None else -1
 
     def database_cpu() -> float:
         return process_cpu_seconds(database_pid)
 
     with contextlib.ExitStack() as stack:
-        for signer, server in servers.items():
+        for (worker_class, signer), server in servers.items():
             stack.enter_context(server)
-            log(f"gunicorn up with {BROKERS[signer]} on {server.url}")
-            check_endpoints(server.url, dataset)
-        rounds: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in runs}
+            log(f"gunicorn ({worker_class}) up for {signer} on {server.url}")
+            if signer != "bare":
+                check_endpoints(server.url, dataset)
+        rounds: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (worker_class, key): [] for key, worker_class, *_ in runs
+        }
         for round_number in range(1, args.rounds + 1):
-            for key, signer, label, requests in runs:
-                log(f"wrk {label} ({signer}), round {round_number}/{args.rounds}")
-                cpu_of = {"broker": servers[signer].cpu_seconds, "database": database_cpu}
-                result = run_wrk(servers[signer].url, requests, cpu_of=cpu_of, **load)
+            for key, worker_class, signer, label, requests in runs:
+                log(f"wrk {label} ({signer}, {worker_class}), round {round_number}/{args.rounds}")
+                server = servers[worker_class, signer]
+                cpu_of = {"broker": server.cpu_seconds, "database": database_cpu}
+                result = run_wrk(server.url, requests, cpu_of=cpu_of, **load)
                 if any(result.errors.values()):
-                    log(f"WARNING: {key}: wrk saw errors {result.errors}: figures not valid")
-                rounds[key].append(result.as_dict())
+                    log(f"WARNING: {key} ({worker_class}): wrk saw errors {result.errors}")
+                rounds[worker_class, key].append(result.as_dict())
     # Other work on the machine only ever slows a run down: the best round is the least
     # disturbed one. Every round is kept in the JSON.
-    results: dict[str, Any] = {}
-    for key, measured in rounds.items():
+    results: dict[str, dict[str, Any]] = {worker_class: {} for worker_class in args.worker_classes}
+    for (worker_class, key), measured in rounds.items():
         best = max(measured, key=lambda figures: figures["requests_per_s"])
-        results[key] = {
+        results[worker_class][key] = {
             **best,
             "rounds_requests_per_s": [figures["requests_per_s"] for figures in measured],
         }
@@ -278,6 +328,22 @@ def check_endpoints(url: str, dataset: Dataset) -> None:
     shown = [image.get("variant") for image in expect(*thumbs, 200, "list thumb")["images"]]
     if shown != ["thumb"] * BATCH:
         raise SystemExit(f"list sign=1&variant=thumb: not {BATCH} thumbs signed: {shown[:3]}")
+
+
+# ---- confirm ----------------------------------------------------------------------------------
+
+
+def bench_confirm(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
+    """Confirm's round trips (in-process) and its latency under gunicorn, by worker class."""
+    results: dict[str, Any] = {"round_trips": confirm.round_trips(mongo_uri, s3, args.confirms)}
+    for worker_class in args.worker_classes:
+        env = broker_env(mongo_uri, "bench", s3)
+        log_path = WORK_DIR / f"gunicorn-confirm-{worker_class}.log"
+        with Gunicorn(env, log_path, **WORKER_CLASSES[worker_class]) as server:
+            results[worker_class] = confirm.latency_under_load(
+                server.url, clients=CONFIRM_CLIENTS, per_client=args.confirms // 2, log=log
+            )
+    return results
 
 
 # ---- 4. bytes per upload ----------------------------------------------------------------------
@@ -556,9 +622,27 @@ def main() -> None:
     parser.add_argument(
         "--walk-seconds", type=float, default=30.0, help="time budget to follow next_cursor"
     )
+    parser.add_argument("--confirms", type=int, default=40, help="confirms counted in-process")
+    parser.add_argument(
+        "--worker-classes",
+        type=lambda text: text.split(","),
+        default=list(WORKER_CLASSES),
+        help="comma-separated gunicorn worker classes to measure (sync,gthread)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=set(SECTIONS),
+        help=f"comma-separated sections to run ({','.join(SECTIONS)}); a partial run writes "
+        "to var/bench/results unless --out is given",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip profiling misses")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument("--out", type=Path, default=None, help="results directory")
     args = parser.parse_args()
+    if unknown := (args.only - set(SECTIONS)) | (set(args.worker_classes) - set(WORKER_CLASSES)):
+        parser.error(f"unknown: {', '.join(sorted(unknown))}")
+    if args.out is None:
+        args.out = RESULTS_DIR if args.only == set(SECTIONS) else WORK_DIR / "results"
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     ensure_wrk()
@@ -568,8 +652,9 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine,
     }
-    log("1/6 signer micro-benchmark")
-    results["signer"] = bench_signer()
+    if "signer" in args.only:
+        log("signer micro-benchmark")
+        results["signer"] = bench_signer()
     with mongo_server(WORK_DIR / "mongo") as mongo, running_rgw() as s3:
         log(f"MongoDB (secantusdb) at {mongo.uri}, S3 ({s3.server}) at {s3.endpoint_url}")
         results["services"] = {"mongodb": "secantusdb", "s3": s3.server}
@@ -577,20 +662,27 @@ def main() -> None:
         # The per-user rate limits count across processes: enough users that the load of each
         # stays under BROKER_RATE_LIMIT_SIGN (1200/minute) through every run.
         dataset = seed_dataset(mongo.uri, "bench", batch_users=BATCH_USERS)
-        log("2-3/6 endpoints under gunicorn with wrk")
-        results["settings"] = report.settings_used(args)
-        results["endpoints"] = bench_endpoints(args, mongo, s3, dataset)
-        log("4/6 bytes per upload through counting proxies")
-        results["upload_bytes"] = bench_upload_bytes(mongo.uri, s3)
-        log("4/6 CPU per upload (presign + confirm)")
-        results["upload_cost"] = bench_upload_cpu(mongo, s3)
-        log("5/6 list page 1 vs page 1000")
-        results["pagination"] = bench_pagination(args, mongo.uri, s3)
-        log("6/6 variants: renderers (pyvips vs Pillow), then the worker on RGW")
-        results["variants"] = {
-            "renderers": bench_renderers(args.out / "variants.json"),
-            "worker": bench_worker(mongo.uri, s3),
-        }
+        if "endpoints" in args.only:
+            log("endpoints under gunicorn with wrk")
+            results["settings"] = report.settings_used(args, server_line)
+            results["endpoints"] = bench_endpoints(args, mongo, s3, dataset)
+        if "confirm" in args.only:
+            log("confirm: round trips in-process, latency under gunicorn")
+            results["confirm"] = bench_confirm(args, mongo.uri, s3)
+        if "upload" in args.only:
+            log("bytes per upload through counting proxies")
+            results["upload_bytes"] = bench_upload_bytes(mongo.uri, s3)
+            log("CPU per upload (presign + confirm)")
+            results["upload_cost"] = bench_upload_cpu(mongo, s3)
+        if "pagination" in args.only:
+            log("list page 1 vs page 1000")
+            results["pagination"] = bench_pagination(args, mongo.uri, s3)
+        if "variants" in args.only:
+            log("variants: renderers (pyvips vs Pillow), then the worker on RGW")
+            results["variants"] = {
+                "renderers": bench_renderers(args.out / "variants.json"),
+                "worker": bench_worker(mongo.uri, s3),
+            }
         results["targets"] = report.evaluate(results)
         missed = [target for target in results["targets"] if not target["met"]]
         if missed and not args.no_profile:

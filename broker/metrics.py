@@ -6,6 +6,8 @@ worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -61,3 +63,22 @@ def variant_queue_exposition(queued: int, running: int, oldest_due_seconds: floa
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot([jobs, wait]))
     return generate_latest(registry)
+
+
+# (method, route, status) → the request counter's and the latency histogram's children. Looking
+# a child up by its labels (``labels()``) takes a lock and builds a key on every call; bound
+# once, a request costs one dict look-up. As bounded as the series themselves.
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration (``broker_http_requests_total`` and
+    ``broker_http_request_duration_seconds``)."""
+    key = (method, route, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        children = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route))
+        _REQUEST_CHILDREN[key] = children
+    counter, histogram = children
+    counter.inc()
+    histogram.observe(seconds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 
 from broker.errors import NotFound
 from broker.http.errors import error_response
-from broker.metrics import LATENCY, REQUESTS, UNMATCHED_ROUTE, method_label
+from broker.metrics import UNMATCHED_ROUTE, method_label, observe_request
 from broker.settings import Settings
 
 log = logging.getLogger("broker.access")
@@ -39,13 +40,32 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id and extra fields."""
 
     _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+    # What json.dumps(entry, default=str) builds on every call, built once.
+    _ENCODER = json.JSONEncoder(default=str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The second last written, as text: a busy process writes many lines per second.
+        self._second: tuple[float, str] = (-1.0, "")
+
+    def _stamp(self, created: float) -> str:
+        """``created`` as ISO 8601 UTC to the millisecond with a ``Z``, exactly as
+        ``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`` writes it
+        (the same rounding to microseconds), with the date and time written once a second."""
+        fraction, second = math.modf(created)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000 or micros < 0:  # rounded up into the next second, or before 1970
+            moment = datetime.fromtimestamp(created, tz=UTC)
+            return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if self._second[0] != second:
+            whole = datetime.fromtimestamp(second, tz=UTC).isoformat(timespec="seconds")
+            self._second = (second, whole.replace("+00:00", ""))
+        return f"{self._second[1]}.{micros // 1000:03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a JSON line."""
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "ts": self._stamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -55,7 +75,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return self._ENCODER.encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -131,7 +151,7 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Add ``request_id`` when inside a request."""
-        if has_request_context() and not hasattr(record, "request_id"):
+        if not hasattr(record, "request_id") and has_request_context():
             record.request_id = getattr(g, "request_id", None)
         return True
 
@@ -158,38 +178,68 @@ def _start() -> None:
     g.started = time.perf_counter()
 
 
-# Every API response is JSON: nothing in it should ever be rendered, framed or sniffed.
-_API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+# Every API response is JSON: nothing in it should ever be rendered, framed or sniffed. A view
+# that sets one of these itself (the admin UI's own policy) keeps its own.
+_SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+)
+_REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def _finish(response: Response) -> Response:
-    request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
-    response.headers["X-Request-ID"] = request_id
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Content-Security-Policy", _API_CSP)
-    duration = time.perf_counter() - getattr(g, "started", time.perf_counter())
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    method = method_label(request.method)
-    REQUESTS.labels(method, route, str(response.status_code)).inc()
-    LATENCY.labels(method, route).observe(duration)
-    principal = getattr(g, "principal", None)
-    log.info(
-        "request",
-        extra={
-            "request_id": request_id,
-            "user": principal.sub if principal is not None else None,
-            "method": request.method,
-            "route": route,
+    # The proxies are resolved once: each attribute read through one costs a context look-up.
+    ctx, req = g._get_current_object(), request._get_current_object()  # type: ignore[attr-defined]
+    request_id = getattr(ctx, "request_id", None) or uuid.uuid4().hex
+    started = getattr(ctx, "started", None)
+    duration = time.perf_counter() - started if started is not None else 0.0
+    _set_headers(response, request_id)
+    rule = req.url_rule
+    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    status = response.status_code
+    observe_request(method_label(req.method), route, status, duration)
+    if log.isEnabledFor(logging.INFO):
+        principal = getattr(ctx, "principal", None)
+        access_line(
+            request_id=request_id,
+            user=principal.sub if principal is not None else None,
+            method=req.method,
+            route=route,
             # Never the query string (signed URLs keep secrets there), nor a path a view says
             # holds one (a public link's token): then the view's stand-in (``g.log_path``).
-            "path": getattr(g, "log_path", request.path),
-            "status": response.status_code,
-            "duration_ms": round(duration * 1000, 2),
-        },
-    )
+            path=getattr(ctx, "log_path", req.path),
+            status=status,
+            duration_ms=round(duration * 1000, 2),
+        )
     return response
+
+
+def _set_headers(response: Response, request_id: str) -> None:
+    """The request id and the security headers, added in one pass over the response's headers
+    (``Headers.setdefault`` scans them, and raises inside, once per header)."""
+    headers = response.headers
+    present = {name.lower() for name, _ in headers}
+    if "x-request-id" in present:
+        headers.set(_REQUEST_ID_HEADER, request_id)
+        added = []
+    else:
+        added = [(_REQUEST_ID_HEADER, request_id)]
+    added += [pair for pair in _SECURITY_HEADERS if pair[0].lower() not in present]
+    headers.extend(added)
+
+
+def access_line(**fields: Any) -> None:
+    """Log the request's access line on ``broker.access``, as ``log.info("request", extra=...)``
+    would, without what that costs per record and an access line never needs: looking up the
+    caller's source line (a walk up the stack) and re-checking the level. The record goes
+    through the logger's filters and handlers like any other, so operators configure it as any
+    logger (level, handlers, formatters, propagation)."""
+    record = log.makeRecord(
+        log.name, logging.INFO, __file__, 0, "request", (), None, "access_line", fields
+    )
+    log.handle(record)
 
 
 def metrics_response(settings: Settings, extra: Callable[[], bytes] | None = None) -> Response:

@@ -6,11 +6,13 @@ types, the size limit, kinds) live in :mod:`broker.domain` so these instances ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, post_dump, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, post_dump, utils, validate
 from marshmallow.experimental.context import Context
 
 from broker import domain, multipart
@@ -26,15 +28,20 @@ MAX_DIGEST = 64
 MAX_VARIANT_NAME = 32
 
 
+def utc_iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` and millisecond precision (a naive time is taken as UTC)."""
+    if value is None:
+        return None
+    moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class UtcDateTime(fields.DateTime):
     """ISO 8601 in UTC with a ``Z`` and millisecond precision, as the contract writes times."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert value is None or isinstance(value, datetime)
+        return utc_iso(value)
 
 
 class StrictSchema(Schema):
@@ -545,3 +552,93 @@ signed_url_response = SignedUrlResponse()
 signed_urls_response = SignedUrlsResponse()
 status_response = StatusResponse()
 client_config_response = ClientConfigResponse()
+
+
+# ---- the hot paths' answers, dumped by plain functions ------------------------------------------
+# A gallery's 100 images or a batch's 100 URLs went through marshmallow's per-field machinery
+# (a quarter of such a request). For the answers of the signing and listing routes, each schema
+# is compiled once into a plain function writing exactly what ``schema.dump`` writes, field for
+# field and in the same order: the schemas stay the one definition of the shapes (the OpenAPI
+# document reads them, and a field added to one is dumped at once), and still load every input.
+# tests/unit/test_dumps.py holds the functions to the schemas' own output.
+
+Dump = Callable[[Any], dict[str, Any]]
+
+
+def _str(value: Any) -> str | None:
+    return value if value is None or type(value) is str else utils.ensure_text_type(value)
+
+
+def _num(value: Any) -> int | None:
+    return value if value is None or type(value) is int else int(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _strings(value: Any) -> list[str | None] | None:
+    return None if value is None else [_str(each) for each in value]
+
+
+def _converter(field: fields.Field[Any]) -> Callable[[Any], Any]:
+    """What ``field._serialize`` does to a value, as a plain function where that is simple."""
+    if isinstance(field, UtcDateTime):
+        return utc_iso
+    if type(field) is fields.String:
+        return _str
+    if type(field) is fields.Integer and not field.as_string:
+        return _num
+    if type(field) is fields.Boolean:
+        return _same  # marshmallow dumps a boolean as it is
+    if type(field) is fields.List and type(field.inner) is fields.String:
+        return _strings
+    return partial(field._serialize, attr=None, obj=None)  # anything else: marshmallow's own
+
+
+def plain_dump(schema: Schema) -> Dump:
+    """A function dumping an object as ``schema.dump`` does (an absent attribute is left out;
+    a field computed from the whole object, a ``fields.Method``, is marshmallow's own)."""
+    if any(schema._hooks.values()):
+        # A pre- or post-dump hook reshapes the whole output: only marshmallow runs it.
+        return schema.dump
+    steps = [
+        (
+            field.data_key or name,
+            field.attribute or name,
+            _converter(field) if field._CHECK_ATTRIBUTE else partial(field.serialize, name),
+            field._CHECK_ATTRIBUTE,
+        )
+        for name, field in schema.dump_fields.items()
+    ]
+
+    def dump(obj: Any) -> dict[str, Any]:
+        dumped = {}
+        for key, attribute, convert, from_attribute in steps:
+            if not from_attribute:
+                dumped[key] = convert(obj)
+                continue
+            value = getattr(obj, attribute, _ABSENT)
+            if value is not _ABSENT:
+                dumped[key] = convert(value)
+        return dumped
+
+    return dump
+
+
+_ABSENT = object()
+dump_listed_image = plain_dump(ListedImageSchema())
+dump_signed_url = plain_dump(signed_url_response)
+
+
+def dump_image_page(page: Any) -> dict[str, Any]:
+    """A page of images as :class:`ImagePage` dumps it."""
+    return {
+        "images": [dump_listed_image(image) for image in page.images],
+        "next_cursor": _str(page.next_cursor),
+    }
+
+
+def dump_signed_urls(urls: dict[str, Any]) -> dict[str, Any]:
+    """``{"urls": {id: signed GET}}`` as :class:`SignedUrlsResponse` dumps it."""
+    return {"urls": {_str(key): dump_signed_url(signed) for key, signed in urls.items()}}

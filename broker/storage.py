@@ -328,31 +328,36 @@ class Bucket:
                 response = self.client.head_object(Bucket=self.name, Key=key)
         except StorageNotFound:
             return None
-        stored = {}
-        for header, fields in _STORED_HEADERS.items():
-            value = next((response[f] for f in fields if response.get(f) not in (None, "")), None)
-            if value is not None:
-                stored[header] = str(value)
-        return ObjectHead(
-            size=int(response["ContentLength"]),
-            content_type=response.get("ContentType"),
-            etag=response.get("ETag"),
-            stored_headers=stored,
-            metadata=dict(response.get("Metadata") or {}),
-        )
+        return _object_head(response, int(response["ContentLength"]))
 
-    def read_prefix(self, key: str, length: int) -> bytes:
-        """At most the first ``length`` bytes of the object (a ranged GET)."""
-        with _translated("read"):
-            response = self.client.get_object(
-                Bucket=self.name, Key=key, Range=f"bytes=0-{length - 1}"
-            )
-            body = response["Body"]
-            try:
-                data: bytes = body.read(length)
-            finally:
-                body.close()
-        return data
+    def read_head(self, key: str, length: int) -> tuple[ObjectHead, bytes] | None:
+        """What :meth:`head` says of the object, and at most its first ``length`` bytes, from
+        one ranged GET: a GET answers every header a HEAD does, and its Content-Range the whole
+        size. None when the object does not exist."""
+        try:
+            with _translated("read"):
+                try:
+                    response = self.client.get_object(
+                        Bucket=self.name, Key=key, Range=f"bytes=0-{length - 1}"
+                    )
+                except ClientError as e:
+                    if e.response.get("Error", {}).get("Code") != "InvalidRange":
+                        raise
+                    # An empty object has no first byte to read: only a HEAD describes it.
+                    head = self.head(key)
+                    return (head, b"") if head is not None else None
+                body = response["Body"]
+                try:
+                    data: bytes = body.read(length)
+                finally:
+                    body.close()
+        except StorageNotFound:
+            return None
+        # "bytes 0-65535/262144": the total after the slash. A server that answered the whole
+        # object (no Content-Range) sent its length.
+        total = str(response.get("ContentRange") or "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else int(response["ContentLength"])
+        return _object_head(response, size), data
 
     def download(
         self,
@@ -607,6 +612,23 @@ class _Transient(Exception):
 # Completing refused because of the parts listed: one is missing in the bucket or holds other
 # bytes, the list is out of order, or a part before the last is under 5 MiB.
 _PART_REFUSALS: Final = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
+
+
+def _object_head(response: Mapping[str, Any], size: int) -> ObjectHead:
+    """What a HEAD or GET response says of the object stored (its size given apart: a ranged
+    GET's Content-Length is the range's)."""
+    stored = {}
+    for header, fields in _STORED_HEADERS.items():
+        value = next((response[f] for f in fields if response.get(f) not in (None, "")), None)
+        if value is not None:
+            stored[header] = str(value)
+    return ObjectHead(
+        size=size,
+        content_type=response.get("ContentType"),
+        etag=response.get("ETag"),
+        stored_headers=stored,
+        metadata=dict(response.get("Metadata") or {}),
+    )
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
@@ -93,6 +94,11 @@ def _image_from_doc(doc: Mapping[str, Any], variant_names: tuple[str, ...] | Non
         # As the API shows it (every configured name), or as stored for the worker (None).
         variants=stored if variant_names is None else shown_variants(stored, variant_names),
     )
+
+
+# What a listing reads of each record: the fields an image has (its answer, and what signing
+# it needs), not what else a record may carry (the tombstone's time, say). _id comes anyway.
+_IMAGE_FIELDS = {field.name: True for field in dataclass_fields(Image) if field.name != "id"}
 
 
 def image_document(image: Image) -> dict[str, Any]:
@@ -230,6 +236,8 @@ class ImageRepository:
         )
         index = list_index_keys(sort, scope, by_kind=kind is not None)
         docs: list[dict[str, Any]] = []
+        # Page 1 is one step: one indexed query, answered in one round trip (a first batch
+        # holds up to ``limit`` documents). A later page may take a step or two more.
         for step in keyset_steps(sort, after):
             wanted = limit + 1 - len(docs)
             if wanted <= 0:
@@ -245,14 +253,14 @@ class ImageRepository:
         # (the test server does, for the tombstone filter) or a wider index (the owner's, then
         # filter out their private images). Should that index be missing (its creation failed
         # and was logged), the same query without the hint still answers.
-        found = self.collection.find(query).sort(SORTS[sort]).limit(limit)
+        found = self.collection.find(query, _IMAGE_FIELDS).sort(SORTS[sort]).limit(limit)
         try:
             return list(found.hint(index))
         except OperationFailure as e:
             if e.code != _BAD_VALUE:
                 raise
             log.warning("list index %s missing (run flask ensure-indexes): %s", index, e)
-            return list(self.collection.find(query).sort(SORTS[sort]).limit(limit))
+            return list(self.collection.find(query, _IMAGE_FIELDS).sort(SORTS[sort]).limit(limit))
 
     def update(self, image: Image, changes: Mapping[str, Any]) -> Image | None:
         """Apply field changes to a visible image; None if it vanished meanwhile.

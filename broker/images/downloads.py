@@ -131,20 +131,24 @@ def sign_by_key(
     )
 
 
-def sign_download(
-    broker: Broker,
-    target: SigningTarget,
-    *,
-    variant: str | None = None,
-    expires_in: int | None = None,
-    disposition: str = "inline",
-) -> SignedUrl:
-    """A signed GET of the image (or of its ``variant`` once ready) whose response type and
-    disposition are pinned by the signature.
+@dataclass(frozen=True)
+class DownloadTerms:
+    """What every signed GET of one request shares: when it is signed, for how long, and with
+    which key. Worked out once per request, not once per URL of a batch or listing."""
+
+    lifetime: int
+    signed_at: datetime
+    valid_for: int
+    expires_at: datetime
+    # The memo's window (the signing instant) and access key; None: this URL is signed afresh.
+    memo_scope: tuple[int, str] | None
+
+
+def download_terms(broker: Broker, expires_in: int | None = None) -> DownloadTerms:
+    """The terms of the signed GETs a request asks for (``expires_in``: its lifetime, if any).
 
     Requests within one signing window get the same URL (see ``domain.signing_window``).
     """
-    shown = signed_object(target, variant)
     settings = broker.settings
     lifetime = domain.clamp_expires(
         expires_in, settings.download_expires, settings.download_max_expires
@@ -154,34 +158,51 @@ def sign_download(
     signed_at, valid_for = domain.signing_window(
         domain.utcnow(), window, lifetime, settings.download_max_expires
     )
-    expires_at = signed_at + timedelta(seconds=valid_for)
     # Windowed, the same inputs give the same URL all window long: sign it once.
     windowed = valid_for != lifetime
+    memo_scope = (int(signed_at.timestamp()), broker.bucket.access_key_id()) if windowed else None
+    return DownloadTerms(
+        lifetime, signed_at, valid_for, signed_at + timedelta(seconds=valid_for), memo_scope
+    )
+
+
+def sign_download(
+    broker: Broker,
+    target: SigningTarget,
+    *,
+    variant: str | None = None,
+    expires_in: int | None = None,
+    disposition: str = "inline",
+    terms: DownloadTerms | None = None,
+) -> SignedUrl:
+    """A signed GET of the image (or of its ``variant`` once ready) whose response type and
+    disposition are pinned by the signature.
+
+    ``terms`` (from :func:`download_terms`) are shared by the URLs of one request; without
+    them they are worked out for this one (from ``expires_in``).
+    """
+    shown = signed_object(target, variant)
+    if terms is None:
+        terms = download_terms(broker, expires_in)
     memo_key = (
-        (
-            shown.key,
-            disposition,
-            lifetime,
-            int(signed_at.timestamp()),
-            broker.bucket.access_key_id(),
-        )
-        if windowed
+        (shown.key, disposition, terms.lifetime, *terms.memo_scope)
+        if terms.memo_scope is not None
         else None
     )
     if memo_key is not None and (url := broker.urls.get(memo_key)) is not None:
-        return SignedUrl(url, expires_at, shown.variant)
+        return SignedUrl(url, terms.expires_at, shown.variant)
     url = broker.bucket.presign_get(
         shown.key,
-        expires_in=valid_for,
+        expires_in=terms.valid_for,
         content_type=shown.content_type,
         disposition=domain.content_disposition(disposition, shown.filename),
-        cache_control=domain.download_cache_control(valid_for),
-        now=signed_at,
+        cache_control=domain.download_cache_control(terms.valid_for),
+        now=terms.signed_at,
     )
     _GET_SIGNATURES.inc()
     if memo_key is not None:
         broker.urls.put(memo_key, url)
-    return SignedUrl(url, expires_at, shown.variant)
+    return SignedUrl(url, terms.expires_at, shown.variant)
 
 
 def sign_many(
@@ -190,20 +211,18 @@ def sign_many(
     """Signed GETs (of ``variant`` where ready) for the ids the caller may see; the others are
     simply absent."""
     wanted = list(dict.fromkeys(image_ids))
-    targets: dict[str, SigningTarget] = {}
-    missing = []
-    for image_id in wanted:
-        target = broker.lookups.get(image_id, principal)
-        if target is None or may_be_stale(target, variant):
-            missing.append(image_id)
-        else:
-            targets[image_id] = target
+    cached = broker.lookups.get_many(wanted, principal)
+    targets = {
+        image_id: target for image_id, target in cached.items() if not may_be_stale(target, variant)
+    }
+    missing = [image_id for image_id in wanted if image_id not in targets]
     if missing:
         found = broker.db.images.get_many(missing, principal)
         broker.lookups.put_many(found)
         targets.update({image.id: SigningTarget.of(image) for image in found})
+    terms = download_terms(broker)
     return {
-        image_id: sign_download(broker, target, variant=variant)
+        image_id: sign_download(broker, target, variant=variant, terms=terms)
         for image_id, target in targets.items()
     }
 
@@ -211,9 +230,10 @@ def sign_many(
 def sign_listing(broker: Broker, images: list[Image], *, variant: str | None = None) -> list[Image]:
     """The images of a listing, each with a signed GET (of ``variant`` where it is ready): the
     page's own records say which variants are, so no other query is made."""
+    terms = download_terms(broker)
     signed: list[Image] = []
     for image in images:
-        url = sign_download(broker, SigningTarget.of(image), variant=variant)
+        url = sign_download(broker, SigningTarget.of(image), variant=variant, terms=terms)
         signed.append(
             SignedImage(**vars(image), url=url.url, expires_at=url.expires_at, variant=url.variant)
         )

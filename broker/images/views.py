@@ -9,7 +9,14 @@ from broker import limits, schemas
 from broker.auth import current_principal
 from broker.extension import current_broker
 from broker.http.guards import image_api_request
-from broker.http.payloads import NO_STORE, body, json_response, optional_body, query
+from broker.http.payloads import (
+    NO_STORE,
+    body,
+    json_answer,
+    json_response,
+    optional_body,
+    query,
+)
 from broker.images import bp, downloads, service
 from broker.limits import rate_limited
 
@@ -21,7 +28,7 @@ def list_images() -> Response:
     """A page of images with the cursor of the next (each with a signed GET when ``sign=1``)."""
     wanted = query(schemas.list_images_query)
     page = service.list_images(current_broker(), current_principal(), wanted)
-    return json_response(schemas.image_page, page, headers=NO_STORE if wanted["sign"] else None)
+    return json_answer(schemas.dump_image_page, page, headers=NO_STORE if wanted["sign"] else None)
 
 
 @bp.get("/<image_id>")
@@ -58,7 +65,7 @@ def record_usage(image_id: str) -> Response:
 @rate_limited(limits.SIGN)
 def signed_url(image_id: str) -> Response:
     """A signed GET URL for one image."""
-    return json_response(schemas.signed_url_response, _signed(image_id), headers=NO_STORE)
+    return json_answer(schemas.dump_signed_url, _signed(image_id), headers=NO_STORE)
 
 
 @bp.get("/signed-url")
@@ -75,7 +82,7 @@ def signed_url_by_key() -> Response:
         expires_in=wanted.get("expires_in"),
         disposition=wanted["disposition"],
     )
-    return json_response(schemas.signed_url_response, signed, headers=NO_STORE)
+    return json_answer(schemas.dump_signed_url, signed, headers=NO_STORE)
 
 
 @bp.post("/signed-urls")
@@ -86,7 +93,7 @@ def signed_urls() -> Response:
     broker = current_broker()
     variant = downloads.requested_variant(broker, wanted.get("variant"))
     urls = downloads.sign_many(broker, current_principal(), wanted["ids"], variant=variant)
-    return json_response(schemas.signed_urls_response, {"urls": urls}, headers=NO_STORE)
+    return json_answer(schemas.dump_signed_urls, urls, headers=NO_STORE)
 
 
 @bp.get("/<image_id>/content")

@@ -260,12 +260,13 @@ def _verified_image(
 ) -> Image:
     """HEAD the object, read its first bytes, and build the image record from what is stored."""
     try:
-        head = broker.bucket.head(pending.key)
-        if head is None:
+        # One ranged GET says what a HEAD would and holds the first bytes: one S3 round trip.
+        read = broker.bucket.read_head(pending.key, domain.VERIFY_READ_BYTES)
+        if read is None:
             raise StorageNotFound(pending.key)
+        head, prefix = read
         try:
             domain.check_object_head(pending, head, expected_etag)
-            prefix = broker.bucket.read_prefix(pending.key, domain.VERIFY_READ_BYTES)
             width, height = domain.check_image_content(broker.policy, pending.content_type, prefix)
             kind = request.get("kind") or pending.kind
             domain.check_kind(broker.policy, kind)

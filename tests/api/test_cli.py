@@ -270,16 +270,15 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
 ) -> None:
     client = app.test_client()
     presigned = pending_upload(client)
-    real_read = broker.bucket.read_prefix
+    real_read = broker.bucket.read_head
 
-    def sweeper_strikes(key: str, length: int) -> bytes:
-        # The sweeper wins the upload and deletes the object between HEAD and the ranged GET.
+    def sweeper_strikes(key: str, length: int) -> Any:
+        # The sweeper wins the upload and deletes the object just before confirm reads it.
         broker.db.uploads.claim(broker.db.uploads.for_owner(key, "alice").id, "expiring")
         broker.bucket.delete(key)
-        prefix: bytes = real_read(key, length)
-        return prefix
+        return real_read(key, length)
 
-    monkeypatch.setattr(broker.bucket, "read_prefix", sweeper_strikes)
+    monkeypatch.setattr(broker.bucket, "read_head", sweeper_strikes)
     response = client.post("/images", json={"key": presigned["key"]}, headers=auth())
     assert response.status_code == 409
     assert response.json["error"]["code"] == "conflict"

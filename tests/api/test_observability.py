@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 from broker.observability import JsonFormatter, TextFormatter
 from tests.support.tokens import auth
@@ -71,6 +76,22 @@ class TestAccessLog:
             assert token not in rendered and "X-Amz-Signature" not in rendered
             assert "expires_in" not in rendered and response.json["url"] not in rendered
 
+    def test_operators_configure_the_access_logger_as_any_logger(self, client: FlaskClient) -> None:
+        access = logging.getLogger("broker.access")
+        handler = _Collecting()
+        seen = handler.records
+        access.addHandler(handler)
+        try:
+            with _level(access, logging.INFO):
+                client.get("/healthz", headers={"X-Request-ID": "configured-1"})
+            with _level(access, logging.WARNING):
+                client.get("/healthz", headers={"X-Request-ID": "silenced-1"})
+        finally:
+            access.removeHandler(handler)
+        # A handler of its own sees the line; a level above INFO silences it.
+        assert [record.request_id for record in seen] == ["configured-1"]  # type: ignore[attr-defined]
+        assert seen[0].getMessage() == "request" and seen[0].levelno == logging.INFO
+
     def test_json_formatter_renders_extras_and_exceptions(self) -> None:
         try:
             raise ValueError("boom")
@@ -91,7 +112,66 @@ class TestAccessLog:
         assert entry["ts"].endswith("Z")
 
 
+class _Collecting(logging.Handler):
+    """A handler an operator might add: keeps what it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record."""
+        self.records.append(record)
+
+
+@contextmanager
+def _level(logger: logging.Logger, level: int) -> Iterator[None]:
+    """``logger`` at ``level`` for a ``with`` block."""
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        *(random.Random(13).uniform(0, 4e9) for _ in range(200)),
+        1700000000.9999996,  # rounds up into the next second
+        1700000000.0000004,
+        1700000000.9995,
+        1e9 + 0.0005,
+        0.0,
+    ],
+)
+def test_json_times_are_what_datetime_writes(created: float) -> None:
+    formatter = JsonFormatter()  # one formatter: the second it wrote last is reused
+    for moment in (created, int(created) + 0.25, created):
+        record = logging.makeLogRecord({"created": moment, "msg": "m"})
+        written = json.loads(formatter.format(record))["ts"]
+        expected = datetime.fromtimestamp(moment, tz=UTC).isoformat(timespec="milliseconds")
+        assert written == expected.replace("+00:00", "Z")
+
+
 class TestMetrics:
+    def test_each_request_counts_once_in_its_series(self, client: FlaskClient) -> None:
+        def count(status: str) -> float:
+            labels = {"method": "GET", "route": "/healthz", "status": status}
+            return REGISTRY.get_sample_value("broker_http_requests_total", labels) or 0.0
+
+        def observed() -> float:
+            labels = {"method": "GET", "route": "/healthz"}
+            value = REGISTRY.get_sample_value("broker_http_request_duration_seconds_count", labels)
+            return value or 0.0
+
+        before, before_observed = count("200"), observed()
+        for _ in range(3):
+            client.get("/healthz")
+        assert count("200") == before + 3
+        assert observed() == before_observed + 3
+
     def test_exposes_requests_uploads_and_signatures(
         self, client: FlaskClient, upload: Uploader
     ) -> None:

@@ -130,17 +130,17 @@ def test_confirm_failing_midway_records_nothing_and_can_be_retried(
     client = flow.client
     key = flow.pending()["key"]
     bucket = broker_of(flow.app).bucket
-    original = bucket.head
+    original = bucket.read_head
 
-    def lose_the_database_then_head(object_key: str) -> Any:
+    def lose_the_database_then_read(object_key: str, length: int) -> Any:
         own_mongo.stop()  # the upload was read; recording the image will fail
-        return original(object_key)
+        return original(object_key, length)
 
-    monkeypatch.setattr(bucket, "head", lose_the_database_then_head)
+    monkeypatch.setattr(bucket, "read_head", lose_the_database_then_read)
     response = timed(lambda: client.post("/images", json={"key": key}, headers=auth()))
     assert_unavailable(response)
 
-    monkeypatch.setattr(bucket, "head", original)
+    monkeypatch.setattr(bucket, "read_head", original)
     own_mongo.start()
     db = broker_of(flow.app).db
     assert db.images.collection.count_documents({"key": key}) == 0

@@ -2,7 +2,8 @@
 
 ``Gunicorn`` runs ``gunicorn --workers 2 --worker-class sync wsgi:app`` from the repository (so
 its ``gunicorn.conf.py`` applies) on a free loopback port, waits until ``/healthz`` answers, and
-stops what it started. The benchmarks and the tests of the production entry point use it.
+stops what it started. The benchmarks and the tests of the production entry point use it; the
+benchmarks also run other worker classes and their bare-Flask ceiling app with it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Gunicorn:
     log_path: Path
     workers: int = 2
     port: int = 0
+    app: str = "wsgi:app"
+    worker_class: str = "sync"
+    # Threads per worker: gthread only (sync workers serve one request at a time).
+    threads: int = 1
+    # What answers 200 once the app is up.
+    ready_path: str = "/healthz"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,14 +59,15 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> Gunicorn:
-        """Start it and wait until ``/healthz`` answers 200."""
+        """Start it and wait until ``ready_path`` answers 200."""
         self.port = self.port or free_port()
         command = [
             str(GUNICORN),
             f"--workers={self.workers}",
-            "--worker-class=sync",
+            f"--worker-class={self.worker_class}",
+            *([f"--threads={self.threads}"] if self.worker_class == "gthread" else []),
             f"--bind=127.0.0.1:{self.port}",
-            "wsgi:app",
+            self.app,
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # As the README says to run it under gunicorn: metrics summed over the workers.
@@ -82,7 +90,7 @@ class Gunicorn:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"gunicorn exited ({self.process.returncode}):\n{tail}")
             try:
-                with LOOPBACK.open(f"{self.url}/healthz", timeout=2) as response:
+                with LOOPBACK.open(f"{self.url}{self.ready_path}", timeout=2) as response:
                     if response.status == 200:
                         return self
             except (urllib.error.URLError, OSError):

@@ -1,0 +1,108 @@
+"""What the signing and listing routes ask of MongoDB: one query at most, none when cached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pymongo import MongoClient, monitoring
+
+from broker.devservers import MongoServer
+from broker.extension import Broker
+from tests.support.records import image_record
+from tests.support.tokens import auth
+
+
+class Commands(monitoring.CommandListener):
+    """Every command a client sent: (name, the command document)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Remember the command."""
+        self.sent.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Nothing to add."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Nothing to add."""
+
+    def names(self) -> list[str]:
+        """The commands' names, in order."""
+        return [name for name, _ in self.sent]
+
+
+@pytest.fixture
+def commands(
+    broker: Broker, mongo_server: MongoServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Commands]:
+    """The images repository, watched: every command it sends to MongoDB."""
+    listener = Commands()
+    collection = broker.db.images.collection
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        mongo_server.uri, tz_aware=True, event_listeners=[listener]
+    )
+    watched = client[collection.database.name][collection.name]
+    monkeypatch.setattr(broker.db.images, "collection", watched)
+    yield listener
+    client.close()
+
+
+def seed(broker: Broker, owner: str, count: int) -> list[str]:
+    """``count`` images of ``owner``, one second apart."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    images = [
+        image_record(owner, created_at=start + timedelta(seconds=i), updated_at=start)
+        for i in range(count)
+    ]
+    for image in images:
+        broker.db.images.insert(image)
+    return [image.id for image in images]
+
+
+def test_a_signed_page_of_100_is_one_query_with_a_projection(
+    app: Flask, client: FlaskClient, broker: Broker, commands: Commands
+) -> None:
+    seed(broker, "alice", 120)
+    commands.sent.clear()
+    page = client.get("/images?limit=100&sign=1", headers=auth()).json
+    assert len(page["images"]) == 100 and all(image["url"] for image in page["images"])
+    assert page["next_cursor"]
+    # One find answered in its first batch: no getMore, no count, no second step.
+    assert commands.names() == ["find"]
+    find = commands.sent[0][1]
+    assert find["limit"] == 101
+    # Only what an image is: the record's other fields (the tombstone's time) stay behind.
+    assert find["projection"].get("deleting_at") is None and find["projection"]["key"]
+
+
+def test_a_batch_reads_its_uncached_ids_in_one_query_then_none(
+    client: FlaskClient, broker: Broker, commands: Commands
+) -> None:
+    ids = seed(broker, "alice", 100)
+    commands.sent.clear()
+    first = client.post("/images/signed-urls", json={"ids": ids}, headers=auth()).json
+    assert len(first["urls"]) == 100
+    assert commands.names() == ["find"]
+    commands.sent.clear()
+    again = client.post("/images/signed-urls", json={"ids": ids}, headers=auth()).json
+    assert again == first
+    assert commands.names() == []  # the lookup cache answers, the memo gives the same URLs
+
+
+def test_a_signed_url_asked_again_needs_no_query(
+    client: FlaskClient, broker: Broker, commands: Commands
+) -> None:
+    (image_id,) = seed(broker, "alice", 1)
+    commands.sent.clear()
+    first = client.get(f"/images/{image_id}/signed-url", headers=auth()).json
+    assert commands.names() == ["find"]
+    commands.sent.clear()
+    assert client.get(f"/images/{image_id}/signed-url", headers=auth()).json == first
+    assert commands.names() == []

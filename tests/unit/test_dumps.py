@@ -1,0 +1,118 @@
+"""The hot paths' plain dumps write exactly what their schemas dump, byte for byte."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+import pytest
+from marshmallow import fields
+
+from broker import schemas
+from broker.db.images import Page
+from broker.domain import Image
+from broker.images.downloads import SignedImage, SignedUrl
+
+
+def _image(**changes: Any) -> Image:
+    fields: dict[str, Any] = {
+        "id": "65f000000000000000000001",
+        "key": "alice/0123456789abcdef0123456789abcdef.png",
+        "owner": "alice",
+        "filename": 'Zoë "quoted" \u2028.png',
+        "content_type": "image/png",
+        "size": 48213,
+        "width": 640,
+        "height": 480,
+        "content_md5": "1B2M2Y8AsgTpgAmY7PhCfg==",
+        "etag": "d41d8cd98f00b204e9800998ecf8427e",
+        "kind": "gallery",
+        "is_primary": True,
+        "caption": "a caption",
+        "tags": ["a", "b"],
+        "usage_count": 3,
+        "last_used_at": datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        "created_at": datetime(2024, 1, 2, 3, 4, 5, 999999, tzinfo=UTC),
+        "updated_at": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "visibility": "public",
+        "public_token": "pt_0123456789abcdef",
+    }
+    return Image(**{**fields, **changes})
+
+
+IMAGES = [
+    _image(),
+    # Everything optional empty, and times naive (read as UTC) or in another zone.
+    _image(
+        width=None,
+        height=None,
+        content_md5=None,
+        etag=None,
+        caption=None,
+        tags=[],
+        is_primary=False,
+        last_used_at=None,
+        created_at=datetime(2024, 1, 2, 3, 4, 5),
+        updated_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5))),
+        visibility="private",
+        public_token=None,
+    ),
+]
+EXPIRES = datetime(2024, 1, 2, 4, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def links() -> Iterator[None]:
+    """Answers are dumped where their links are known (as json_answer does)."""
+    with schemas.LINKS(schemas.Links("https://broker.example/")):
+        yield
+
+
+def _bytes(value: Any) -> str:
+    # As the views answer: field order kept, not sorted.
+    return json.dumps(value, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_an_image_of_a_listing(image: Image) -> None:
+    listed = schemas.ListedImageSchema()
+    assert ("public_url" in schemas.dump_listed_image(image)) is True  # computed, never absent
+    assert _bytes(schemas.dump_listed_image(image)) == _bytes(listed.dump(image))
+    signed = SignedImage(
+        **vars(image), url="https://s3.example/a?X-Amz-Signature=1", expires_at=EXPIRES
+    )
+    assert "url" in schemas.dump_listed_image(signed)
+    assert _bytes(schemas.dump_listed_image(signed)) == _bytes(listed.dump(signed))
+
+
+@pytest.mark.parametrize("next_cursor", [None, "eyJzIjoibmV3ZXN0In0"])
+def test_a_page_signed_or_not(next_cursor: str | None) -> None:
+    signed = [
+        SignedImage(**vars(image), url="https://s3.example/x", expires_at=EXPIRES)
+        for image in IMAGES
+    ]
+    for images in (IMAGES, signed, []):
+        page = Page(list(images), next_cursor)
+        assert _bytes(schemas.dump_image_page(page)) == _bytes(schemas.image_page.dump(page))
+
+
+def test_signed_urls_one_and_many() -> None:
+    one = SignedUrl("https://s3.example/a?X-Amz-Signature=1", EXPIRES)
+    assert _bytes(schemas.dump_signed_url(one)) == _bytes(schemas.signed_url_response.dump(one))
+    many = {"65f000000000000000000001": one, "65f000000000000000000002": SignedUrl("u", EXPIRES)}
+    assert _bytes(schemas.dump_signed_urls(many)) == _bytes(
+        schemas.signed_urls_response.dump({"urls": many})
+    )
+
+
+def test_a_field_added_to_a_schema_is_dumped_by_marshmallow_itself() -> None:
+    class WithExtra(schemas.SignedUrlResponse):
+        extra = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+    class Carrying(SignedUrl):
+        extra: ClassVar[dict[str, int]] = {"n": 1}
+
+    carrying = Carrying("u", EXPIRES)
+    assert schemas.plain_dump(WithExtra())(carrying) == WithExtra().dump(carrying)

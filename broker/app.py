@@ -8,17 +8,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
-from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from broker import admin, extension, images, ops, sharing, uploads
 from broker.auth import init_auth
 from broker.errors import Unavailable
 from broker.extension import Broker
+from broker.http.cors import init_cors
 from broker.http.errors import register_error_handlers
 from broker.http.request_head import check_request_head
 from broker.observability import init_observability
-from broker.settings import Settings, load_settings
+from broker.settings import load_settings
 from broker.variants import cli as variants
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.before_request(check_request_head)
     init_auth(app, settings)
-    _init_cors(app, settings)
+    init_cors(app, settings)
 
     # Each feature package owns a blueprint: its routes and its (top-level) commands.
     for feature in (ops, uploads, images, sharing, admin, variants):
@@ -68,16 +68,3 @@ def _create_indexes(broker: Broker) -> None:
         broker.db.indexes.ensure()
     except Unavailable:
         log.warning("MongoDB indexes not created at start-up; the first /images request retries")
-
-
-def _init_cors(app: Flask, settings: Settings) -> None:
-    # Tokens travel in the Authorization header, never cookies, so credentials stay off.
-    CORS(
-        app,
-        origins=list(settings.cors_origins),
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["Retry-After", "X-Request-ID"],
-        methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-        max_age=600,
-        supports_credentials=False,
-    )

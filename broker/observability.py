@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from flask import Flask, Response, g, has_request_context, request
@@ -32,6 +32,8 @@ from broker.metrics import UNMATCHED_ROUTE, method_label, observe_request
 from broker.settings import Settings
 
 log = logging.getLogger("broker.access")
+# The message of every access line (its fields say what happened).
+ACCESS = "request"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -75,6 +77,15 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        return self._ENCODER.encode(entry)
+
+    def access(self, created: float, fields: dict[str, Any]) -> str:
+        """The line :meth:`format` writes for an access record made at ``created`` with
+        ``fields`` as its extra fields, built straight from them (no record)."""
+        entry = {"ts": self._stamp(created), "level": "INFO", "logger": log.name, "msg": ACCESS}
+        for key, value in fields.items():
+            if not key.startswith("_"):
+                entry[key] = value
         return self._ENCODER.encode(entry)
 
 
@@ -232,14 +243,49 @@ def _set_headers(response: Response, request_id: str) -> None:
 
 def access_line(**fields: Any) -> None:
     """Log the request's access line on ``broker.access``, as ``log.info("request", extra=...)``
-    would, without what that costs per record and an access line never needs: looking up the
-    caller's source line (a walk up the stack) and re-checking the level. The record goes
-    through the logger's filters and handlers like any other, so operators configure it as any
-    logger (level, handlers, formatters, propagation)."""
+    would, without what that costs per record and an access line never needs.
+
+    When the line can only reach the broker's own JSON handler (nothing added to the logger or
+    its handler by an operator), it is built from the fields and written as that handler would
+    write it, with no record at all. Otherwise a record goes through the logger's filters and
+    handlers like any other (without looking up the caller's source line, a walk up the stack),
+    so operators configure it as any logger (level, handlers, formatters, propagation)."""
+    direct = _direct_handler()
+    if direct is not None:
+        formatter = cast(JsonFormatter, direct.formatter)
+        try:
+            line = formatter.access(time.time(), fields)
+            with direct.lock:  # type: ignore[union-attr]  # handlers made by createLock have one
+                direct.stream.write(line + direct.terminator)
+                direct.stream.flush()
+            return
+        except Exception:  # the record path below reports write errors its own way
+            pass
     record = log.makeRecord(
-        log.name, logging.INFO, __file__, 0, "request", (), None, "access_line", fields
+        log.name, logging.INFO, __file__, 0, ACCESS, (), None, "access_line", fields
     )
     log.handle(record)
+
+
+def _direct_handler() -> logging.StreamHandler[Any] | None:
+    """The broker's own JSON handler, when it is the only place an access record would go."""
+    if log.handlers or log.filters or not log.propagate:
+        return None
+    parent = log.parent
+    if parent is None or parent.name != "broker" or parent.filters or parent.propagate:
+        return None
+    handlers = parent.handlers
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if (
+        not getattr(handler, "_broker_handler", False)
+        or type(handler.formatter) is not JsonFormatter
+        or handler.level > logging.INFO
+        or any(type(f) is not RequestIdFilter for f in handler.filters)
+    ):
+        return None
+    return cast(logging.StreamHandler[Any], handler)
 
 
 def metrics_response(settings: Settings, extra: Callable[[], bytes] | None = None) -> Response:

@@ -7,9 +7,8 @@ types, the size limit, kinds) live in :mod:`broker.domain` so these instances ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_dump, utils, validate
@@ -248,11 +247,17 @@ class EmptyRequest(StrictSchema):
 # ---- responses --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Links:
-    """What an answer's links are built from: the broker's address as its clients reach it."""
+    """What an answer's links are built from: the broker's address as its clients reach it,
+    worked out only if the answer holds a link (most answers, e.g. signed URLs, hold none)."""
 
-    public_base_url: str
+    def __init__(self, public_base_url: Callable[[], str]) -> None:
+        self._public_base_url = public_base_url
+
+    @cached_property
+    def public_base_url(self) -> str:
+        """The address links start with."""
+        return self._public_base_url()
 
 
 # Set around every dump of an answer (``broker.http.payloads.json_response``).

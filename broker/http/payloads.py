@@ -35,8 +35,36 @@ def optional_body(schema: Schema) -> dict[str, Any]:
 
 def query(schema: Schema) -> dict[str, Any]:
     """The query string, validated by ``schema``."""
+    if not request.query_string:
+        # Most requests carry none: the schema's defaults, loaded once per schema.
+        return dict(_defaults(schema))
     loaded: dict[str, Any] = schema.load(request.args.to_dict())
     return loaded
+
+
+# Schemas are module-level singletons (broker.schemas), so the cache stays as small as they are.
+_DEFAULTS: dict[Schema, dict[str, Any]] = {}
+
+
+def _defaults(schema: Schema) -> dict[str, Any]:
+    """What ``schema`` loads from an empty query (raising as it does when a field is required).
+
+    Only plain ``load_default`` values are remembered: a schema whose empty load could differ
+    from call to call (a callable default, a load hook) is loaded every time."""
+    cached = _DEFAULTS.get(schema)
+    if cached is not None:
+        return cached
+    loaded: dict[str, Any] = schema.load({})
+    if _constant_empty_load(schema):
+        _DEFAULTS[schema] = loaded
+    return loaded
+
+
+def _constant_empty_load(schema: Schema) -> bool:
+    hooks = getattr(schema, "_hooks", None)  # marshmallow's registry of load/dump hooks
+    if hooks is None or any(hooks.values()):
+        return False
+    return not any(callable(field.load_default) for field in schema.fields.values())
 
 
 def json_response(
@@ -54,7 +82,7 @@ def json_answer(
 ) -> Response:
     """``data`` as ``dump`` writes it (a schema's ``dump``, or a hot path's plain function
     compiled from one), with the status and extra headers given."""
-    with LINKS(Links(public_base_url())):
+    with LINKS(Links(public_base_url)):
         dumped = dump(data)
     response = jsonify(dumped)
     if status != 200:

@@ -66,7 +66,7 @@ EXPIRES = datetime(2024, 1, 2, 4, 0, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def links() -> Iterator[None]:
     """Answers are dumped where their links are known (as json_answer does)."""
-    with schemas.LINKS(schemas.Links("https://broker.example/")):
+    with schemas.LINKS(schemas.Links(lambda: "https://broker.example/")):
         yield
 
 
@@ -105,6 +105,23 @@ def test_signed_urls_one_and_many() -> None:
     assert _bytes(schemas.dump_signed_urls(many)) == _bytes(
         schemas.signed_urls_response.dump({"urls": many})
     )
+
+
+def test_the_broker_address_is_worked_out_only_for_an_answer_with_a_link() -> None:
+    asked: list[str] = []
+
+    def base() -> str:
+        asked.append("asked")
+        return "https://broker.example/"
+
+    with schemas.LINKS(schemas.Links(base)):
+        schemas.dump_signed_url(SignedUrl("https://s3.example/a", EXPIRES))
+        assert asked == []
+        shared = [image for image in IMAGES if image.public_token is not None]
+        assert shared, "the fixture has a public image"
+        dumped = schemas.dump_image_page(Page(shared + shared, None))
+        assert dumped["images"][0]["public_url"].startswith("https://broker.example/p/")
+        assert asked == ["asked"]  # once per answer, however many links
 
 
 def test_a_field_added_to_a_schema_is_dumped_by_marshmallow_itself() -> None:

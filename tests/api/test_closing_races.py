@@ -21,11 +21,14 @@ from prometheus_client import REGISTRY
 from broker import domain
 from broker.db.quotas import Usage
 from broker.extension import Broker
+from broker.uploads import service
+from broker.variants.service import image_recorded as image_recorded_for_real
 from tests.support.apps import broker_of
 from tests.support.envelope import assert_envelope
 from tests.support.images import png_bytes
 from tests.support.multipart import MULTIPART_MAX_BYTES, MiB, Multipart, padded_png
 from tests.support.races import both_at, together
+from tests.support.tokens import auth
 from tests.support.upload import pending_upload
 
 
@@ -143,3 +146,84 @@ def test_two_calls_finding_the_upload_gone_from_the_bucket_close_it_once(
         "the upload is no longer pending (aborted)",
     ]
     assert broker.db.uploads.state_of(flow.upload_id) == domain.ABORTED
+
+
+# ---------------------------------------------------------------- confirm: rejected
+
+
+def test_two_confirms_of_a_bad_upload_reject_it_once(
+    app_under_test: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    other_reservation: Usage,
+) -> None:
+    broker = broker_of(app_under_test)
+    html = b"<html><script>alert(1)</script></html>"
+    grant = pending_upload(app_under_test.test_client(), html)
+    # Both read the object before either rejects it (the first to reject deletes it, and a
+    # confirm reading after that finds nothing to judge): both go on to reject and close it.
+    both_at(broker.bucket, "read_head", monkeypatch)
+    rejected_before = uploads_counted("rejected")
+
+    def confirm() -> Any:
+        client = app_under_test.test_client()
+        return client.post("/images", json={"key": grant["key"]}, headers=auth())
+
+    with caplog.at_level(logging.INFO, logger="broker.uploads.service"):
+        answers = together(confirm)
+
+    assert broker.db.quotas.usage("alice") == other_reservation
+    assert uploads_counted("rejected") - rejected_before == 1
+    logged = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [409, 422], [answer.json for answer in answers]
+    for answer in answers:
+        if answer.status_code == 422:
+            assert_envelope(answer, 422, "upload_invalid")
+        else:
+            # Rejected by the other confirm while this one verified: as a confirm after it.
+            assert conflict_of(answer) == "the upload is no longer pending (rejected)"
+    assert broker.bucket.head(grant["key"]) is None
+    assert broker.db.images.collection.count_documents({}) == 0
+    # A later confirm answers as the loser did.
+    assert conflict_of(confirm()) == "the upload is no longer pending (rejected)"
+
+
+# ---------------------------------------------------------------- confirm: recorded
+
+
+def test_two_confirms_of_a_good_upload_record_and_queue_it_once(
+    app_under_test: Flask, monkeypatch: pytest.MonkeyPatch, other_reservation: Usage
+) -> None:
+    broker = broker_of(app_under_test)
+    data = png_bytes(9, 9)
+    grant = pending_upload(app_under_test.test_client(), data)
+    both_at_the_write(broker, monkeypatch)
+    queued: list[str] = []
+
+    def image_recorded(broker: Broker, image: domain.Image) -> None:
+        queued.append(image.id)
+        image_recorded_for_real(broker, image)
+
+    # Confirm calls it by the name its module imported.
+    monkeypatch.setattr(service, "image_recorded", image_recorded)
+    confirmed_before = uploads_counted("confirmed")
+
+    def confirm() -> Any:
+        client = app_under_test.test_client()
+        return client.post("/images", json={"key": grant["key"]}, headers=auth())
+
+    answers = together(confirm)
+
+    assert sorted(answer.status_code for answer in answers) == [200, 201]
+    assert len({answer.json["image"]["id"] for answer in answers}) == 1
+    image_id = answers[0].json["image"]["id"]
+    # What follows "an image was recorded" runs once, for the confirm that closed the upload.
+    assert queued == [image_id]
+    assert uploads_counted("confirmed") - confirmed_before == 1
+    # The reservation passed to the image: nothing given back, nothing counted twice.
+    assert broker.db.quotas.usage("alice") == Usage(
+        other_reservation.images + 1, other_reservation.bytes + len(data)
+    )
+    assert broker.db.images.collection.count_documents({"key": grant["key"]}) == 1

@@ -90,18 +90,14 @@ class UploadRepository:
         doc = self.collection.find_one({"_id": upload_id}, {_DIGESTS: True}) or {}
         return {int(number): md5 for number, md5 in (doc.get(_DIGESTS) or {}).items()}
 
-    def claim(self, upload_id: str, state: str, reason: str | None = None) -> str:
-        """Atomically move a pending upload to a final state; return the state it ends in.
-
-        The result differs from ``state`` when someone else closed the upload first. Confirmed,
-        the upload's quota reservation passes to the image in the same write: from then on
-        removing the image gives it back, never the upload.
-        """
-        return state if self.close(upload_id, state, reason) else self.state_of(upload_id)
-
     def close(self, upload_id: str, state: str, reason: str | None = None) -> bool:
-        """Atomically move a pending upload to a final state (as :meth:`claim`); True only for
-        the one caller whose write moved it, even when a concurrent one chose the same state."""
+        """Atomically move a pending upload to a final state; True only for the one caller
+        whose write moved it, even when a concurrent one chose the same state.
+
+        Whoever gets False must not act on the upload (give its quota back, delete, count): the
+        winner does. Confirmed, the upload's quota reservation passes to the image in the same
+        write: from then on removing the image gives it back, never the upload.
+        """
         changes: dict[str, Any] = {"state": state, "reason": reason, "closed_at": utcnow()}
         if state == CONFIRMED:
             changes["quota_held"] = False

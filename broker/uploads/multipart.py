@@ -171,9 +171,10 @@ def abort(broker: Broker, principal: Principal, upload_id: str) -> None:
     plan = _open_plan(pending)
     # The bucket first: once it refuses every part, closing the record cannot race a PUT.
     broker.bucket.abort_multipart(pending.key, plan.bucket_upload_id)
-    state = broker.db.uploads.claim(pending.id, domain.ABORTED, "aborted by its owner")
-    if state != domain.ABORTED:
-        raise service.no_longer_pending(state)
+    # Only the abort whose write closed the upload acts on it: a concurrent one (or a call
+    # that found it gone from the bucket meanwhile) answers 409 as any later call would.
+    if not broker.db.uploads.close(pending.id, domain.ABORTED, "aborted by its owner"):
+        raise service.no_longer_pending(broker.db.uploads.state_of(pending.id))
     # A complete racing this abort may have joined the parts already: that object goes too.
     broker.bucket.delete(pending.key)
     quota.release_upload(broker, pending)
@@ -211,10 +212,9 @@ def _gone_from_the_bucket(broker: Broker, pending: PendingUpload) -> Conflict:
     # The bucket no longer knows the upload while the broker still has it open: it was aborted
     # behind the broker's back (a lifecycle rule, an operator). Nothing can finish it now.
     assert pending.multipart is not None
-    if broker.db.uploads.claim(pending.id, domain.ABORTED, "gone from the bucket") == (
-        domain.ABORTED
-    ):
-        quota.release_upload(broker, pending)
-        log.warning("multipart upload %s was gone from the bucket", pending.id)
-        return Conflict("the upload is no longer pending (aborted in the bucket)")
-    return service.no_longer_pending(broker.db.uploads.state_of(pending.id))
+    if not broker.db.uploads.close(pending.id, domain.ABORTED, "gone from the bucket"):
+        # Closed meanwhile (by a concurrent call that found it gone too, an abort, the sweep).
+        return service.no_longer_pending(broker.db.uploads.state_of(pending.id))
+    quota.release_upload(broker, pending)
+    log.warning("multipart upload %s was gone from the bucket", pending.id)
+    return Conflict("the upload is no longer pending (aborted in the bucket)")

@@ -222,15 +222,18 @@ def record_upload(
             raise rejection
         image, created = broker.db.images.insert(verified)
 
-    state = broker.db.uploads.claim(pending.id, domain.CONFIRMED)
-    if state != domain.CONFIRMED:
+    if not broker.db.uploads.close(pending.id, domain.CONFIRMED):
+        state = broker.db.uploads.state_of(pending.id)
+        if state == domain.CONFIRMED:
+            # A concurrent confirm of the same upload closed it, with this very image (the key
+            # is unique): what follows the recording is that confirm's to do, once.
+            return image, created
         # The sweeper expired the upload while we verified; it deletes the object.
         if created:
             broker.db.images.remove(image.id)
         quota.release_upload(broker, pending)
         raise no_longer_pending(state)
-    if created:
-        _CONFIRMED.inc()
+    _CONFIRMED.inc()
     image_recorded(broker, image)
     return image, created
 
@@ -330,10 +333,16 @@ def no_longer_pending(state: str) -> Conflict:
 
 
 def reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
-    """Delete the upload's object and close it as rejected (its quota given back, once)."""
+    """Delete the upload's object and close it as rejected (its quota given back, once).
+
+    Raises the 409 of a finished upload when another request closed it first (a concurrent
+    confirm rejected it too, or the sweeper expired it): that one gave the quota back.
+    """
     # The bucket must only ever hold what was verified: delete first, then close the upload.
+    # (Both racers delete: deleting a missing object succeeds, and neither may skip it.)
     broker.bucket.delete(pending.key)
-    if broker.db.uploads.claim(pending.id, domain.REJECTED, reason) == domain.REJECTED:
-        quota.release_upload(broker, pending)
+    if not broker.db.uploads.close(pending.id, domain.REJECTED, reason):
+        raise no_longer_pending(broker.db.uploads.state_of(pending.id))
+    quota.release_upload(broker, pending)
     _REJECTED.inc()
     log.info("upload %s rejected: %s", pending.id, reason)

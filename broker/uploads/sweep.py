@@ -49,8 +49,8 @@ def sweep(broker: Broker, *, batch: int = 500) -> SweepReport:
     uploads = broker.db.uploads
     expired = finished = failed = cleaned = 0
     for pending in uploads.overdue(now, batch):
-        # Not claim(): it answers the state the upload ends in, and another sweeper's claim
-        # ends it in "expiring" too; only the sweeper whose write closed it may expire it.
+        # Only the sweeper whose write closed it may expire it: another sweeper's close ends
+        # it in "expiring" too, so the state it ends in says nothing about who won.
         if uploads.close(pending.id, domain.EXPIRING):
             ok = _attempt(_expire, broker, pending)
             expired, failed = expired + ok, failed + (not ok)

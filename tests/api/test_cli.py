@@ -274,7 +274,7 @@ def test_confirm_losing_the_object_to_the_sweeper_midway_is_409(
 
     def sweeper_strikes(key: str, length: int) -> Any:
         # The sweeper wins the upload and deletes the object just before confirm reads it.
-        broker.db.uploads.claim(broker.db.uploads.for_owner(key, "alice").id, "expiring")
+        assert broker.db.uploads.close(broker.db.uploads.for_owner(key, "alice").id, "expiring")
         broker.bucket.delete(key)
         return real_read(key, length)
 

@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from broker.bucket_policy import apply_bucket_cors, setup_bucket
 from broker.uploads.sweep import sweep
 from tests.support.apps import broker_of
+from tests.support.envelope import assert_envelope
 from tests.support.images import md5_b64
 from tests.support.multipart import (
     HTTP_TIMEOUT,
@@ -34,6 +35,7 @@ from tests.support.multipart import (
     padded_png,
     put_part,
 )
+from tests.support.races import both_at, together
 from tests.support.s3 import S3Endpoint, object_exists, s3_error
 from tests.support.tokens import auth
 
@@ -328,6 +330,36 @@ def test_abort_drops_the_parts_and_closes_the_upload(
     assert s3_error(put_part(grants[2], flow.parts[2])) == (404, "NoSuchUpload")
     for refused in (flow.sign(1), flow.listed(), flow.complete(), flow.abort()):
         assert refused.status_code == 409
+    assert s3.list_objects_v2(Bucket=rgw_bucket).get("Contents", []) == []
+
+
+def test_two_aborts_at_once_abort_once_on_rgw(
+    rgw_app: Flask,
+    api: FlaskClient,
+    s3: Any,
+    rgw_bucket: str,
+    eleven_mib: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flow = three_parts(api, eleven_mib)
+    flow.send(1)
+    broker = broker_of(rgw_app)
+    # Both aborts reach the bucket before either closes the record: the second abort RGW sees
+    # is of an upload it has just dropped, and that is no failure (no 503, no 500).
+    both_at(broker.db.uploads, "close", monkeypatch)
+
+    answers = together(
+        lambda: Multipart(rgw_app.test_client(), eleven_mib, upload=flow.upload).abort()
+    )
+
+    assert sorted(answer.status_code for answer in answers) == [204, 409], [
+        answer.json for answer in answers
+    ]
+    loser = next(answer for answer in answers if answer.status_code == 409)
+    error = assert_envelope(loser, 409, "conflict")
+    assert error["message"] == "the upload is no longer pending (aborted)"
+    assert open_uploads(s3, rgw_bucket) == []
+    assert broker.db.quotas.usage("alice").bytes == 0  # given back once, not twice
     assert s3.list_objects_v2(Bucket=rgw_bucket).get("Contents", []) == []
 
 

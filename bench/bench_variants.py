@@ -120,8 +120,9 @@ def child(engine: str, path: Path, iterations: int) -> None:
         print(json.dumps({}))
         return
     if engine == "floor-renderer":
-        # What the renderer's import costs (the package loads no web stack until asked to).
-        import broker.variants.render  # noqa: F401
+        # What the render child imports (the package loads no web stack until asked to).
+        import broker.variants.render
+        import broker.variants.sandbox  # noqa: F401
 
         print(json.dumps({}))
         return
@@ -136,8 +137,8 @@ def child(engine: str, path: Path, iterations: int) -> None:
         def render() -> list[bytes]:
             return pillow_variants(path, draft=draft)
     else:
-        _like_the_sandbox()
         from broker.variants.render import render_variants
+        from broker.variants.sandbox import release_memory, tune_allocator
         from broker.variants.spec import FORMATS, RenderLimits, VariantSettings, parse_variants
 
         threads = 1 if engine == "pyvips-1-thread" else os.cpu_count() or 1
@@ -150,8 +151,13 @@ def child(engine: str, path: Path, iterations: int) -> None:
             limits=RenderLimits(40_000_000, 1 << 30, 60.0, threads),
         )
 
+        tune_allocator()  # as the render child does
+
         def render() -> list[bytes]:
-            return [variant.data for variant in render_variants(path, settings)]
+            # Then, as the render child does between images, the heap's free pages go back.
+            data = [variant.data for variant in render_variants(path, settings)]
+            release_memory()
+            return data
 
     sizes = [len(data) for data in render()]  # warm-up: first-call costs are not throughput
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -159,15 +165,6 @@ def child(engine: str, path: Path, iterations: int) -> None:
         render()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     print(json.dumps({"wall_s": wall / iterations, "cpu_s": cpu / iterations, "bytes": sizes}))
-
-
-def _like_the_sandbox() -> None:
-    """Two malloc arenas, as the render sandbox sets them (glibc; nothing elsewhere)."""
-    import contextlib
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX
 
 
 def run_child(engine: str, path: Path, iterations: int) -> dict[str, Any]:

@@ -683,6 +683,14 @@ def _pagination_section(pages: dict[str, Any]) -> list[str]:
         f"{pages['deep_cursor']}.",
         "",
     ]
+    keys = pages.get("database_keys_examined_page1")
+    if keys is not None and keys > pages["page_size"] + 1:
+        lines += [
+            f"The database examined {keys:,} index keys for page 1 (explain): it reads the"
+            " whole library for every page, so both latencies are its scan, not the cursor"
+            f" (on MongoDB the hinted index walk reads {pages['page_size'] + 1}).",
+            "",
+        ]
     return lines
 
 

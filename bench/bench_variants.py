@@ -8,7 +8,8 @@ under the upload limit is). Each is turned into both default variants (thumb 320
 1280x1280, WebP quality 80, effort/method 4) by
 
 * pyvips, 1 thread  -- ``broker.variants.render.render_variants`` with libvips concurrency 1
-  (the per-core figure: what one worker per core gets);
+  (the per-core figure: what one worker per core gets), malloc set up and trimmed between
+  images as in the render child (``sandbox.tune_allocator``, ``sandbox.release_memory``);
 * pyvips, default   -- the same with libvips' default concurrency (one thread per core);
 * Pillow, conventional -- what Pillow's documentation shows: ``open``,
   ``ImageOps.exif_transpose`` (which returns a decoded copy: the original is decoded at full

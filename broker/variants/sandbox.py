@@ -38,6 +38,9 @@ from broker.variants.spec import VariantSettings, VariantSpec
 STARTUP_TIMEOUT = 60.0
 _PR_SET_PDEATHSIG = 1
 _M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
+# glibc's own default threshold, made fixed (see tune_allocator).
+_MMAP_THRESHOLD = 128 * 1024
 
 
 class RenderSandbox:
@@ -253,21 +256,42 @@ def _serve(conn: Connection, settings: VariantSettings) -> None:
             answer = ("error", RenderError("memory_limit", "the image needs more memory"))
         except Exception as exc:  # a bug, not the image: the worker retries, then gives up
             answer = ("error", RenderError("internal", type(exc).__name__, permanent=False))
+        release_memory()  # between images the child holds only what libvips itself needs
         try:
             conn.send(answer)
         except (EOFError, OSError):
             return
 
 
+def tune_allocator() -> None:
+    """Set glibc's malloc up for a process that renders one large image after another.
+
+    Two arenas: glibc reserves 64 MiB of address space per thread arena, and with libvips'
+    threads that alone would eat the memory ceiling. A fixed mmap threshold: by default glibc
+    raises it to the size of each large block freed (up to 32 MiB), so the next image's
+    multi-megabyte pixel buffers come from the heap, fragment it, and every image leaves the
+    peak a little higher (a 40 Mpx PNG's peak RSS: 71 MiB after one render, 120 MiB after six;
+    with this and :func:`release_memory` between images, 73 MiB). A no-op off glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, 2)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
+def release_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``), after a render."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def _limit_self(memory_bytes: int) -> None:
     """Memory ceiling, no core files, and die with the parent (Linux) even if it is killed."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    tune_allocator()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        # glibc reserves 64 MiB of address space per thread arena: with libvips' threads that
-        # alone would eat the ceiling. Two arenas cost nothing measurable here.
-        libc.mallopt(_M_ARENA_MAX, 2)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # not glibc/Linux: the ceiling still holds, the child ends at its parent's EOF

@@ -12,7 +12,8 @@ update (``secantusdb`` refuses them), nothing a real MongoDB lacks.
   window's count leaves the collection once the window after it, which reads it, has ended.
 - Two *first* increments of a window race on MongoDB: both upserts may try to insert, and the
   loser's collides with the winner's new document (SERVER-14322) although nothing is wrong. By
-  then the document exists, so the increment is tried once more and finds it.
+  then the document exists, so the increment is tried once more and finds it. (secantusdb
+  instead applies both and may answer the loser with no document: the count is then read.)
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ class SharedCounts:
             return_document=ReturnDocument.AFTER,
             projection={"count": True},
         )
+        if document is None:
+            # secantusdb answers null to some of several concurrent upserts of one new
+            # document although each increment applied (MongoDB always returns it). A read now
+            # sees at least the count this increment made: a conservative "after".
+            document = self.collection.find_one({"_id": key}, {"count": True})
+            if document is None:
+                raise LookupError(f"the rate-limit count {key!r} vanished after an upsert")
         return int(document["count"])
 
     def count(self, key: str) -> int:

@@ -18,7 +18,10 @@ The lease size adapts per key: 1 for a window's first lease, doubling with each 
 while the caller keeps hitting, capped at ``max(1, limit // 50)`` (so a limit of 50 or fewer is
 counted exactly, one hit per round trip) and at a quarter of the headroom last seen
 (``limit − estimate``), so near the limit leases shrink and few permits can be left stranded.
-The previous window's count is read once per window per key per process and kept. When the
+The previous window's count is read at most once per window per key per process, and only when
+it matters: no window's admitted hits exceed the limit, so while the estimate taking the
+previous window as full leaves room for the lease wanted, the real count cannot change the
+decision (a caller seen once in a window costs one round trip there, not two). When the
 estimate last seen already leaves no room (its previous part only decays, its current part can
 only grow), the hit is refused locally, without a round trip.
 
@@ -32,8 +35,8 @@ unspent at a window's end (at most ``processes × cap``) are counted in the next
 estimate with a weight that decays to nothing over it. With one process the count is exact.
 
 **Cost.** A caller making ``n`` limited requests in a window through one process costs about
-``2 + log2(cap) + n / cap`` round trips instead of ``n`` (one of them the read of the previous
-window's count); near the limit, leases of one.
+``1 + log2(cap) + n / cap`` round trips instead of ``n`` (plus, when it matters, one read of the
+previous window's count); near the limit, leases of one.
 """
 
 from __future__ import annotations
@@ -72,6 +75,11 @@ class WindowCounts(Protocol):
 def lease_cap(limit: int) -> int:
     """The largest lease a process takes of ``limit``: a limit of 50 or fewer is exact."""
     return max(1, limit // LEASE_FRACTION)
+
+
+def lease_size(lease: int, limit: int, headroom: int) -> int:
+    """The next lease: ``lease`` capped by the limit's cap and a share of the headroom, at least 1."""
+    return max(1, min(lease, lease_cap(limit), headroom // HEADROOM_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -165,20 +173,35 @@ class LeasedSlidingWindow:
             if state.permits:
                 state.permits -= 1
                 return None
-            if state.previous is None:
-                state.previous = self.store.count(key + window.previous_suffix)
-            if not window.room(state.previous, state.seen):
+            if state.previous is None and self._previous_matters(state, window):
+                self._read_previous(state, key, window)
+            if state.previous is not None and not window.room(state.previous, state.seen):
                 return window.retry_after(state.previous, state.seen)
             return self._lease(state, key, window)
 
+    @staticmethod
+    def _previous_matters(state: _KeyState, window: Window) -> bool:
+        # No window counts more than the limit, so while the estimate with a full previous
+        # window leaves room for the lease wanted, its real count cannot change the decision.
+        wanted = min(state.lease, lease_cap(window.limit))
+        room = window.room(window.limit, state.seen)
+        return not room or lease_size(state.lease, window.limit, room) < wanted
+
+    def _read_previous(self, state: _KeyState, key: str, window: Window) -> int:
+        state.previous = self.store.count(key + window.previous_suffix)
+        return state.previous
+
     def _lease(self, state: _KeyState, key: str, window: Window) -> int | None:
-        previous = state.previous or 0
-        headroom = window.room(previous, state.seen)
-        size = max(1, min(state.lease, lease_cap(window.limit), headroom // HEADROOM_FRACTION))
+        previous = window.limit if state.previous is None else state.previous  # see above
+        size = lease_size(state.lease, window.limit, window.room(previous, state.seen))
         counter = key + window.key_suffix
         after = self.store.add(counter, size, window.expire_at)
         before = after - size
         kept = min(size, window.room(previous, before))
+        if kept < size and state.previous is None:
+            # The bound was too strict (or others wrote meanwhile): the real count decides.
+            previous = self._read_previous(state, key, window)
+            kept = min(size, window.room(previous, before))
         if kept < size:
             self.store.add(counter, kept - size, window.expire_at)
         state.seen = before + kept

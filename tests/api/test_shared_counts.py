@@ -73,11 +73,12 @@ def test_a_busy_caller_costs_a_few_round_trips_not_one_per_hit(
     counter = LeasedSlidingWindow(make_counts(commands), lambda: frozen_now)
     item = parse("1200/minute")
     assert all(counter.hit(item, *CALLER) is None for _ in range(1000))
-    # One read of the previous window, then leases of 1, 2, 4, 8, 16 and 24 at a time.
-    assert commands.names().count("find") == 1
+    # Leases of 1, 2, 4, 8, 16 and then 24 at a time, and at most one read of the previous
+    # window (none if, this far into the window, even a full one would leave room).
     writes = commands.names().count("findAndModify")
     assert writes == 5 + -(-(1000 - 31) // lease_cap(1200))
-    assert len(commands.sent) == writes + 1 < 1000 // 20
+    assert writes <= len(commands.sent) <= writes + 1 < 1000 // 20
+    assert set(commands.names()) <= {"findAndModify", "find"}
     # Only $inc with an upsert: nothing a real MongoDB or secantusdb would refuse.
     updates = [command["update"] for name, command in commands.sent if name == "findAndModify"]
     assert all(set(update) == {"$inc", "$setOnInsert"} for update in updates)

@@ -122,8 +122,20 @@ def test_leases_double_up_to_a_fiftieth_of_the_limit(
     assert lease_cap(1000) == 20
     admitted(counter, item, 200)
     assert store.adds[:7] == [1, 2, 4, 8, 16, 20, 20]
-    # 200 hits: one read of the previous window and 14 leases, not 200 writes.
-    assert store.round_trips == 1 + 14
+    # 200 hits: 14 leases, not 200 writes. Half-way through the window even a full previous
+    # window leaves room for them, so its count was not worth a read.
+    assert store.round_trips == 14 and store.reads == 0
+
+
+def test_the_previous_window_is_read_when_it_could_refuse(
+    counter: LeasedSlidingWindow, store: Counts, clock: Clock
+) -> None:
+    item = parse("1000/minute")
+    clock.now = START + 3  # a full previous window would leave room for 50
+    assert admitted(counter, item, 40) == 40
+    assert store.reads == 1  # once a lease of 16 would not have fit under a full one
+    assert admitted(counter, item, 2000) == 1000 - 40
+    assert store.reads == 1
 
 
 def test_leases_shrink_near_the_limit_and_never_overshoot(
@@ -183,13 +195,17 @@ def test_the_previous_windows_share_decays_into_room(
     counter: LeasedSlidingWindow, store: Counts, clock: Clock
 ) -> None:
     item = parse("10/minute")
-    store.counts[window_key(item, START - PERIOD)] = 20  # 10 of it in the estimate half-way
-    assert counter.hit(item, *CALLER) == 3  # 9 of it are left 3 s later
-    assert store.adds == []  # the estimate said so: no write
-    clock.now += 3
+    store.counts[window_key(item, START - PERIOD)] = 10
+    clock.now = START + 6  # 9 of the previous window are in the estimate
     assert counter.hit(item, *CALLER) is None
-    assert counter.hit(item, *CALLER) == 3  # 10 − 1 admitted: 8 of the previous may be left
-    assert store.reads == 1
+    # 9 + 1: no room. 8 of the previous may be left 12 s into the window: 6 s from now.
+    assert counter.hit(item, *CALLER) == 6
+    assert store.adds == [1] and store.reads == 1  # refused without a write
+    clock.now += 5
+    assert counter.hit(item, *CALLER) == 1
+    clock.now += 1
+    assert counter.hit(item, *CALLER) is None
+    assert store.adds == [1, 1] and store.reads == 1
 
 
 def test_a_window_refused_by_others_writes_costs_one_give_back(
@@ -212,9 +228,10 @@ def test_unspent_permits_die_with_their_window(
     assert store.counts[window_key(item, START)] == 51
     clock.now = START + PERIOD  # the next window's first moment
     assert counter.hit(item, *CALLER) is None
-    # The new window read the old one's count (51, unspent permits included: conservative)
-    # and began again with a lease of one.
-    assert store.adds[-1] == 1 and store.reads == 2
+    # The new window read the old one's count (51, unspent permits included: conservative:
+    # at its first moment a full previous window would leave no room) and began again with a
+    # lease of one.
+    assert store.adds[-1] == 1 and store.reads == 1
     assert store.counts[window_key(item, START + PERIOD)] == 1
     # 51 weighted by the whole window is in the estimate: 1000 − 51 fit, one already taken.
     assert admitted(counter, item, 1000) == 1000 - 51 - 1
@@ -258,3 +275,13 @@ def test_a_store_outage_counts_in_the_process(clock: Clock) -> None:
     limiter = RateLimiter(LeasedSlidingWindow(Unreachable(), clock), "test store")
     item = parse("2/minute")
     assert [limiter.hit(item, *CALLER) is None for _ in range(3)] == [True, True, False]
+
+
+def test_a_caller_seen_once_a_window_costs_one_round_trip_there(
+    counter: LeasedSlidingWindow, store: Counts, clock: Clock
+) -> None:
+    item = parse("120/minute")
+    for _ in range(5):
+        assert counter.hit(item, *CALLER) is None
+        clock.now += PERIOD
+    assert store.adds == [1] * 5 and store.reads == 0

@@ -4,20 +4,20 @@ counter whose permits each process takes from the shared store in leases.
 **The estimate.** Time is cut into fixed windows of the limit's period (``floor(t / period)``, on
 the wall clock, so every host cuts the same windows). The store keeps one count per (limit,
 caller) and window. At time ``t``, ``elapsed`` seconds into the current window, the caller's rate
-is estimated as ``previous × (1 − elapsed / period) + current``: the classic approximation of a
+is estimated as ``previous × (1 - elapsed / period) + current``: the classic approximation of a
 moving window, which assumes the previous window's hits were spread evenly, so a burst at a
 window's edge cannot double the rate. A hit is admitted only while the estimate, counting it,
 stays within the limit.
 
 **Leases.** A process does not write once per hit. When it has no permits left for a key it takes
 ``k`` at once (``count += k`` in the store, one round trip) and, if the estimate with the new count
-passes the limit, gives the overflow back (``count −= excess``) and keeps what fits (maybe
+passes the limit, gives the overflow back (``count -= excess``) and keeps what fits (maybe
 nothing: refused). Its permits are then spent locally, one per hit, under the key's lock, and
 die with their window (they stay counted: a process never claims more than the store granted).
 The lease size adapts per key: 1 for a window's first lease, doubling with each further lease
 while the caller keeps hitting, capped at ``max(1, limit // 50)`` (so a limit of 50 or fewer is
 counted exactly, one hit per round trip) and at a quarter of the headroom last seen
-(``limit − estimate``), so near the limit leases shrink and few permits can be left stranded.
+(``limit - estimate``), so near the limit leases shrink and few permits can be left stranded.
 The previous window's count is read at most once per window per key per process, and only when
 it matters: no window's admitted hits exceed the limit, so while the estimate taking the
 previous window as full leaves room for the lease wanted, the real count cannot change the
@@ -30,7 +30,7 @@ kept, plus overflow on its way back; a lease keeps only what fits under the limi
 everything already counted*, so across all processes the admitted hits never exceed the limit
 (nor the estimate the limit). The price is under-admission, bounded: a hit can be refused while
 other processes hold unspent permits or are returning an overflow, each at most one lease, so at
-most ``(processes − 1) × cap`` hits of a window fewer than an exact counter; and permits left
+most ``(processes - 1) × cap`` hits of a window fewer than an exact counter; and permits left
 unspent at a window's end (at most ``processes × cap``) are counted in the next window's
 estimate with a weight that decays to nothing over it. With one process the count is exact.
 
@@ -78,7 +78,7 @@ def lease_cap(limit: int) -> int:
 
 
 def lease_size(lease: int, limit: int, headroom: int) -> int:
-    """The next lease: ``lease`` capped by the limit's cap and a share of the headroom, at least 1."""
+    """The next lease: ``lease`` within the cap and a share of the headroom, at least 1."""
     return max(1, min(lease, lease_cap(limit), headroom // HEADROOM_FRACTION))
 
 
@@ -127,7 +127,7 @@ class Window:
             # The previous window's share decays enough within this one.
             fits_at = self.start + self.period * (1 - room / previous)
         else:
-            # This window's count must decay in the next one: limit − 1 of it may remain.
+            # This window's count must decay in the next one: limit - 1 of it may remain.
             fits_at = self.start + self.period * (2 - (self.limit - 1) / max(current, 1))
         return max(1, math.ceil(fits_at - self.now - EPSILON))
 

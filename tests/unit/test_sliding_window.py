@@ -98,9 +98,7 @@ def test_the_estimate_weights_the_previous_window_by_what_is_left_of_this_one() 
     assert Window(limit=100, period=60, start=0, now=0.0).room(100, 0) == 0
 
 
-def test_a_fresh_caller_gets_exactly_the_limit(
-    counter: LeasedSlidingWindow, store: Counts
-) -> None:
+def test_a_fresh_caller_gets_exactly_the_limit(counter: LeasedSlidingWindow, store: Counts) -> None:
     item = parse("1000/minute")
     assert admitted(counter, item, 1500) == 1000
     assert store.counts[window_key(item, START)] == 1000
@@ -233,7 +231,7 @@ def test_unspent_permits_die_with_their_window(
     # lease of one.
     assert store.adds[-1] == 1 and store.reads == 1
     assert store.counts[window_key(item, START + PERIOD)] == 1
-    # 51 weighted by the whole window is in the estimate: 1000 − 51 fit, one already taken.
+    # 51 weighted by the whole window is in the estimate: 1000 - 51 fit, one already taken.
     assert admitted(counter, item, 1000) == 1000 - 51 - 1
 
 

@@ -16,7 +16,7 @@ nothing: refused). Its permits are then spent locally, one per hit, under the ke
 die with their window (they stay counted: a process never claims more than the store granted).
 The lease size adapts per key: 1 for a window's first lease, doubling with each further lease
 while the caller keeps hitting, capped at ``max(1, limit // 50)`` (so a limit of 50 or fewer is
-counted exactly, one hit per round trip) and at a quarter of the headroom last seen
+counted one hit per round trip and strands no permit) and at a quarter of the headroom last seen
 (``limit - estimate``), so near the limit leases shrink and few permits can be left stranded.
 The previous window's count is read at most once per window per key per process, and only when
 it matters: no window's admitted hits exceed the limit, so while the estimate taking the
@@ -32,7 +32,9 @@ everything already counted*, so across all processes the admitted hits never exc
 other processes hold unspent permits or are returning an overflow, each at most one lease, so at
 most ``(processes - 1) × cap`` hits of a window fewer than an exact counter; and permits left
 unspent at a window's end (at most ``processes × cap``) are counted in the next window's
-estimate with a weight that decays to nothing over it. With one process the count is exact.
+estimate with a weight that decays to nothing over it. With one process the count is exact; so
+it is with leases of one in a window whose estimate has no previous share (a refusal then
+means the window is full).
 
 **Cost.** A caller making ``n`` limited requests in a window through one process costs about
 ``1 + log2(cap) + n / cap`` round trips instead of ``n`` (plus, when it matters, one read of the
@@ -73,7 +75,7 @@ class WindowCounts(Protocol):
 
 
 def lease_cap(limit: int) -> int:
-    """The largest lease a process takes of ``limit``: a limit of 50 or fewer is exact."""
+    """The largest lease a process takes of ``limit`` (1 for a limit of 50 or fewer)."""
     return max(1, limit // LEASE_FRACTION)
 
 

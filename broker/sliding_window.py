@@ -140,7 +140,7 @@ class _KeyState:
 
     window: int = -1
     period: int = 0
-    previous: int | None = None  # the previous window's count, read once
+    previous: int | None = None  # the previous window's count, read at most once
     seen: int = 0  # the current window's count as last seen (own permits included)
     permits: int = 0  # leased here, not yet spent
     lease: int = 1  # the size of the next lease
@@ -223,8 +223,11 @@ class LeasedSlidingWindow:
             return state
 
     def _sweep(self, now: float) -> None:
-        # A key whose window ended knows nothing the next hit could use (it starts afresh).
+        # A key whose window ended knows nothing the next hit could use (it starts afresh); one
+        # just made has no window yet and its hit is on its way.
         self._keys = {
-            key: state for key, state in self._keys.items() if state.window + state.period > now
+            key: state
+            for key, state in self._keys.items()
+            if state.window < 0 or state.window + state.period > now
         }
         self._sweep_at = max(SWEEP_AFTER_KEYS, 2 * len(self._keys))

@@ -12,10 +12,10 @@ The counters live where ``BROKER_RATE_LIMIT_STORAGE_URI`` says:
 - ``mongodb://…``: the same on another MongoDB;
 - ``redis://…`` (and ``limits``' other Redis schemes): ``limits``' moving window in Redis (one
   round trip per request), which needs the ``redis`` package;
-- ``memory://``: ``limits``' moving window in each process, so N workers on M hosts let a caller
-  through N × M times.
+- ``memory://``: the same sliding window in each process's memory (no round trip, no lease to
+  share), so N workers on M hosts let a caller through N × M times.
 
-If the shared store fails, requests are served, counted per process in memory (a moving
+If the shared store fails, requests are served, counted per process in memory (the same sliding
 window), and the store is tried again after :data:`RETRY_SHARED_AFTER` seconds: an outage of the
 counters neither refuses everyone nor makes every request wait for the store's timeout, and it
 is logged once.
@@ -32,12 +32,12 @@ from urllib.parse import urlsplit
 
 from limits import RateLimitItem
 from limits.errors import ConfigurationError
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from broker.db.rate_limits import RATE_LIMITS, SharedCounts, counts_at
 from broker.settings import ConfigError, Settings
-from broker.sliding_window import LeasedSlidingWindow
+from broker.sliding_window import InProcessCounts, LeasedSlidingWindow
 
 if TYPE_CHECKING:
     from broker.db import Repositories
@@ -58,7 +58,7 @@ class Counter(Protocol):
 
 
 class MovingWindow:
-    """``limits``' moving window on one of its storages (memory, Redis)."""
+    """``limits``' moving window on one of its shared storages (Redis)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -78,7 +78,7 @@ class RateLimiter:
     def __init__(self, counter: Counter, description: str, *, shared: bool = True) -> None:
         self.description = description
         self._store = counter
-        self._local = MovingWindow(MemoryStorage()) if shared else counter
+        self._local = LeasedSlidingWindow(InProcessCounts()) if shared else counter
         self._down_until = 0.0
         self._lock = threading.Lock()
 
@@ -119,6 +119,8 @@ def rate_limiter(settings: Settings, db: Repositories) -> RateLimiter:
         description = f"MongoDB {db.database.name}.{RATE_LIMITS}"
         return RateLimiter(LeasedSlidingWindow(counts), description)
     scheme = urlsplit(uri).scheme
+    if scheme == "memory":
+        return RateLimiter(LeasedSlidingWindow(InProcessCounts()), "memory://", shared=False)
     if scheme in MONGODB_SCHEMES:
         counts = counts_at(uri, settings.mongodb_timeout_ms)
         return RateLimiter(LeasedSlidingWindow(counts), "MongoDB (own URI)")
@@ -128,5 +130,4 @@ def rate_limiter(settings: Settings, db: Repositories) -> RateLimiter:
         # e.g. redis:// without the redis package: say so at start-up, not at the first request.
         raise ConfigError(f"BROKER_RATE_LIMIT_STORAGE_URI: {e}") from e
     # The settings' rule admits only synchronous stores.
-    shared = not isinstance(storage, MemoryStorage)
-    return RateLimiter(MovingWindow(cast(Storage, storage)), f"{scheme}://", shared=shared)
+    return RateLimiter(MovingWindow(cast(Storage, storage)), f"{scheme}://")

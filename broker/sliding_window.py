@@ -231,3 +231,38 @@ class LeasedSlidingWindow:
             if state.window < 0 or state.window + state.period > now
         }
         self._sweep_at = max(SWEEP_AFTER_KEYS, 2 * len(self._keys))
+
+
+class InProcessCounts:
+    """Window counts in this process's memory: ``memory://``, and the stand-in while the shared
+    store is down. One process, so leases there are exact; a dict, so a hit costs no thread or
+    round trip (``limits``' in-memory storage starts a timer thread every few hits)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sweep_at = SWEEP_AFTER_KEYS
+
+    def add(self, key: str, amount: int, expire_at: float) -> int:
+        """Add ``amount`` to the key's count, creating it; the count after."""
+        with self._lock:
+            count = self._live(key) + amount
+            self._counts[key] = (count, expire_at)
+            if len(self._counts) >= self._sweep_at:
+                now = self._clock()
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+                self._sweep_at = max(SWEEP_AFTER_KEYS, 2 * len(self._counts))
+            return count
+
+    def count(self, key: str) -> int:
+        """The key's count, 0 when it has none (or it expired)."""
+        with self._lock:
+            return self._live(key)
+
+    def _live(self, key: str) -> int:
+        entry = self._counts.get(key)
+        return entry[0] if entry is not None and entry[1] > self._clock() else 0
+
+    def __len__(self) -> int:
+        return len(self._counts)

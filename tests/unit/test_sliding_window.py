@@ -3,11 +3,20 @@ estimate, the leases and their sizes, give-backs, local refusals, Retry-After an
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from limits import RateLimitItem, parse
 
-from broker.ratelimiter import RateLimiter
-from broker.sliding_window import LeasedSlidingWindow, Window, lease_cap
+from broker.ratelimiter import RateLimiter, rate_limiter
+from broker.settings import load_settings
+from broker.sliding_window import (
+    SWEEP_AFTER_KEYS,
+    InProcessCounts,
+    LeasedSlidingWindow,
+    Window,
+    lease_cap,
+)
 
 PERIOD = 60
 # A window (windows start at multiples of the period) and the moment half-way through it.
@@ -283,3 +292,46 @@ def test_a_caller_seen_once_a_window_costs_one_round_trip_there(
         assert counter.hit(item, *CALLER) is None
         clock.now += PERIOD
     assert store.adds == [1] * 5 and store.reads == 0
+
+
+# ---- in this process's memory (memory://, and the stand-in during an outage) -------------------
+
+
+def test_in_process_counts_add_read_and_expire(clock: Clock) -> None:
+    counts = InProcessCounts(clock)
+    assert counts.count("k/1") == 0
+    assert counts.add("k/1", 3, clock.now + 10) == 3
+    assert counts.add("k/1", -1, clock.now + 10) == 2
+    assert counts.count("k/1") == 2
+    clock.now += 10
+    assert counts.count("k/1") == 0  # expired: as if never counted
+    assert counts.add("k/1", 1, clock.now + 10) == 1
+
+
+def test_in_process_counts_forget_expired_keys_as_they_grow(clock: Clock) -> None:
+    counts = InProcessCounts(clock)
+    for n in range(SWEEP_AFTER_KEYS - 1):
+        counts.add(f"old/{n}", 1, clock.now + 1)
+    clock.now += 2
+    counts.add("new/0", 1, clock.now + 1)  # the table reached its bound: the expired go
+    assert len(counts) == 1
+
+
+def test_memory_counters_admit_exactly_the_limit_across_threads() -> None:
+    memory = {"BROKER_RATE_LIMIT_STORAGE_URI": "memory://", "BROKER_ENV": "test"}
+    limiter = rate_limiter(load_settings(memory), None)  # memory:// needs no database
+    item = parse("1000/minute")
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        mine = [limiter.hit(item, *CALLER) is None for _ in range(250)]
+        with lock:
+            results.extend(mine)
+
+    callers = [threading.Thread(target=caller) for _ in range(6)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    assert sum(results) == 1000 and len(results) == 1500

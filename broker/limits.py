@@ -3,9 +3,10 @@
 Presign, confirm, signed-URL issuance and the signing of multipart parts are limited per caller
 (the token's ``sub``); public links, which need no token, per client address (behind
 ``BROKER_TRUSTED_PROXIES`` proxies, the address they forwarded). Each limited view counts its
-request with the app's :class:`~broker.ratelimiter.RateLimiter` (a moving window whose counters
-all processes share, see ``broker/ratelimiter.py``), with limits parsed once; routes without a
-limit pay nothing. A breach answers 429 ``rate_limited`` with ``Retry-After``.
+request with the app's :class:`~broker.ratelimiter.RateLimiter` (counters all processes share,
+by default a sliding window leased from MongoDB, see ``broker/ratelimiter.py``), with limits
+parsed once; routes without a limit pay nothing. A breach answers 429 ``rate_limited`` with
+``Retry-After``.
 """
 
 from __future__ import annotations

@@ -1,37 +1,38 @@
-"""The ``rate_limits`` collection: the rate limits' counters, shared by every process and host.
+"""The ``rate_limits`` collection: the rate limits' window counts, shared by every process and host.
 
-The counting is the ``limits`` library's MongoDB moving window, kept as it is: one document per
-(limit, caller) holding the times of the caller's latest hits (at most the limit's count), one
-conditional ``$push`` per hit, the window's state by an aggregation. What this module changes:
+One document per (limit, caller) and window, ``{_id: "<limit key>/<window start>", count,
+expireAt}``, written by :class:`~broker.sliding_window.LeasedSlidingWindow` (which decides what
+to count; this module only counts). Only ``$inc`` with an upsert and plain reads: no pipeline
+update (``secantusdb`` refuses them), nothing a real MongoDB lacks.
 
 - It uses the broker's own client and database (one connection pool per process, the same
   timeouts, so a down server costs a request seconds, not pymongo's default 30 s).
 - It creates no index of its own on first use: ``broker/db/indexes.py`` declares the TTL index
-  on ``expireAt`` with the others (created at start-up and by ``flask ensure-indexes``), so the
-  counters of callers who went quiet leave the collection a window after their last hit.
-- A hit that finds the caller's window full is told so by a duplicate key (the conditional
-  update matches nothing and its upsert collides with the caller's document). Two *first* hits
-  of a caller race the same way on MongoDB: the loser's upsert collides with the winner's new
-  document (SERVER-14322) although the window has room. So a refused hit is tried once more:
-  by then the document exists and a collision means full.
+  on ``expireAt`` with the others (created at start-up and by ``flask ensure-indexes``), so a
+  window's count leaves the collection once the window after it, which reads it, has ended.
+- Two *first* increments of a window race on MongoDB: both upserts may try to insert, and the
+  loser's collides with the winner's new document (SERVER-14322) although nothing is wrong. By
+  then the document exists, so the increment is tried once more and finds it. (secantusdb
+  instead applies both and may answer the loser with no document: the count is then read.)
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from limits.storage import MongoDBStorage
-from pymongo import MongoClient
+from pymongo import MongoClient, ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 RATE_LIMITS = "rate_limits"
-# The TTL index's name as ``limits`` itself would create it, so an index it made earlier is the
-# same index, never a conflicting second one.
+# The TTL index's name as the ``limits`` library would create it (the counters were once its
+# documents), so an index it made earlier is the same index, never a conflicting second one.
 EXPIRY_INDEX = "expireAt_1"
 
 
-class SharedCounters(MongoDBStorage):
-    """``limits``' MongoDB storage on the broker's database and client (see the module)."""
+class SharedCounts:
+    """Window counts in a MongoDB collection (see the module)."""
 
     def __init__(
         self,
@@ -40,44 +41,55 @@ class SharedCounters(MongoDBStorage):
         *,
         own_client: bool = False,
     ) -> None:
-        # The moving window keeps its documents in the "windows" collection; the fixed-window
-        # "counters" one is never used by the broker, so both names point at one collection.
-        super().__init__(
-            "mongodb://",
-            database_name=database.name,
-            counter_collection_name=collection,
-            window_collection_name=collection,
-        )
-        self._client: MongoClient[dict[str, Any]] = database.client
-        self._collection = database[collection]
-        self.collection_name = collection
-        # Counters on a server of their own (own_client) have no start-up to create their
-        # index: the first hit does (idempotent: same name, same options).
+        self.collection = database[collection]
+        # Counts on a server of their own (own_client) have no start-up to create their index:
+        # the first write does (idempotent: same name, same options).
         self._own_client = own_client
         self._index_wanted = own_client
 
-    @property
-    def storage(self) -> MongoClient[dict[str, Any]]:
-        """The broker's client (``limits`` would open its own and create its indexes)."""
+    def add(self, key: str, amount: int, expire_at: float) -> int:
+        """Add ``amount`` (negative: give back) to the key's count, creating it; the count after."""
         if self._index_wanted:
-            self._collection.create_index("expireAt", expireAfterSeconds=0, name=EXPIRY_INDEX)
+            self.collection.create_index("expireAt", expireAfterSeconds=0, name=EXPIRY_INDEX)
             self._index_wanted = False
-        return self._client
+        try:
+            return self._add(key, amount, expire_at)
+        except DuplicateKeyError:  # two first increments raced (see the module): once more
+            return self._add(key, amount, expire_at)
 
-    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Take ``amount`` entries in the window; a refusal is checked once more (see above)."""
-        return super().acquire_entry(key, limit, expiry, amount) or super().acquire_entry(
-            key, limit, expiry, amount
+    def _add(self, key: str, amount: int, expire_at: float) -> int:
+        document = self.collection.find_one_and_update(
+            {"_id": key},
+            {
+                "$inc": {"count": amount},
+                "$setOnInsert": {"expireAt": datetime.fromtimestamp(expire_at, UTC)},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            projection={"count": True},
         )
+        if document is None:
+            # secantusdb answers null to some of several concurrent upserts of one new
+            # document although each increment applied (MongoDB always returns it). A read now
+            # sees at least the count this increment made: a conservative "after".
+            document = self.collection.find_one({"_id": key}, {"count": True})
+            if document is None:
+                raise LookupError(f"the rate-limit count {key!r} vanished after an upsert")
+        return int(document["count"])
+
+    def count(self, key: str) -> int:
+        """The key's count, 0 when it has none."""
+        document = self.collection.find_one({"_id": key}, {"count": True})
+        return int(document["count"]) if document else 0
 
     def __del__(self) -> None:
-        # The broker's client is closed with the broker, never by this storage.
+        # The broker's client is closed with the broker, never by these counts.
         if self._own_client:
-            self._client.close()
+            self.collection.database.client.close()
 
 
-def counters_at(uri: str, timeout_ms: int) -> SharedCounters:
-    """Counters on another MongoDB (``BROKER_RATE_LIMIT_STORAGE_URI=mongodb://…``)."""
+def counts_at(uri: str, timeout_ms: int) -> SharedCounts:
+    """Counts on another MongoDB (``BROKER_RATE_LIMIT_STORAGE_URI=mongodb://…``)."""
     client: MongoClient[dict[str, Any]] = MongoClient(
         uri,
         serverSelectionTimeoutMS=timeout_ms,
@@ -86,4 +98,4 @@ def counters_at(uri: str, timeout_ms: int) -> SharedCounters:
         connect=False,
         appname="image-broker-rate-limits",
     )
-    return SharedCounters(client.get_default_database(default="broker"), own_client=True)
+    return SharedCounts(client.get_default_database(default="broker"), own_client=True)

@@ -9,33 +9,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 from broker.devservers import MongoServer
 from broker.extension import Broker
+from tests.support.commands import Commands
 from tests.support.records import image_record
 from tests.support.tokens import auth
-
-
-class Commands(monitoring.CommandListener):
-    """Every command a client sent: (name, the command document)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Remember the command."""
-        self.sent.append((event.command_name, dict(event.command)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Nothing to add."""
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Nothing to add."""
-
-    def names(self) -> list[str]:
-        """The commands' names, in order."""
-        return [name for name, _ in self.sent]
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ def frameworks_loaded_by(module: str) -> set[str]:
         "broker.pagination",
         "broker.imageinfo",
         "broker.variants.spec",
+        "broker.sliding_window",
     ],
 )
 def test_the_rules_import_no_framework(module: str) -> None:

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from flask import Flask
 from flask.testing import FlaskClient
 from pymongo import MongoClient
 
 from broker.devservers import MongoServer
+from broker.domain import Principal
 from broker.extension import Broker
 from tests.support.commands import Commands
 from tests.support.records import image_record
@@ -86,3 +88,24 @@ def test_a_signed_url_asked_again_needs_no_query(
     commands.sent.clear()
     assert client.get(f"/images/{image_id}/signed-url", headers=auth()).json == first
     assert commands.names() == []
+
+
+def test_look_ups_by_id_name_the_id_alone(
+    client: FlaskClient, broker: Broker, commands: Commands
+) -> None:
+    # Who may see the image, and whether it is being deleted, is decided on the one document
+    # the id names: beside the id, the visibility $or made the test server scan the collection.
+    ids = seed(broker, "alice", 2)
+    commands.sent.clear()
+    assert client.get(f"/images/{ids[0]}/signed-url", headers=auth()).status_code == 200
+    assert client.post("/images/signed-urls", json={"ids": ids}, headers=auth()).status_code == 200
+    filters = [command["filter"] for name, command in commands.sent if name == "find"]
+    assert filters == [{"_id": ObjectId(ids[0])}, {"_id": {"$in": [ObjectId(ids[1])]}}]
+    # ... and still decided: another user sees neither, an image being deleted is nobody's.
+    assert client.get(f"/images/{ids[1]}/signed-url", headers=auth("bob")).status_code == 404
+    owner = Principal(sub="alice", is_admin=False, is_reader=False)
+    tombstoned = broker.db.images.mark_deleting(ids[1], owner, datetime.now(UTC))
+    assert tombstoned is not None
+    broker.lookups.forget(tombstoned)
+    assert client.get(f"/images/{ids[1]}/signed-url", headers=auth()).status_code == 404
+    assert client.get(f"/images/{ids[1]}/signed-url", headers=auth(admin=True)).status_code == 404

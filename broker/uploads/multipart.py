@@ -101,7 +101,7 @@ def sign_parts(
     digests = {part["part_number"]: part["content_md5"] for part in parts}
     # Recorded before any URL is handed out: complete checks the parts against these.
     if not broker.db.uploads.record_signed_digests(pending.id, digests):
-        raise service.no_longer_pending(broker.db.uploads.state_of(pending.id))
+        raise service.closed_meanwhile(broker, pending)
     expires_at = now + timedelta(seconds=lifetime)
     signed = [
         SignedPart(
@@ -174,7 +174,7 @@ def abort(broker: Broker, principal: Principal, upload_id: str) -> None:
     # Only the abort whose write closed the upload acts on it: a concurrent one (or a call
     # that found it gone from the bucket meanwhile) answers 409 as any later call would.
     if not broker.db.uploads.close(pending.id, domain.ABORTED, "aborted by its owner"):
-        raise service.no_longer_pending(broker.db.uploads.state_of(pending.id))
+        raise service.closed_meanwhile(broker, pending)
     # A complete racing this abort may have joined the parts already: that object goes too.
     broker.bucket.delete(pending.key)
     quota.release_upload(broker, pending)
@@ -214,7 +214,7 @@ def _gone_from_the_bucket(broker: Broker, pending: PendingUpload) -> Conflict:
     assert pending.multipart is not None
     if not broker.db.uploads.close(pending.id, domain.ABORTED, "gone from the bucket"):
         # Closed meanwhile (by a concurrent call that found it gone too, an abort, the sweep).
-        return service.no_longer_pending(broker.db.uploads.state_of(pending.id))
+        return service.closed_meanwhile(broker, pending)
     quota.release_upload(broker, pending)
     log.warning("multipart upload %s was gone from the bucket", pending.id)
     return Conflict("the upload is no longer pending (aborted in the bucket)")

@@ -332,6 +332,12 @@ def no_longer_pending(state: str) -> Conflict:
     return Conflict(f"the upload is no longer pending ({domain.reported_state(state)})")
 
 
+def closed_meanwhile(broker: Broker, pending: PendingUpload) -> Conflict:
+    """The 409 of a call that found the upload closed by another request meanwhile (the state
+    it ended in, read now)."""
+    return no_longer_pending(broker.db.uploads.state_of(pending.id))
+
+
 def reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     """Delete the upload's object and close it as rejected (its quota given back, once).
 
@@ -342,7 +348,7 @@ def reject(broker: Broker, pending: PendingUpload, reason: str) -> None:
     # (Both racers delete: deleting a missing object succeeds, and neither may skip it.)
     broker.bucket.delete(pending.key)
     if not broker.db.uploads.close(pending.id, domain.REJECTED, reason):
-        raise no_longer_pending(broker.db.uploads.state_of(pending.id))
+        raise closed_meanwhile(broker, pending)
     quota.release_upload(broker, pending)
     _REJECTED.inc()
     log.info("upload %s rejected: %s", pending.id, reason)

@@ -120,7 +120,7 @@ def _object_id(image_id: str) -> ObjectId | None:
         return None
 
 
-def _seen_by(principal: Principal, doc: Mapping[str, Any] | None) -> bool:
+def _seen_by(principal: Principal, doc: Mapping[str, Any]) -> bool:
     """Whether ``doc`` is a live image the caller may see (domain.may_see; an image recorded
     before sharing has no visibility: private; a tombstoned one, being deleted, is hidden).
 
@@ -129,10 +129,8 @@ def _seen_by(principal: Principal, doc: Mapping[str, Any] | None) -> bool:
     collection or a wide index per look-up (40-90 ms instead of 1-2 ms with 2,000 images, and a
     hint makes it walk the whole _id index), while MongoDB reads the same one document either
     way."""
-    return (
-        doc is not None
-        and doc.get("deleting_at") is None
-        and may_see(principal, doc["owner"], doc.get("visibility") or PRIVATE)
+    return doc.get("deleting_at") is None and may_see(
+        principal, doc["owner"], doc.get("visibility") or PRIVATE
     )
 
 

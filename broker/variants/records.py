@@ -130,6 +130,12 @@ def to_render(
     return wanted
 
 
+def unconfigured(stored: Mapping[str, Variant], specs: Iterable[VariantSpec]) -> list[str]:
+    """The names the record holds that are no longer configured (to forget), sorted."""
+    names = {spec.name for spec in specs}
+    return sorted(name for name in stored if name not in names)
+
+
 def superseded_keys(stored: Mapping[str, Variant], kept: Mapping[str, Variant]) -> list[str]:
     """Keys the record pointed at that the new map no longer does (replaced or unconfigured)."""
     live = {variant.key for variant in kept.values() if variant.key}

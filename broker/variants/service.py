@@ -145,9 +145,8 @@ def _make(
     """The steps of one job once its image is known to be there."""
     settings = broker.settings
     fmt = settings.variant_format
-    names = {spec.name for spec in settings.variants}
     wanted = tuple(records.to_render(image.variants, settings.variants, fmt))
-    dropped = sorted(name for name in image.variants if name not in names)
+    dropped = records.unconfigured(image.variants, settings.variants)
     made: dict[str, Variant] = {}
     if wanted:
         try:
@@ -234,8 +233,7 @@ def _fail(broker: Broker, job: Job, image: Image, error: RenderError) -> Outcome
         )
         for spec in wanted
     }
-    names = {spec.name for spec in settings.variants}
-    dropped = sorted(name for name in image.variants if name not in names)
+    dropped = records.unconfigured(image.variants, settings.variants)
     if not broker.db.images.record_variants(image, failed, dropped, current_fingerprint(broker)):
         remove_variant_objects(broker, image.key)
     broker.db.variant_jobs.finish(job)

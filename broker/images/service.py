@@ -110,12 +110,9 @@ def finish_delete(broker: Broker, image: Image) -> None:
     quota share (variants count in no quota)."""
     broker.bucket.delete(image.key)
     if broker.settings.variants or image.variants:
-        for variant in image.variants.values():
-            if variant.key:
-                broker.bucket.delete(variant.key)
-        # Also what a worker stored but has not recorded yet: its own record then fails on the
-        # tombstone and it deletes what it stored after this listing.
-        remove_variant_objects(broker, image.key)
+        # The recorded variants, and what a worker stored but has not recorded yet (its own
+        # record then fails on the tombstone and it deletes what it stored after this listing).
+        remove_variant_objects(broker, image.key, [v.key for v in image.variants.values() if v.key])
         broker.db.variant_jobs.discard(image.id, domain.utcnow())
     quota.release_image(broker, broker.db.images.remove(image.id))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -178,10 +178,7 @@ def _make(
     keep_alive()
     if not broker.db.images.record_variants(image, made, dropped, current_fingerprint(broker)):
         # Deleted while we worked: its delete may have listed the prefix before our PUTs.
-        for stored in made.values():
-            if stored.key:
-                broker.bucket.delete(stored.key)
-        remove_variant_objects(broker, image.key)
+        remove_variant_objects(broker, image.key, [v.key for v in made.values() if v.key])
         broker.db.variant_jobs.finish(job)
         return Outcome("gone")
     kept = {name: v for name, v in {**image.variants, **made}.items() if name not in dropped}
@@ -254,14 +251,20 @@ def release_job(broker: Broker, job: Job, delay: float, error: str, *, counts: b
 # ---- clean-up ---------------------------------------------------------------------------------
 
 
-def remove_variant_objects(broker: Broker, original_key: str | None) -> int:
-    """Delete every object under the variant prefix of ``original_key``; how many."""
-    if not original_key:
-        return 0
-    found = broker.bucket.list_keys(records.variant_prefix(original_key))
-    for stored in found:
-        broker.bucket.delete(stored.key)
-    return len(found)
+def remove_variant_objects(
+    broker: Broker, original_key: str | None, known: Iterable[str] = ()
+) -> int:
+    """Delete every object under the variant prefix of ``original_key``, and the ``known``
+    variant keys (recorded or just stored: a listing need not show them yet), each once; how
+    many."""
+    keys = set(known)
+    if original_key:
+        keys.update(
+            stored.key for stored in broker.bucket.list_keys(records.variant_prefix(original_key))
+        )
+    for key in sorted(keys):
+        broker.bucket.delete(key)
+    return len(keys)
 
 
 # An orphan is only judged after this long: a worker may have PUT it a moment ago and be about

@@ -16,6 +16,7 @@ from broker.errors import Unavailable
 from broker.extension import Broker
 from broker.http.cors import init_cors
 from broker.http.errors import register_error_handlers
+from broker.http.framework import BrokerFlask
 from broker.http.request_head import check_request_head
 from broker.observability import init_observability
 from broker.settings import load_settings
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment, or from ``test_config`` alone when given."""
     # Named after the package: its static/ folder, and "broker" as the app's logger name.
-    app = Flask("broker")
+    app = BrokerFlask("broker")
     source: Mapping[str, Any] = (
         os.environ if test_config is None else {"BROKER_ENV": "test", **test_config}
     )

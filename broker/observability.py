@@ -28,6 +28,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 
 from broker.errors import NotFound
 from broker.http.errors import error_response
+from broker.http.framework import BrokerResponse
 from broker.metrics import UNMATCHED_ROUTE, method_label, observe_request
 from broker.settings import Settings
 
@@ -228,8 +229,9 @@ def _finish(response: Response) -> Response:
 
 
 def _set_headers(response: Response, request_id: str) -> None:
-    """The request id and the security headers, added in one pass over the response's headers
-    (``Headers.setdefault`` scans them, and raises inside, once per header)."""
+    """The request id and the security headers a view did not set itself, in one pass over the
+    response's headers (``Headers.setdefault`` scans them, and raises inside, once per header);
+    appended unvalidated where the response allows it (all are valid: constants, a checked id)."""
     headers = response.headers
     present = {name.lower() for name, _ in headers}
     if "x-request-id" in present:
@@ -238,7 +240,10 @@ def _set_headers(response: Response, request_id: str) -> None:
     else:
         added = [(_REQUEST_ID_HEADER, request_id)]
     added += [pair for pair in _SECURITY_HEADERS if pair[0].lower() not in present]
-    headers.extend(added)
+    if isinstance(response, BrokerResponse):
+        response.append_headers(added)
+    else:
+        headers.extend(added)
 
 
 def access_line(**fields: Any) -> None:

@@ -19,6 +19,7 @@ from flask_cors import CORS
 from flask_cors.core import ACL_ORIGIN, get_cors_headers, get_cors_options
 from werkzeug.datastructures import Headers
 
+from broker.http.framework import BrokerResponse
 from broker.settings import Settings
 
 
@@ -43,14 +44,22 @@ def init_cors(app: Flask, settings: Settings) -> None:
 def add_originless_headers(headers: list[tuple[str, str]]) -> Callable[[Response], Response]:
     """The after-request hook giving a request without ``Origin`` the CORS headers Flask-CORS
     would give it (its ``always_send`` answer, the same for every such request)."""
+    # Flask-CORS's own hook runs next and skips a response that has Access-Control-Allow-Origin
+    # in its headers: that one goes there; the rest are appended unvalidated (valid constants).
+    in_headers = [pair for pair in headers if pair[0] == ACL_ORIGIN]
+    appended = [pair for pair in headers if pair[0] != ACL_ORIGIN]
 
     def originless_cors(response: Response) -> Response:
         if (
             request.method != "OPTIONS"
-            and "Origin" not in request.headers
+            and "HTTP_ORIGIN" not in request.environ
             and ACL_ORIGIN not in response.headers
         ):
-            response.headers.extend(headers)
+            if isinstance(response, BrokerResponse):
+                response.headers.extend(in_headers)
+                response.append_headers(appended)
+            else:
+                response.headers.extend(headers)
         return response
 
     return originless_cors

@@ -6,10 +6,12 @@ refuses what does not fit (a ValidationError, which the one error handler render
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema
 
 from broker.extension import current_broker
@@ -18,6 +20,13 @@ from broker.schemas import LINKS, Links
 
 # Signed URLs and upload grants are credentials: no cache may keep them.
 NO_STORE = {"Cache-Control": "no-store"}
+
+# What jsonify writes out of debug mode with the app's provider as the factory sets it (keys in
+# the order given, ASCII only, compact, Flask's conversions of dates and the like), from one
+# encoder: jsonify works out its arguments and builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), default=DefaultJSONProvider.default
+)
 
 
 def body(schema: Schema) -> dict[str, Any]:
@@ -84,13 +93,18 @@ def json_answer(
     compiled from one), with the status and extra headers given."""
     with LINKS(Links(public_base_url)):
         dumped = dump(data)
-    response = jsonify(dumped)
+    response = json_document(dumped)
     if status != 200:
         response.status_code = status
     if headers:
         # A fresh response holds only its own Content-Type and Content-Length: add, not set.
         response.headers.extend(headers)
     return response
+
+
+def json_document(data: Any) -> Response:
+    """``data`` as ``jsonify`` answers it out of debug mode (the same bytes and content type)."""
+    return current_app.response_class(_ENCODER.encode(data) + "\n", mimetype="application/json")
 
 
 def public_base_url() -> str:

@@ -7,9 +7,10 @@ import re
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
+from broker import schemas
 from broker.devservers import free_port
 from broker.errors import Unavailable
 from broker.extension import Broker
@@ -115,6 +116,16 @@ class TestOperations:
     def test_healthz_says_ok(self, client: FlaskClient) -> None:
         response = client.get("/healthz")
         assert response.status_code == 200 and response.json["status"] == "ok"
+
+    def test_healthz_answers_what_jsonify_would(self, app: Flask, client: FlaskClient) -> None:
+        # The body is encoded once at import: it must stay what the schema dumps, as jsonify
+        # writes it (compact, trailing newline), with jsonify's content type.
+        response = client.get("/healthz")
+        with app.app_context():
+            expected = jsonify(schemas.status_response.dump({"status": "ok"}))
+        assert response.get_data() == expected.get_data()
+        assert response.headers["Content-Type"] == expected.headers["Content-Type"]
+        assert response.headers["Content-Length"] == str(len(expected.get_data()))
 
     def test_readyz_is_200_when_both_dependencies_answer(self, client: FlaskClient) -> None:
         response = client.get("/readyz")

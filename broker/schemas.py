@@ -31,8 +31,29 @@ def utc_iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` and millisecond precision (a naive time is taken as UTC)."""
     if value is None:
         return None
-    moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is UTC:
+        # The hot path: a batch or a signed listing writes the same expiry instant 100 times
+        # (every URL of one signing window shares it). Only times already in UTC are
+        # remembered: two of them are equal exactly when they are the same instant, whereas
+        # equal times in one zone with DST may be different instants (``fold``).
+        stamp = _UTC_STAMPS.get(value)
+        if stamp is None:
+            stamp = _iso(value)
+            if len(_UTC_STAMPS) >= _UTC_STAMPS_SIZE:
+                _UTC_STAMPS.clear()  # a new window's stamps replace the old ones'
+            _UTC_STAMPS[value] = stamp
+        return stamp
+    return _iso(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# UTC time → its stamp: a plain dict (one ``get`` is atomic; a lost race only writes a stamp
+# twice), bounded by starting afresh, as the signed-URL memo is.
+_UTC_STAMPS: dict[datetime, str] = {}
+_UTC_STAMPS_SIZE = 1024
 
 
 class UtcDateTime(fields.DateTime):

@@ -60,13 +60,17 @@ class LookupCache:
         whole batch)."""
         if not self.enabled:
             return {}
-        with self._lock:
-            found = [(image_id, self._entries.get(image_id)) for image_id in image_ids]
-        return {
-            image_id: target
-            for image_id, target in found
-            if target is not None and target.visible_to(principal)
-        }
+        entries = self._entries
+        found = []
+        # One clock reading for the batch (the timer's context freezes it) and one read per id:
+        # ``TTLCache.get`` is ``in`` and then ``[]``, each with its own lookups and clock call.
+        with self._lock, entries.timer:
+            for image_id in image_ids:
+                try:
+                    found.append((image_id, entries[image_id]))
+                except KeyError:  # absent or expired, as ``get`` would say
+                    continue
+        return {image_id: target for image_id, target in found if target.visible_to(principal)}
 
     def put_many(self, images: Iterable[Image]) -> None:
         """Remember the targets of freshly read images (public ones under their link too)."""

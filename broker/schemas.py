@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, post_dump, utils, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, missing, post_dump, utils, validate
 from marshmallow.experimental.context import Context
 
 from broker import domain, multipart
@@ -31,8 +31,29 @@ def utc_iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` and millisecond precision (a naive time is taken as UTC)."""
     if value is None:
         return None
-    moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is UTC:
+        # The hot path: a batch or a signed listing writes the same expiry instant 100 times
+        # (every URL of one signing window shares it). Only times already in UTC are
+        # remembered: two of them are equal exactly when they are the same instant, whereas
+        # equal times in one zone with DST may be different instants (``fold``).
+        stamp = _UTC_STAMPS.get(value)
+        if stamp is None:
+            stamp = _iso(value)
+            if len(_UTC_STAMPS) >= _UTC_STAMPS_SIZE:
+                _UTC_STAMPS.clear()  # a new window's stamps replace the old ones'
+            _UTC_STAMPS[value] = stamp
+        return stamp
+    return _iso(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# UTC time → its stamp: a plain dict (one ``get`` is atomic; a lost race only writes a stamp
+# twice), bounded by starting afresh, as the signed-URL memo is.
+_UTC_STAMPS: dict[datetime, str] = {}
+_UTC_STAMPS_SIZE = 1024
 
 
 class UtcDateTime(fields.DateTime):
@@ -647,3 +668,105 @@ def dump_image_page(page: Any) -> dict[str, Any]:
 def dump_signed_urls(urls: dict[str, Any]) -> dict[str, Any]:
     """``{"urls": {id: signed GET}}`` as :class:`SignedUrlsResponse` dumps it."""
     return {"urls": {_str(key): dump_signed_url(signed) for key, signed in urls.items()}}
+
+
+# ---- the hot paths' requests, checked by plain functions ----------------------------------------
+# A batch's 100 ids went through marshmallow's per-field machinery (field.deserialize, its
+# validators and error store, per id: a sixth of the request). A schema made only of text
+# fields and lists of text, checked by length alone, is compiled into one pass over the body
+# that accepts exactly what the schema accepts. Anything it is not sure of (a bad body, a field
+# missing) goes to ``schema.load`` itself, so every refusal is the schema's own, word for word;
+# tests/unit/test_loads.py holds the two to the same answers.
+
+Load = Callable[[Any], dict[str, Any]]
+# (name, is a list, the text's length bounds, the list's, required)
+_Check = tuple[str, bool, tuple[int, float], tuple[int, float], bool]
+
+
+def _length_bounds(field: fields.Field[Any]) -> tuple[int, float] | None:
+    """The bounds a field's only validators, ``Length`` ones, set (None: other validators)."""
+    low, high = 0, float("inf")
+    for validator in field.validators:
+        if type(validator) is not validate.Length or validator.equal is not None:
+            return None
+        low = max(low, validator.min or 0)
+        high = min(high, float("inf") if validator.max is None else validator.max)
+    return low, high
+
+
+def _plain_text(field: fields.Field[Any]) -> bool:
+    """Whether loading the field is a type check and nothing else (no defaults, hooks or
+    renaming)."""
+    return (
+        type(field) in (fields.String, fields.List)
+        and field.load_default is missing
+        and not field.dump_only
+        and not field.allow_none
+        and field.data_key is None
+        and field.attribute is None
+        and not field.pre_load
+        and not field.post_load
+    )
+
+
+def _check(name: str, field: fields.Field[Any]) -> _Check | None:
+    """What loading one field checks, if it is only text and lengths."""
+    if not _plain_text(field) or (bounds := _length_bounds(field)) is None:
+        return None
+    if type(field) is fields.String:
+        return (name, False, bounds, (0, 0), field.required)
+    inner = field.inner  # type: ignore[attr-defined]
+    if type(inner) is not fields.String or not _plain_text(inner):
+        return None
+    if (inner_bounds := _length_bounds(inner)) is None:
+        return None
+    return (name, True, inner_bounds, bounds, field.required)
+
+
+def plain_load(schema: Schema) -> Load:
+    """A function loading a body as ``schema.load`` does: a body it accepts is checked in one
+    pass; any other is given to ``schema.load``, which refuses it (or loads it) as always.
+    A schema with anything but length-checked text fields is loaded by marshmallow alone."""
+    if any(schema._hooks.values()) or schema.unknown != RAISE or schema.many or schema.partial:
+        return schema.load
+    checks = [_check(name, field) for name, field in schema.load_fields.items()]
+    if not all(checks) or schema.only is not None or schema.exclude:
+        return schema.load
+    known = frozenset(schema.load_fields)
+    steps = [check for check in checks if check is not None]
+
+    def checked(data: Any) -> dict[str, Any] | None:
+        """The loaded body, or None when the schema must look at it."""
+        if type(data) is not dict or not known.issuperset(data):
+            return None
+        loaded: dict[str, Any] = {}
+        for name, is_list, (low, high), (fewest, most), required in steps:
+            value = data.get(name, _ABSENT)
+            if value is _ABSENT:
+                if required:
+                    return None
+                continue
+            if is_list:
+                if type(value) is not list or not fewest <= len(value) <= most:
+                    return None
+                for each in value:
+                    if type(each) is not str or not low <= len(each) <= high:
+                        return None
+                loaded[name] = list(value)
+            elif type(value) is str and low <= len(value) <= high:
+                loaded[name] = value
+            else:
+                return None
+        return loaded
+
+    def load(data: Any) -> dict[str, Any]:
+        loaded = checked(data)
+        if loaded is None:
+            # Refused (or a shape the pass does not follow): the schema's own words.
+            loaded = schema.load(data)
+        return loaded
+
+    return load
+
+
+load_signed_urls_request = plain_load(signed_urls_request)

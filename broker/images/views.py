@@ -89,7 +89,7 @@ def signed_url_by_key() -> Response:
 @rate_limited(limits.SIGN)
 def signed_urls() -> Response:
     """Signed GET URLs for up to 100 images; ids the caller cannot see are absent."""
-    wanted = body(schemas.signed_urls_request)
+    wanted = body(schemas.load_signed_urls_request)
     broker = current_broker()
     variant = downloads.requested_variant(broker, wanted.get("variant"))
     urls = downloads.sign_many(broker, current_principal(), wanted["ids"], variant=variant)

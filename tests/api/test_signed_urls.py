@@ -144,6 +144,44 @@ class TestBatch:
         ok = client.post("/images/signed-urls", json={"ids": ["x"] * 100}, headers=auth())
         assert ok.status_code == 200 and ok.json == {"urls": {}}
 
+    def test_a_bad_batch_is_refused_in_the_schemas_own_words(self, client: FlaskClient) -> None:
+        # The body is checked in one pass (schemas.plain_load); what it refuses must still read
+        # exactly as marshmallow words it: every problem, each id's by its index.
+        length = "Length must be between 1 and 64."
+        refusals: list[tuple[Any, dict[str, Any]]] = [
+            (
+                {"ids": [1, "a", None, "", "x" * 65]},
+                {
+                    "ids": {
+                        "0": ["Not a valid string."],
+                        "2": ["Field may not be null."],
+                        "3": [length],
+                        "4": [length],
+                    }
+                },
+            ),
+            ({"ids": ["a", "x" * 65]}, {"ids": {"1": [length]}}),
+            (
+                {"extra": 1, "ids": []},
+                {
+                    "ids": ["Length must be between 1 and 100."],
+                    "extra": ["Unknown field."],
+                },
+            ),
+            ({"ids": ["a"], "variant": None}, {"variant": ["Field may not be null."]}),
+            ({"variant": "thumb"}, {"ids": ["Missing data for required field."]}),
+        ]
+        for body, details in refusals:
+            response = client.post("/images/signed-urls", json=body, headers=auth())
+            assert response.status_code == 400, body
+            assert response.json["error"]["code"] == "validation_error"
+            assert response.json["error"]["details"] == details
+            assert list(response.json["error"]["details"]) == list(details)  # in the same order
+        message = client.post("/images/signed-urls", json=refusals[2][0], headers=auth()).json[
+            "error"
+        ]["message"]
+        assert message == "extra: Unknown field.; ids: Length must be between 1 and 100."
+
 
 class TestContent:
     def test_redirects_to_a_fresh_signed_url(self, client: FlaskClient, upload: Uploader) -> None:

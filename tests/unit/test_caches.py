@@ -21,6 +21,30 @@ def test_a_batch_of_lookups_returns_only_what_the_caller_may_sign_in_the_order_a
     assert LookupCache(maxsize=0, ttl=30).get_many(asked, Principal("alice")) == {}
 
 
+def test_a_batch_sees_exactly_what_single_lookups_see_as_entries_age_and_are_evicted() -> None:
+    now = [0.0]
+    cache = LookupCache(maxsize=4, ttl=30, clock=lambda: now[0])
+    images = [image_record("alice") for _ in range(6)]
+    for image in images[:3]:
+        cache.put_many([image])
+        now[0] += 10  # put at 0, 10 and 20: they expire at 30, 40 and 50
+    now[0] = 25
+    cache.put_many(images[3:5])  # at 25, expiring at 55: five for four places, the first goes
+    alice = Principal("alice")
+    asked = [image.id for image in reversed(images)] + ["unknown", images[4].id]
+    seen: list[int] = []
+    for now[0] in (25.0, 39.9, 40.0, 49.9, 50.0, 54.9, 55.0):
+        one_by_one = {
+            image_id: target
+            for image_id in asked
+            if (target := cache.get(image_id, alice)) is not None
+        }
+        batch = cache.get_many(asked, alice)
+        assert list(batch.items()) == list(one_by_one.items())
+        seen.append(len(batch))
+    assert seen == [4, 4, 3, 3, 2, 2, 0]
+
+
 def test_the_memo_keeps_each_windows_url_apart_and_stays_within_its_bound() -> None:
     memo = SignedUrlMemo(maxsize=3, window=3600)
     memo.put(("id", "inline", 300, 1000, "AK"), "first-window")

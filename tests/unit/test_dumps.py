@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import pytest
 from marshmallow import fields
@@ -133,3 +134,41 @@ def test_a_field_added_to_a_schema_is_dumped_by_marshmallow_itself() -> None:
 
     carrying = Carrying("u", EXPIRES)
     assert schemas.plain_dump(WithExtra())(carrying) == WithExtra().dump(carrying)
+
+
+def _stamp_as_computed(value: datetime) -> str:
+    # What utc_iso wrote before it remembered stamps: the reference it must keep writing.
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_remembered_expiry_stamps_are_the_ones_computed() -> None:
+    # Around a second boundary, microseconds truncated to milliseconds, asked twice each (the
+    # second answer comes from the memo) and in every order.
+    edge = datetime(2026, 11, 30, 5, 59, 59, tzinfo=UTC)
+    times = [edge + timedelta(microseconds=us) for us in (0, 999, 999_000, 999_999, 1_000_000)]
+    times += [edge + timedelta(seconds=1, microseconds=1), edge.replace(year=1999)]
+    for value in times + times[::-1] + times:
+        assert schemas.utc_iso(value) == _stamp_as_computed(value)
+    assert schemas.utc_iso(times[3]) == "2026-11-30T05:59:59.999Z"
+    assert schemas.utc_iso(times[4]) == "2026-11-30T06:00:00.000Z"
+
+
+def test_stamps_of_times_outside_utc_are_never_mixed_up() -> None:
+    # 01:30 happens twice in New York when DST ends: equal as times of one zone, yet two
+    # instants; a naive time is taken as UTC, and one in another zone is converted.
+    new_york = ZoneInfo("America/New_York")
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=new_york)
+    second = first.replace(fold=1)
+    values = [first, second, first.replace(tzinfo=None), datetime(2026, 11, 1, 1, 30, tzinfo=UTC)]
+    for value in values + values:
+        assert schemas.utc_iso(value) == _stamp_as_computed(value)
+    assert schemas.utc_iso(first) != schemas.utc_iso(second)
+
+
+def test_the_stamp_memo_stays_bounded_and_right_when_full() -> None:
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    for n in range(3 * 1024):
+        value = start + timedelta(milliseconds=n)
+        assert schemas.utc_iso(value) == _stamp_as_computed(value)
+        assert len(schemas._UTC_STAMPS) <= schemas._UTC_STAMPS_SIZE

@@ -279,6 +279,25 @@ def test_a_caller_who_went_quiet_starts_again_at_one(
     assert store.adds[leases:] == [1, 2, 4]
 
 
+def test_carried_leases_keep_processes_within_the_limit(store: Counts, clock: Clock) -> None:
+    item = parse("1000/minute")
+    processes = [LeasedSlidingWindow(store, clock) for _ in range(3)]
+    for _ in range(100):  # each busy through the window: 300 hits, leases at the cap
+        for process in processes:
+            assert process.hit(item, *CALLER) is None
+    clock.now += PERIOD  # half-way through the next window: half the previous count is left
+    previous = store.counts[window_key(item, START)]
+    room = math.floor(1000 - previous / 2)
+    first = len(store.adds)
+    admitted_now = 0
+    for _ in range(1000):
+        for process in processes:
+            admitted_now += process.hit(item, *CALLER) is None
+    assert store.adds[first] == lease_cap(1000)  # the new window leased at the carried size
+    # Never more than the estimate allows; fewer by at most a lease per other process.
+    assert room - (len(processes) - 1) * lease_cap(1000) <= admitted_now <= room
+
+
 def test_a_busy_caller_costs_a_write_per_lease_cap_in_the_steady_state(
     counter: LeasedSlidingWindow, store: Counts, clock: Clock
 ) -> None:

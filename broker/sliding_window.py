@@ -62,8 +62,8 @@ from limits import RateLimitItem
 LEASE_FRACTION = 50
 # ... and at most this fraction of the headroom last seen, so leases shrink near the limit.
 HEADROOM_FRACTION = 4
-# A window's first lease is at most this share of the hits the caller spent here in the window
-# just ended (1 for a caller who went quiet): a caller who keeps hitting stays at its size.
+# A window's first lease is at most the hits the caller spent here in the window just ended
+# divided by this (1 for a caller who went quiet): a caller who keeps hitting keeps its size.
 CARRY_SHARE = 2
 # Absorbs float rounding in the estimate (a hit that fits exactly must not be refused).
 EPSILON = 1e-9

@@ -103,6 +103,8 @@ class LoadResult:
     errors: dict[str, int]
     connections: int
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    # What ``counters`` counted during the measured run (the database's operations, by kind).
+    counted: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """The figures, JSON-ready."""
@@ -117,6 +119,7 @@ class LoadResult:
             "errors": self.errors,
             "connections": self.connections,
             "cpu_percent_of_machine": self.cpu_percent,
+            "database_ops": self.counted,
         }
 
 
@@ -152,12 +155,14 @@ def run_wrk(
     threads: int = 1,
     timeout_s: int = 10,
     cpu_of: dict[str, Callable[[], float]] | None = None,
+    counters: Callable[[], dict[str, int]] | None = None,
 ) -> LoadResult:
     """Warm up, then load ``base_url`` with ``requests`` in turn; return the measured run.
 
     ``cpu_of`` names functions returning the CPU seconds of the processes under test (the
     broker, the database); the result says which share of the machine each took during the
-    measured run, with wrk's and the rest ("other") beside them.
+    measured run, with wrk's and the rest ("other") beside them. ``counters`` returns running
+    counts (the database's operations): the result keeps how much each grew during the run.
     """
     cpu_of = cpu_of or {}
     wrk = ensure_wrk()
@@ -187,6 +192,7 @@ def run_wrk(
 
         if warmup_seconds > 0:
             once(warmup_seconds)
+        counted_before = counters() if counters else {}
         busy_before, total_before = machine_cpu_seconds()
         ours_before = {name: read() for name, read in cpu_of.items()}
         wrk_before = _wrk_cpu_seconds()
@@ -198,6 +204,7 @@ def run_wrk(
         busy = (busy_after - busy_before) / capacity * 100
         cpu["other"] = max(0.0, busy - sum(cpu.values()))
         cpu["idle"] = 100 - busy
+        counted = counters() if counters else {}
     latency = raw["latency_us"]
     errors = raw["errors"]
     assert isinstance(latency, dict) and isinstance(errors, dict)
@@ -214,4 +221,5 @@ def run_wrk(
         errors={name: int(count) for name, count in errors.items()},
         connections=connections,
         cpu_percent={name: round(value, 1) for name, value in cpu.items()},
+        counted={name: value - counted_before.get(name, 0) for name, value in counted.items()},
     )

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from broker.sliding_window import lease_cap
+
 MIB = 1024 * 1024
 VERIFY_READ = 64 * 1024
 # Per-upload allowance for HTTP headers and JSON on top of the 64 KiB verification read.
@@ -51,8 +53,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def settings_used(args: argparse.Namespace, server_line: Callable[[str], str]) -> dict[str, Any]:
-    """What the HTTP benchmarks ran with (broker defaults unless named)."""
+def settings_used(
+    args: argparse.Namespace, server_line: Callable[[str], str], lease_warmup: tuple[int, int]
+) -> dict[str, Any]:
+    """What the HTTP benchmarks ran with (broker defaults unless named); ``lease_warmup``: the
+    hits of one caller through one worker before its rate-limit leases reach their cap, and the
+    requests sent before each signed-url run so that they all have."""
+    ramp_hits, warmup_requests = lease_warmup
     return {
         "server": " | ".join(f"{server_line(name)} wsgi:app" for name in args.worker_classes),
         "ceiling": "bench/bare_app.py (one Flask route returning a small JSON object) under the "
@@ -71,7 +78,10 @@ def settings_used(args: argparse.Namespace, server_line: Callable[[str], str]) -
             f"1 thread, {args.connections} connections, {args.warmup:g} s warm-up, "
             f"{args.seconds:g} s measured, loopback; the ceiling, fast and boto3 runs "
             f"alternate; best of "
-            f"{args.rounds} rounds"
+            f"{args.rounds} rounds; before each signed-url run, {warmup_requests} requests "
+            f"more, so that every caller's rate-limit lease in each worker has reached its cap "
+            f"({ramp_hits} hits each): the run measures a long-lived broker's steady state, not "
+            "a fresh one's ramp"
         ),
         "callers": (
             "signed-url: 100 users each asking for their own image, in turn; batches: 20 users "
@@ -438,13 +448,17 @@ def _limiter_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
             "p50 ms",
             "p99 ms",
             "CPU µs/req",
+            "broker / database µs/req",
+            "database round trips /1000 req",
             "errors",
             "CPU %",
         ),
-        _row("---", *["---:"] * 6),
+        _row("---", *["---:"] * 8),
     ]
     for name, label in LIMITER_ROWS.items():
         run = figures[name]
+        broker, database = cpu_split_us(run, cores)
+        trips = round_trips_per_1000(run)
         lines.append(
             _row(
                 label,
@@ -452,6 +466,8 @@ def _limiter_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
                 f"{run['p50_ms']:.2f}",
                 f"{run['p99_ms']:.2f}",
                 f"{cpu_us_per_request(run, cores):.0f}",
+                f"{broker:.0f} / {database:.0f}",
+                "-" if trips is None else f"{trips:.1f}",
                 sum(run["errors"].values()),
                 _cpu(run),
             )
@@ -464,7 +480,32 @@ def _limiter_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
             f"- {what}: +{extra:.0f} µs CPU (broker + database) per request, "
             f"{lost * 100:.0f}% fewer requests/s than no limit"
         )
+    shared, memory = round_trips_per_1000(figures["fast"]), round_trips_per_1000(unlimited)
+    if shared is not None and memory is not None and shared > memory:
+        # The shared counters' round trips are their leases (and a read of the previous window's
+        # count per caller per window): what the database spends on them is its extra CPU.
+        extra_trips = (shared - memory) / 1000
+        extra_database = cpu_split_us(figures["fast"], cores)[1] - cpu_split_us(unlimited, cores)[1]
+        lines.append(
+            f"- shared counters: {extra_trips * 1000:.1f} more database round trips per 1000 "
+            f"requests (a lease of up to {SIGN_LEASE_CAP} permits each, so at least "
+            f"{1000 / SIGN_LEASE_CAP:.1f}); the test database (secantusdb) spent "
+            f"~{extra_database / extra_trips / 1000:.1f} ms of CPU on each, where a real MongoDB "
+            "spends ~0.1 ms on such a findAndModify"
+        )
     return [*lines, ""]
+
+
+# The largest lease of the default signing limit (1200/minute).
+SIGN_LEASE_CAP = lease_cap(1200)
+
+
+def round_trips_per_1000(figures: dict[str, Any]) -> float | None:
+    """The database's operations per 1000 requests during a wrk run (None if not counted)."""
+    counted = figures.get("database_ops")
+    if not counted or not figures.get("requests"):
+        return None
+    return sum(int(count) for count in counted.values()) / int(figures["requests"]) * 1000
 
 
 def _ratio_lines(endpoints: dict[str, Any], cores: int) -> list[str]:

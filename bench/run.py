@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import resource
 import statistics
@@ -63,6 +64,7 @@ from broker.db.indexes import list_index_keys
 from broker.devservers import MongoServer, free_port
 from broker.extension import current_broker
 from broker.pagination import SORTS, encode_cursor
+from broker.sliding_window import lease_cap
 from tests.support import REPO
 from tests.support.gunicorn import LOOPBACK
 from tests.support.images import png_of_size
@@ -189,6 +191,39 @@ BROKERS: dict[str, dict[str, str]] = {
 # The rate limiter on the hot path: signed-url on the brokers whose counters differ from the
 # default (the broker's MongoDB, shared by every process).
 LIMITER_RUNS = ("limits_memory", "limits_off")
+# BROKER_RATE_LIMIT_SIGN's default, per minute: the limit the signed-url runs count against.
+SIGN_LIMIT = 1200
+# The signed-url runs are first sent this many times the requests their callers' leases need to
+# ramp up to the cap in each worker (see lease_warmup_requests).
+LEASE_WARMUP_MARGIN = 1.5
+
+
+def lease_ramp_hits(limit: int) -> int:
+    """Hits of one caller through one process before its leases reach the cap (1, 2, 4, ...)."""
+    hits, lease = 0, 1
+    while lease < lease_cap(limit):
+        hits, lease = hits + lease, 2 * lease
+    return hits
+
+
+def lease_warmup_requests(callers: int, workers: int = 2) -> int:
+    """Requests that bring every caller's lease in every worker to its cap, with a margin (the
+    requests do not split evenly between the workers)."""
+    return math.ceil(LEASE_WARMUP_MARGIN * lease_ramp_hits(SIGN_LIMIT) * callers * workers)
+
+
+def warm_up_leases(url: str, requests: list[WrkRequest], workers: int) -> None:
+    """Load ``url`` with ``requests`` until every caller's lease in each worker reached its cap:
+    the run after it measures a long-lived broker's steady state, not a fresh one's ramp."""
+    needed, sent = lease_warmup_requests(len(requests), workers), 0
+    while sent < needed:
+        sent += run_wrk(url, requests, seconds=5, warmup_seconds=0).requests
+
+
+def database_ops(client: MongoClient[dict[str, Any]]) -> dict[str, int]:
+    """The database's operation counters (``serverStatus`` opcounters: every round trip)."""
+    counters = client.admin.command("serverStatus").get("opcounters", {})
+    return {kind: int(count) for kind, count in counters.items()}
 
 
 def list_sign_requests(dataset: Dataset, query: str = "") -> list[WrkRequest]:
@@ -277,11 +312,16 @@ def bench_endpoints(
         for name in LIMITER_RUNS
     ]
     database_pid = mongo.process.pid if mongo.process is not None else -1
+    ops_client: MongoClient[dict[str, Any]] = MongoClient(mongo.uri)
 
     def database_cpu() -> float:
         return process_cpu_seconds(database_pid)
 
+    def ops() -> dict[str, int]:
+        return database_ops(ops_client)
+
     with contextlib.ExitStack() as stack:
+        stack.callback(ops_client.close)
         for (worker_class, signer), server in servers.items():
             stack.enter_context(server)
             log(f"gunicorn ({worker_class}) up for {signer} on {server.url}")
@@ -295,7 +335,9 @@ def bench_endpoints(
                 log(f"wrk {label} ({signer}, {worker_class}), round {round_number}/{args.rounds}")
                 server = servers[worker_class, signer]
                 cpu_of = {"broker": server.cpu_seconds, "database": database_cpu}
-                result = run_wrk(server.url, requests, cpu_of=cpu_of, **load)
+                if key.startswith("signed_url"):
+                    warm_up_leases(server.url, requests, server.workers)
+                result = run_wrk(server.url, requests, cpu_of=cpu_of, counters=ops, **load)
                 if any(result.errors.values()):
                     log(f"WARNING: {key} ({worker_class}): wrk saw errors {result.errors}")
                 rounds[worker_class, key].append(result.as_dict())
@@ -702,7 +744,11 @@ def main() -> None:
         dataset = seed_dataset(mongo.uri, "bench", batch_users=BATCH_USERS)
         if "endpoints" in args.only:
             log("endpoints under gunicorn with wrk")
-            results["settings"] = report.settings_used(args, server_line)
+            lease_warmup = (
+                lease_ramp_hits(SIGN_LIMIT),
+                lease_warmup_requests(len(dataset.singles)),
+            )
+            results["settings"] = report.settings_used(args, server_line, lease_warmup)
             results["endpoints"] = bench_endpoints(args, mongo, s3, dataset)
         if "confirm" in args.only:
             log("confirm: round trips in-process, latency under gunicorn")

@@ -14,10 +14,15 @@ stays within the limit.
 passes the limit, gives the overflow back (``count -= excess``) and keeps what fits (maybe
 nothing: refused). Its permits are then spent locally, one per hit, under the key's lock, and
 die with their window (they stay counted: a process never claims more than the store granted).
-The lease size adapts per key: 1 for a window's first lease, doubling with each further lease
-while the caller keeps hitting, capped at ``max(1, limit // 50)`` (so a limit of 50 or fewer is
-counted one hit per round trip and strands no permit) and at a quarter of the headroom last seen
-(``limit - estimate``), so near the limit leases shrink and few permits can be left stranded.
+The lease size adapts per key: it doubles with each further lease while the caller keeps
+hitting, capped at ``max(1, limit // 50)`` (so a limit of 50 or fewer is counted one hit per
+round trip and strands no permit) and at a quarter of the headroom last seen (``limit -
+estimate``), so near the limit leases shrink and few permits can be left stranded. A window's
+first lease is 1, unless the caller kept hitting through the window just ended: then the lease
+carries on at the size it reached there, but at most half the hits this process admitted there
+(a long-lived process serving a busy caller stays at the cap instead of ramping up again each
+window; a caller seen once a window still leases one; one who went quiet for a window starts
+again at 1). Carrying changes no bound: a lease is still at most the cap.
 The previous window's count is read at most once per window per key per process, and only when
 it matters: no window's admitted hits exceed the limit, so while the estimate taking the
 previous window as full leaves room for the lease wanted, the real count cannot change the
@@ -37,8 +42,9 @@ it is with leases of one in a window whose estimate has no previous share (a ref
 means the window is full).
 
 **Cost.** A caller making ``n`` limited requests in a window through one process costs about
-``1 + log2(cap) + n / cap`` round trips instead of ``n`` (plus, when it matters, one read of the
-previous window's count); near the limit, leases of one.
+``n / cap`` round trips instead of ``n`` once it is busy (plus ``log2(cap)`` in the window it
+starts, and, when it matters, one read of the previous window's count); near the limit, leases
+of one.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ from limits import RateLimitItem
 LEASE_FRACTION = 50
 # ... and at most this fraction of the headroom last seen, so leases shrink near the limit.
 HEADROOM_FRACTION = 4
+# A window's first lease is at most the hits the caller spent here in the window just ended
+# divided by this (1 for a caller who went quiet): a caller who keeps hitting keeps its size.
+CARRY_SHARE = 2
 # Absorbs float rounding in the estimate (a hit that fits exactly must not be refused).
 EPSILON = 1e-9
 # Keys whose window ended are dropped once the table has grown past this (then twice its size).
@@ -143,13 +152,17 @@ class _KeyState:
     previous: int | None = None  # the previous window's count, read at most once
     seen: int = 0  # the current window's count as last seen (own permits included)
     permits: int = 0  # leased here, not yet spent
+    kept: int = 0  # permits leased here in this window, spent or not
     lease: int = 1  # the size of the next lease
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def enter(self, window: Window) -> None:
-        """Start ``window``: the old one's permits die, the lease starts again at 1."""
+        """Start ``window``: the old one's permits die; the lease carries on (see the module)."""
+        just_ended = self.window == window.start - window.period
+        spent = self.kept - self.permits if just_ended else 0
+        self.lease = max(1, min(self.lease, spent // CARRY_SHARE))
         self.window, self.period = window.start, window.period
-        self.previous, self.seen, self.permits, self.lease = None, 0, 0, 1
+        self.previous, self.seen, self.permits, self.kept = None, 0, 0, 0
 
 
 class LeasedSlidingWindow:
@@ -207,6 +220,7 @@ class LeasedSlidingWindow:
         if kept < size:
             self.store.add(counter, kept - size, window.expire_at)
         state.seen = before + kept
+        state.kept += kept
         state.lease = min(lease_cap(window.limit), 2 * size)
         if not kept:
             return window.retry_after(previous, state.seen)

@@ -3,6 +3,7 @@ estimate, the leases and their sizes, give-backs, local refusals, Retry-After an
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -236,12 +237,83 @@ def test_unspent_permits_die_with_their_window(
     clock.now = START + PERIOD  # the next window's first moment
     assert counter.hit(item, *CALLER) is None
     # The new window read the old one's count (51, unspent permits included: conservative:
-    # at its first moment a full previous window would leave no room) and began again with a
-    # lease of one.
-    assert store.adds[-1] == 1 and store.reads == 1
-    assert store.counts[window_key(item, START + PERIOD)] == 1
+    # at its first moment a full previous window would leave no room) and took a new lease:
+    # the caller kept hitting, so at the size reached (20, within half of the 40 spent).
+    assert store.adds[-1] == 20 and store.reads == 1
+    assert store.counts[window_key(item, START + PERIOD)] == 20
     # 51 weighted by the whole window is in the estimate: 1000 - 51 fit, one already taken.
     assert admitted(counter, item, 1000) == 1000 - 51 - 1
+
+
+def test_a_busy_callers_lease_carries_into_the_next_window(
+    counter: LeasedSlidingWindow, store: Counts, clock: Clock
+) -> None:
+    item = parse("1000/minute")
+    admitted(counter, item, 200)  # leases 1, 2, 4, 8, 16, then 20s
+    clock.now += PERIOD
+    leases = len(store.adds)
+    assert admitted(counter, item, 200) == 200
+    # No ramp again: the window's leases are all at the cap.
+    assert store.adds[leases:] == [lease_cap(1000)] * 10
+
+
+def test_the_carried_lease_is_at_most_half_the_hits_spent(
+    counter: LeasedSlidingWindow, store: Counts, clock: Clock
+) -> None:
+    item = parse("1000/minute")
+    admitted(counter, item, 10)  # leases 1, 2, 4, 8: the next would be 16, 10 spent
+    assert store.adds == [1, 2, 4, 8]
+    clock.now += PERIOD
+    assert counter.hit(item, *CALLER) is None
+    assert store.adds[-1] == 5
+
+
+def test_a_caller_who_went_quiet_starts_again_at_one(
+    counter: LeasedSlidingWindow, store: Counts, clock: Clock
+) -> None:
+    item = parse("1000/minute")
+    admitted(counter, item, 200)
+    clock.now += 2 * PERIOD  # a whole window without a hit
+    leases = len(store.adds)
+    admitted(counter, item, 7)
+    assert store.adds[leases:] == [1, 2, 4]
+
+
+def test_carried_leases_keep_processes_within_the_limit(store: Counts, clock: Clock) -> None:
+    item = parse("1000/minute")
+    processes = [LeasedSlidingWindow(store, clock) for _ in range(3)]
+    for _ in range(100):  # each busy through the window: 300 hits, leases at the cap
+        for process in processes:
+            assert process.hit(item, *CALLER) is None
+    clock.now += PERIOD  # half-way through the next window: half the previous count is left
+    previous = store.counts[window_key(item, START)]
+    room = math.floor(1000 - previous / 2)
+    first = len(store.adds)
+    admitted_now = 0
+    for _ in range(1000):
+        for process in processes:
+            admitted_now += process.hit(item, *CALLER) is None
+    assert store.adds[first] == lease_cap(1000)  # the new window leased at the carried size
+    # Never more than the estimate allows; fewer by at most a lease per other process.
+    assert room - (len(processes) - 1) * lease_cap(1000) <= admitted_now <= room
+
+
+def test_a_busy_caller_costs_a_write_per_lease_cap_in_the_steady_state(
+    counter: LeasedSlidingWindow, store: Counts, clock: Clock
+) -> None:
+    item = parse("1200/minute")
+    cap = lease_cap(1200)
+    clock.now = START
+    windows = 10
+    for _ in range(windows * 1000):  # 1000 hits a minute, evenly, for ten minutes
+        assert counter.hit(item, *CALLER) is None
+        clock.now += PERIOD / 1000
+    # The first window ramps up (1, 2, 4, 8, 16: 31 hits in 5 writes), every later one stays
+    # at the cap; the previous window is read at most once a window.
+    ramp = 5 + math.ceil((1000 - 31) / cap)
+    assert len(store.adds) <= ramp + (windows - 1) * math.ceil(1000 / cap)
+    assert store.reads <= windows
+    assert all(amount > 0 for amount in store.adds)  # nothing was given back
 
 
 def test_each_caller_and_each_limit_counts_apart(

@@ -70,4 +70,3 @@ class BrokerFlask(Flask):
             if len(self._synchronous) < _MAX_REMEMBERED:
                 self._synchronous[func] = known
         return known
-

@@ -18,7 +18,7 @@ PAYLOADS: list[Any] = [
     None,
     "plain",
     {"z": 1, "a": 2, "m": [3, 2, 1]},  # key order kept, never sorted
-    {"name": "photo é 中 \u2028 \"quoted\" \\ </script>", "emoji": "\U0001f4f7"},
+    {"name": 'photo é 中 \u2028 "quoted" \\ </script>', "emoji": "\U0001f4f7"},
     {"big": 2**70, "float": 0.1, "neg": -0.0, "true": True, "none": None},
     {"when": datetime(2026, 11, 30, 5, 41, 54, 123456, tzinfo=UTC), "day": date(2026, 1, 2)},
     {"id": uuid.UUID("12345678-1234-5678-1234-567812345678"), "amount": Decimal("1.50")},

@@ -248,16 +248,21 @@ def refuse(
     return calls
 
 
-def refuse_tagging(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
-    """Refuse the next ``times`` tagging calls as RGW does while another request tags the same
-    object (409 OperationAborted, which botocore does not retry)."""
-    return refuse(flow, monkeypatch, "put_object_tagging", times, "OperationAborted", 409)
+# How RGW refuses a confirm's S3 calls while another request tags the same object: the tagging
+# itself (409 OperationAborted, which botocore does not retry), and a GET the tagging overtakes
+# (500 UnknownError; botocore's own retry is bypassed here, so each refusal stands for both).
+RACES = {
+    "tagging": ("put_object_tagging", "OperationAborted", 409),
+    "read": ("get_object", "UnknownError", 500),
+}
 
 
-def abort_reads(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
-    """Fail the next ``times`` GETs as RGW does while another request tags the object (500
-    UnknownError; botocore's own retry is bypassed here, so each refusal stands for both)."""
-    return refuse(flow, monkeypatch, "get_object", times, "UnknownError", 500)
+def refuse_as_in_a_race(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch, race: str, times: int
+) -> list[str]:
+    """Refuse the next ``times`` calls of the ``race`` kind as RGW does; the keys of every call."""
+    method, code, status = RACES[race]
+    return refuse(flow, monkeypatch, method, times, code, status)
 
 
 def tags(flow: Flow, key: str) -> dict[str, str]:
@@ -266,11 +271,12 @@ def tags(flow: Flow, key: str) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in tag_set}
 
 
-def test_tagging_refused_by_a_concurrent_call_is_retried(
-    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("race", sorted(RACES))
+def test_a_call_refused_by_a_concurrent_tagging_is_retried(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     key = put_pending(tagging_flow)
-    calls = refuse_tagging(tagging_flow, monkeypatch, times=3)
+    calls = refuse_as_in_a_race(tagging_flow, monkeypatch, race, times=3)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
     assert response.status_code == 201, response.json
     assert calls == [key] * 4
@@ -283,44 +289,23 @@ def test_tagging_refused_because_another_confirm_tagged_it_is_done(
     key = put_pending(tagging_flow)
     bucket = broker_of(tagging_flow.app).bucket
     bucket.tag(key, {"broker-state": "confirmed"})  # the other request won
-    calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
+    calls = refuse_as_in_a_race(tagging_flow, monkeypatch, "tagging", times=100)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
     assert response.status_code == 201, response.json
     assert calls == [key]  # no retry needed: the tags are already what this one wanted
 
 
-def test_tagging_refused_for_good_is_503_and_records_nothing(
-    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("race", sorted(RACES))
+def test_a_call_refused_for_good_is_503_and_records_nothing(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     key = put_pending(tagging_flow)
-    calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
+    calls = refuse_as_in_a_race(tagging_flow, monkeypatch, race, times=100)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
     assert_unavailable(response)
     assert len(calls) == storage.RACE_ATTEMPTS
     assert images_of(tagging_flow.app) == []
     assert upload_state(tagging_flow.app, key) == domain.PENDING  # the client can retry
-
-
-def test_a_read_aborted_by_a_concurrent_tagging_is_retried(
-    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    key = put_pending(tagging_flow)
-    calls = abort_reads(tagging_flow, monkeypatch, times=3)
-    response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
-    assert response.status_code == 201, response.json
-    assert calls == [key] * 4
-    assert tags(tagging_flow, key) == {"broker-state": "confirmed"}
-
-
-def test_a_read_aborted_for_good_is_503_and_records_nothing(
-    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    key = put_pending(tagging_flow)
-    calls = abort_reads(tagging_flow, monkeypatch, times=100)
-    assert_unavailable(tagging_flow.client.post("/images", json={"key": key}, headers=auth()))
-    assert len(calls) == storage.RACE_ATTEMPTS
-    assert images_of(tagging_flow.app) == []
-    assert upload_state(tagging_flow.app, key) == domain.PENDING
 
 
 def test_a_read_failing_otherwise_is_left_to_botocore_retries(

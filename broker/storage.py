@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -333,9 +333,18 @@ class Bucket:
     def read_head(self, key: str, length: int) -> tuple[ObjectHead, bytes] | None:
         """What :meth:`head` says of the object, and at most its first ``length`` bytes, from
         one ranged GET: a GET answers every header a HEAD does, and its Content-Range the whole
-        size. None when the object does not exist."""
+        size. None when the object does not exist.
+
+        RGW answers 500 UnknownError to a GET of an object whose tags another request sets
+        meanwhile (its data read finds the object changed, ECANCELED), as concurrent confirms
+        of one key do; botocore's one retry can meet the next tagging, so such a read is
+        tried again as a refused tagging is.
+        """
+        return _retrying_races("read", lambda: self._read_head_once(key, length))
+
+    def _read_head_once(self, key: str, length: int) -> tuple[ObjectHead, bytes] | None:
         try:
-            with _translated("read"):
+            with _translated("read", transient=_READ_RACES):
                 try:
                     response = self.client.get_object(
                         Bucket=self.name, Key=key, Range=f"bytes=0-{length - 1}"
@@ -460,19 +469,14 @@ class Bucket:
         object already carries exactly these tags (the other writer set them).
         """
         tag_set = [{"Key": name, "Value": value} for name, value in tags.items()]
-        for attempt in range(TAG_ATTEMPTS):
-            try:
-                with _translated("tag", transient=_TAG_CONFLICTS):
-                    self.client.put_object_tagging(
-                        Bucket=self.name, Key=key, Tagging={"TagSet": tag_set}
-                    )
-                return
-            except _Transient:
-                if self._tags(key) == dict(tags):
-                    return
-                if attempt + 1 == TAG_ATTEMPTS:
-                    raise _unavailable(RuntimeError("tagging kept conflicting"), "tag") from None
-                time.sleep(TAG_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
+
+        def put() -> None:
+            with _translated("tag", transient=_TAG_CONFLICTS):
+                self.client.put_object_tagging(
+                    Bucket=self.name, Key=key, Tagging={"TagSet": tag_set}
+                )
+
+        _retrying_races("tag", put, settled=lambda: self._tags(key) == dict(tags))
 
     def _tags(self, key: str) -> dict[str, str]:
         with _translated("get tags"):
@@ -601,12 +605,39 @@ def _unavailable(error: Exception, operation: str) -> Unavailable:
 # Tagging refused because another request tags the same object (RGW: 409 OperationAborted;
 # AWS documents ConcurrentModification and OperationAborted), or throttled.
 _TAG_CONFLICTS: Final = frozenset({"OperationAborted", "ConcurrentModification", "SlowDown"})
-TAG_ATTEMPTS = 6
-TAG_BACKOFF_SECONDS = 0.05
+# A read aborted because another request changed the object meanwhile (RGW: 500 UnknownError,
+# its answer to ECANCELED; see Bucket.read_head).
+_READ_RACES: Final = frozenset({"UnknownError"})
+# Tries of a call refused because of a concurrent request, and the first pause between them.
+RACE_ATTEMPTS = 6
+RACE_BACKOFF_SECONDS = 0.05
+_T = TypeVar("_T")
 
 
 class _Transient(Exception):
     """S3 refused a call because of a concurrent one; the caller may retry it."""
+
+
+def _retrying_races(
+    operation: str, call: Callable[[], _T], settled: Callable[[], bool] | None = None
+) -> _T | None:
+    """What ``call`` returns, tried again after a short jittered backoff (doubled each time)
+    while S3 refuses it because of a concurrent request, at most RACE_ATTEMPTS times; None at
+    once when ``settled`` says the concurrent request did this call's work. Unavailable when
+    every try was refused."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except _Transient:
+            if settled is not None and settled():
+                return None
+            attempt += 1
+            if attempt == RACE_ATTEMPTS:
+                raise _unavailable(
+                    RuntimeError(f"{operation} kept being refused"), operation
+                ) from None
+            time.sleep(RACE_BACKOFF_SECONDS * 2 ** (attempt - 1) * (0.5 + random.random()))
 
 
 # Completing refused because of the parts listed: one is missing in the bucket or holds other

@@ -143,7 +143,7 @@ class Worker:
         started = time.monotonic()
         sandbox.last_peak_rss = None
         keep_alive = self._keep_alive(job, signals)
-        render = self._renderer(sandbox, keep_alive)
+        render = self._renderer(job, sandbox, keep_alive)
         try:
             outcome = service.make_variants(self.broker, job, render, keep_alive, workdir)
         except (Abort, Unavailable):
@@ -207,7 +207,7 @@ class Worker:
 
         return keep_alive
 
-    def _renderer(self, sandbox: RenderSandbox, keep_alive: KeepAlive) -> Renderer:
+    def _renderer(self, job: Job, sandbox: RenderSandbox, keep_alive: KeepAlive) -> Renderer:
         # Short slices: a second stop signal is heard within one (renewing the lease is
         # cheap to skip, it happens every third of the lease).
         slice_seconds = min(RENDER_WAIT_SLICE, self.broker.settings.variant_lease / 3)
@@ -215,6 +215,9 @@ class Worker:
         def render(
             path: Path, content_type: str, specs: tuple[VariantSpec, ...]
         ) -> list[RenderedVariant]:
+            # Where a long job stands, for an operator (and a test): the original is in and
+            # goes to the render process; the next look at the stop signals is the render's wait.
+            log.debug("render started", extra={"worker": self.name, "image": job.image_id})
             return sandbox.render(
                 path,
                 expected_type=content_type,

@@ -216,7 +216,7 @@ def test_signing_keeps_working_during_an_outage(proxied: Flow, faulty_s3: Faulty
 
 @pytest.fixture
 def tagging_flow(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> Flow:
-    monkeypatch.setattr(storage, "TAG_BACKOFF_SECONDS", 0.001)
+    monkeypatch.setattr(storage, "RACE_BACKOFF_SECONDS", 0.001)
     return Flow(make_app())
 
 
@@ -225,25 +225,44 @@ def put_pending(flow: Flow) -> str:
     return str(flow.pending()["key"])
 
 
-def refuse_tagging(flow: Flow, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
-    """Refuse the next ``times`` tagging calls as RGW does while another request tags the same
-    object (409 OperationAborted, which botocore does not retry)."""
+def refuse(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch, method: str, times: int, code: str, status: int
+) -> list[str]:
+    """Refuse the next ``times`` calls of the S3 client's ``method`` as S3 would, with
+    ``status`` and ``code``; the keys of every call made."""
     client = broker_of(flow.app).bucket.client
-    real = client.put_object_tagging
+    real = getattr(client, method)
     calls: list[str] = []
 
-    def refuse_then_tag(**kwargs: Any) -> Any:
+    def refuse_then_call(**kwargs: Any) -> Any:
         calls.append(kwargs["Key"])
         if len(calls) <= times:
             error: Any = {
-                "Error": {"Code": "OperationAborted", "Message": "concurrent"},
-                "ResponseMetadata": {"HTTPStatusCode": 409},
+                "Error": {"Code": code, "Message": "refused"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
             }
-            raise ClientError(error, "PutObjectTagging")
+            raise ClientError(error, method)
         return real(**kwargs)
 
-    monkeypatch.setattr(client, "put_object_tagging", refuse_then_tag)
+    monkeypatch.setattr(client, method, refuse_then_call)
     return calls
+
+
+# How RGW refuses a confirm's S3 calls while another request tags the same object: the tagging
+# itself (409 OperationAborted, which botocore does not retry), and a GET the tagging overtakes
+# (500 UnknownError; botocore's own retry is bypassed here, so each refusal stands for both).
+RACES = {
+    "tagging": ("put_object_tagging", "OperationAborted", 409),
+    "read": ("get_object", "UnknownError", 500),
+}
+
+
+def refuse_as_in_a_race(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch, race: str, times: int
+) -> list[str]:
+    """Refuse the next ``times`` calls of the ``race`` kind as RGW does; the keys of every call."""
+    method, code, status = RACES[race]
+    return refuse(flow, monkeypatch, method, times, code, status)
 
 
 def tags(flow: Flow, key: str) -> dict[str, str]:
@@ -252,11 +271,12 @@ def tags(flow: Flow, key: str) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in tag_set}
 
 
-def test_tagging_refused_by_a_concurrent_call_is_retried(
-    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("race", sorted(RACES))
+def test_a_call_refused_by_a_concurrent_tagging_is_retried(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     key = put_pending(tagging_flow)
-    calls = refuse_tagging(tagging_flow, monkeypatch, times=3)
+    calls = refuse_as_in_a_race(tagging_flow, monkeypatch, race, times=3)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
     assert response.status_code == 201, response.json
     assert calls == [key] * 4
@@ -269,19 +289,32 @@ def test_tagging_refused_because_another_confirm_tagged_it_is_done(
     key = put_pending(tagging_flow)
     bucket = broker_of(tagging_flow.app).bucket
     bucket.tag(key, {"broker-state": "confirmed"})  # the other request won
-    calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
+    calls = refuse_as_in_a_race(tagging_flow, monkeypatch, "tagging", times=100)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
     assert response.status_code == 201, response.json
     assert calls == [key]  # no retry needed: the tags are already what this one wanted
 
 
-def test_tagging_refused_for_good_is_503_and_records_nothing(
-    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("race", sorted(RACES))
+def test_a_call_refused_for_good_is_503_and_records_nothing(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     key = put_pending(tagging_flow)
-    calls = refuse_tagging(tagging_flow, monkeypatch, times=100)
+    calls = refuse_as_in_a_race(tagging_flow, monkeypatch, race, times=100)
     response = tagging_flow.client.post("/images", json={"key": key}, headers=auth())
     assert_unavailable(response)
-    assert len(calls) == storage.TAG_ATTEMPTS
+    assert len(calls) == storage.RACE_ATTEMPTS
     assert images_of(tagging_flow.app) == []
     assert upload_state(tagging_flow.app, key) == domain.PENDING  # the client can retry
+
+
+def test_a_read_failing_otherwise_is_left_to_botocore_retries(
+    tagging_flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An S3 error of its own (not a race with a tagging) is an outage: 503 without more tries
+    # than botocore's, so clients hear it at once.
+    key = put_pending(tagging_flow)
+    calls = refuse(tagging_flow, monkeypatch, "get_object", 100, "InternalError", 500)
+    assert_unavailable(tagging_flow.client.post("/images", json={"key": key}, headers=auth()))
+    assert calls == [key]
+    assert upload_state(tagging_flow.app, key) == domain.PENDING

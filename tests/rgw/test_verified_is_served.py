@@ -548,7 +548,8 @@ def test_concurrent_confirms_record_one_image_without_an_operator_step(
 def test_48_concurrent_confirms_of_one_key_never_answer_503(
     make_rgw_app: Callable[..., Flask], s3: Any, rgw_bucket: str
 ) -> None:
-    # RGW refuses simultaneous tagging of one object (409 OperationAborted): retried, not 503.
+    # RGW refuses simultaneous tagging of one object (409 OperationAborted) and fails a GET of
+    # it that a tagging overtakes (500 UnknownError): both are retried, not 503.
     app = make_rgw_app(BROKER_RATE_LIMIT_CONFIRM="")
     api = app.test_client()
     for _ in range(2):

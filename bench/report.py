@@ -54,12 +54,14 @@ def machine_info() -> dict[str, Any]:
 
 
 def settings_used(
-    args: argparse.Namespace, server_line: Callable[[str], str], lease_warmup: tuple[int, int]
+    args: argparse.Namespace,
+    server_line: Callable[[str], str],
+    lease_warmup: tuple[int, int, int],
 ) -> dict[str, Any]:
     """What the HTTP benchmarks ran with (broker defaults unless named); ``lease_warmup``: the
     hits of one caller through one worker before its rate-limit leases reach their cap, and the
-    requests sent before each signed-url run so that they all have."""
-    ramp_hits, warmup_requests = lease_warmup
+    requests sent before each signed-url and each batch run so that they all have."""
+    ramp_hits, warmup_requests, batch_warmup_requests = lease_warmup
     return {
         "server": " | ".join(f"{server_line(name)} wsgi:app" for name in args.worker_classes),
         "ceiling": "bench/bare_app.py (one Flask route returning a small JSON object) under the "
@@ -78,8 +80,9 @@ def settings_used(
             f"1 thread, {args.connections} connections, {args.warmup:g} s warm-up, "
             f"{args.seconds:g} s measured, loopback; the ceiling, fast and boto3 runs "
             f"alternate; best of "
-            f"{args.rounds} rounds; before each signed-url run, {warmup_requests} requests "
-            f"more, so that every caller's rate-limit lease in each worker has reached its cap "
+            f"{args.rounds} rounds; before each signed-url run {warmup_requests} requests "
+            f"more (each batch run: {batch_warmup_requests}), so that every caller's rate-limit "
+            f"lease in each worker has reached its cap "
             f"({ramp_hits} hits each): the run measures a long-lived broker's steady state, not "
             "a fresh one's ramp"
         ),

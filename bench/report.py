@@ -511,6 +511,15 @@ def round_trips_per_1000(figures: dict[str, Any]) -> float | None:
     return sum(int(count) for count in counted.values()) / int(figures["requests"]) * 1000
 
 
+def _round_ratios(endpoints: dict[str, Any], run: str, other: str) -> list[float]:
+    """Requests/s of ``run`` over ``other`` in each round: the runs of one round follow each
+    other, so a change of the machine's speed between rounds moves both alike, where the
+    ratio of two best rounds may pair a fast round with a slow one."""
+    mine = endpoints[run].get("rounds_requests_per_s", [])
+    theirs = endpoints[other].get("rounds_requests_per_s", [])
+    return [a / max(b, 1e-9) for a, b in zip(mine, theirs, strict=False)]
+
+
 def _ratio_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
     def ratio(fast: str, other: str) -> tuple[float, float]:
         by_rate = endpoints[fast]["requests_per_s"] / max(endpoints[other]["requests_per_s"], 1e-9)
@@ -520,15 +529,18 @@ def _ratio_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
     lines = []
     for fast, label in (("healthz", "GET /healthz"), ("signed_url_fast", LABELS["signed_url"])):
         by_rate, by_cpu = ratio(fast, "bare")
+        per_round = ", ".join(f"{r * 100:.0f}%" for r in _round_ratios(endpoints, fast, "bare"))
         lines.append(
-            f"- {label} / bare Flask = {by_rate * 100:.0f}% by requests/s, "
-            f"{by_cpu * 100:.0f}% by CPU µs/req"
+            f"- {label} / bare Flask = {by_rate * 100:.0f}% by requests/s "
+            f"(round by round: {per_round}), {by_cpu * 100:.0f}% by CPU µs/req"
         )
     for prefix in ("signed_url", "batch", "list_sign"):
         by_rate, by_cpu = ratio(f"{prefix}_fast", f"{prefix}_boto3")
+        pairs = _round_ratios(endpoints, f"{prefix}_fast", f"{prefix}_boto3")
+        per_round = ", ".join(f"{r:.2f}x" for r in pairs)
         lines.append(
-            f"- {LABELS[prefix]}: fast / boto3 = {by_rate:.2f}x by requests/s, "
-            f"{by_cpu:.2f}x by CPU µs/req"
+            f"- {LABELS[prefix]}: fast / boto3 = {by_rate:.2f}x by requests/s "
+            f"(round by round: {per_round}), {by_cpu:.2f}x by CPU µs/req"
         )
     for signer in ("fast", "boto3"):
         broker, database = cpu_split_us(endpoints[f"list_sign_{signer}"], cores)

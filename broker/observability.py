@@ -28,7 +28,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 
 from broker.errors import NotFound
 from broker.http.errors import error_response
-from broker.http.framework import BrokerResponse
+from broker.http.framework import add_valid_headers
 from broker.metrics import UNMATCHED_ROUTE, method_label, observe_request
 from broker.settings import Settings
 
@@ -240,10 +240,7 @@ def _set_headers(response: Response, request_id: str) -> None:
     else:
         added = [(_REQUEST_ID_HEADER, request_id)]
     added += [pair for pair in _SECURITY_HEADERS if pair[0].lower() not in present]
-    if isinstance(response, BrokerResponse):
-        response.append_headers(added)
-    else:
-        headers.extend(added)
+    add_valid_headers(response, added)
 
 
 def access_line(**fields: Any) -> None:

@@ -19,7 +19,7 @@ from flask_cors import CORS
 from flask_cors.core import ACL_ORIGIN, get_cors_headers, get_cors_options
 from werkzeug.datastructures import Headers
 
-from broker.http.framework import BrokerResponse
+from broker.http.framework import add_valid_headers
 from broker.settings import Settings
 
 
@@ -55,11 +55,8 @@ def add_originless_headers(headers: list[tuple[str, str]]) -> Callable[[Response
             and "HTTP_ORIGIN" not in request.environ
             and ACL_ORIGIN not in response.headers
         ):
-            if isinstance(response, BrokerResponse):
-                response.headers.extend(in_headers)
-                response.append_headers(appended)
-            else:
-                response.headers.extend(headers)
+            response.headers.extend(in_headers)
+            add_valid_headers(response, appended)
         return response
 
     return originless_cors

@@ -70,3 +70,12 @@ class BrokerFlask(Flask):
             if len(self._synchronous) < _MAX_REMEMBERED:
                 self._synchronous[func] = known
         return known
+
+
+def add_valid_headers(response: FlaskResponse, pairs: list[tuple[str, str]]) -> None:
+    """Add ``pairs`` (valid header pairs only) to ``response``: appended unvalidated when it is a
+    :class:`BrokerResponse`, through ``response.headers`` when it is of another class."""
+    if isinstance(response, BrokerResponse):
+        response.append_headers(pairs)
+    else:
+        response.headers.extend(pairs)

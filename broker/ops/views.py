@@ -12,20 +12,19 @@ from broker.auth import authenticate
 from broker.errors import Unavailable
 from broker.extension import current_broker
 from broker.http.errors import error_response
+from broker.http.payloads import json_document
 from broker.observability import metrics_response
 from broker.openapi import openapi_document
 from broker.ops import bp, service
 
-# What StatusResponse dumps for a live process: the same answer every time, so its JSON (as
-# jsonify writes it, newline included) is encoded once.
+# What StatusResponse dumps for a live process: the same answer every time.
 _UP = schemas.status_response.dump({"status": "ok"})
-_UP_BODY = json.dumps(_UP, separators=(",", ":")) + "\n"
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
     """200 while the process is up."""
-    return current_app.response_class(_UP_BODY, mimetype="application/json")
+    return json_document(_UP)
 
 
 @bp.get("/readyz")

@@ -118,8 +118,8 @@ class TestOperations:
         assert response.status_code == 200 and response.json["status"] == "ok"
 
     def test_healthz_answers_what_jsonify_would(self, app: Flask, client: FlaskClient) -> None:
-        # The body is encoded once at import: it must stay what the schema dumps, as jsonify
-        # writes it (compact, trailing newline), with jsonify's content type.
+        # Encoded by the broker's own encoder, not jsonify: it must stay what the schema dumps,
+        # as jsonify writes it (compact, trailing newline), with jsonify's content type.
         response = client.get("/healthz")
         with app.app_context():
             expected = jsonify(schemas.status_response.dump({"status": "ok"}))

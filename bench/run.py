@@ -699,7 +699,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="each measured wrk run")
     parser.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up before each run")
-    parser.add_argument("--rounds", type=int, default=2, help="wrk rounds (the best is kept)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="wrk rounds (targets: median of paired ratios)"
+    )
     parser.add_argument("--connections", type=int, default=4, help="wrk connections (2/worker)")
     parser.add_argument("--page-repeats", type=int, default=5, help="fetches of page 1 and 1000")
     parser.add_argument(

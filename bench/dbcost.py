@@ -53,14 +53,6 @@ SORT = "newest"
 # depend on them, but the repository is built as the broker builds it.
 VARIANT_NAMES = tuple(spec.name for spec in parse_variants("thumb:320x320,medium:1280x1280"))
 
-# The operations, as the report names them.
-OPERATIONS = {
-    "lease": "rate-limit lease: findAndModify by _id ($inc, upsert; SharedCounts.add)",
-    "count": "rate-limit read of a window's count: find by _id (SharedCounts.count)",
-    "page": "list page: the owner's 100 newest, hinted to list_owner_newest (ImageRepository.page)",
-    "library_page": "the same page of an owner holding most of the collection",
-}
-
 
 def server_cpu_ms(operation: Callable[[], object], database_pid: int) -> float:
     """The database process's CPU ms per ``operation``: the median of ``SAMPLES`` samples."""
@@ -110,7 +102,7 @@ def measure(
     with own_database(mongo_uri) as database:
         rows += _rate_limit_rows(database, database_pid, sign_limit, bench_counters, log)
         rows += _page_rows(database, database_pid, page_size, bench_images, log)
-    return {"database": DATABASE, "samples": SAMPLES, "rows": rows}
+    return {"database": DATABASE, "samples": SAMPLES, "page_size": page_size, "rows": rows}
 
 
 def _rate_limit_rows(
@@ -216,6 +208,7 @@ def _page_rows(
                     "documents": documents,
                     "cpu_ms": cpu_ms,
                     "keys_examined": keys,
+                    "owner_documents": collection.count_documents({"owner": owner}),
                 }
             )
     return rows

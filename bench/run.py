@@ -608,11 +608,11 @@ def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -
 
     token = bench_token(DEEP_USER)
     # The test server's hinted walk reads every index key of the owner (see
-    # database_keys_examined), here the whole library, and costs in proportion to the whole
-    # collection besides (bench/dbcost.py): about 5 s a page here, and 10 to 20 s while other
-    # work shares the machine. The default timeouts (a 10 s socket
-    # timeout, gunicorn's 30 s worker timeout), there to cut a production broker loose from a
-    # stuck database, then fail the run; this measurement wants the answer however slow.
+    # database_keys_examined), here the whole library, and besides costs more the larger the
+    # whole collection is (bench/dbcost.py): about 5 s a page here, and 10 to 20 s while other
+    # work shares the machine. The default timeouts (a 10 s socket timeout, gunicorn's 30 s
+    # worker timeout), there to cut a production broker loose from a stuck database, then fail
+    # the run; this measurement wants the answer however slow.
     env = {
         **broker_env(mongo_uri, database, s3, BROKER_MONGODB_TIMEOUT_MS="60000"),
         "GUNICORN_CMD_ARGS": "--timeout=600",

@@ -587,8 +587,9 @@ def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -
     """Latency of page 1 and page 1000 of a 50,000-image library (``limit=50``)."""
     database = "bench_pages"
     total = PAGE_SIZE * DEEP_PAGE
-    # Without variant maps: secantusdb reads every document of the owner for each page, so their
-    # size would be measured rather than the cursors (a real MongoDB reads 51 index entries).
+    # Without variant maps: on secantusdb a page costs more the more documents the owner and the
+    # whole collection hold (database_keys_examined, bench/dbcost.py), so their size would be
+    # measured rather than the cursors (a real MongoDB reads 51 index entries).
     documents = image_documents(
         DEEP_USER, total, datetime(2024, 1, 1, tzinfo=UTC), with_variants=False
     )

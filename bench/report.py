@@ -171,6 +171,12 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
+# The endpoint targets that the test database's CPU bounds (the report points them to what it
+# costs per operation, when the run measured it).
+SIGNED_URL_VS_BARE = "GET signed-url (fast) / bare Flask requests/s"
+LIST_FAST_VS_BOTO3 = "GET /images?limit=100&sign=1: fast / boto3 URLs/s"
+
+
 def _endpoint_targets(endpoints: dict[str, Any], cores: int) -> list[dict[str, Any]]:
     """The endpoint targets, on the sync worker class (gunicorn's default)."""
     targets: list[dict[str, Any]] = []
@@ -198,18 +204,14 @@ def _endpoint_targets(endpoints: dict[str, Any], cores: int) -> list[dict[str, A
         targets.append(target)
 
     endpoint_target("GET /healthz / bare Flask requests/s", "healthz", "bare", 75, "%")
-    endpoint_target(
-        "GET signed-url (fast) / bare Flask requests/s", "signed_url_fast", "bare", 60, "%"
-    )
+    endpoint_target(SIGNED_URL_VS_BARE, "signed_url_fast", "bare", 60, "%")
     endpoint_target(
         "GET signed-url: fast / boto3 requests/s", "signed_url_fast", "signed_url_boto3", 1.8
     )
     endpoint_target(
         "POST signed-urls (100 ids): fast / boto3 URLs/s", "batch_fast", "batch_boto3", 20
     )
-    endpoint_target(
-        "GET /images?limit=100&sign=1: fast / boto3 URLs/s", "list_sign_fast", "list_sign_boto3", 5
-    )
+    endpoint_target(LIST_FAST_VS_BOTO3, "list_sign_fast", "list_sign_boto3", 5)
     # "Costs no more than sign=1": equal within the noise of one run on a shared machine.
     if "list_thumb_fast" not in rps:  # a run made before the variants
         return targets
@@ -322,7 +324,11 @@ def markdown(results: dict[str, Any]) -> str:
     if "signer" in results:
         lines += _signer_section(results["signer"])
     if "endpoints" in results:
-        lines += _endpoint_sections(results["endpoints"], results["settings"], cores)
+        lines += _endpoint_sections(
+            results["endpoints"], results["settings"], cores, "dbcost" in results
+        )
+    if "dbcost" in results:  # a run made before bench/dbcost.py has none
+        lines += _database_cost_section(results["dbcost"], results.get("endpoints"), cores)
     if "confirm" in results:
         lines += _confirm_section(results["confirm"])
     if "endpoints" in results and len(results["endpoints"]) > 1:
@@ -332,14 +338,17 @@ def markdown(results: dict[str, Any]) -> str:
     if "upload_cost" in results:
         lines += _upload_cost_lines(results["upload_cost"])
     if "pagination" in results:
-        lines += _pagination_section(results["pagination"])
+        lines += _pagination_section(results["pagination"], "dbcost" in results)
     if "variants" in results:
         lines += _variants_section(results["variants"])
     lines += ["## Targets", "", _row("target", "measured", "goal", "result")]
     lines.append(_row("---", "---:", "---:", "---"))
     for target in results["targets"]:
         measured = f"{target['measured']:.3g}{target['unit']}"
-        lines.append(_row(target["name"], measured, target["goal"], target["verdict"]))
+        verdict = target["verdict"]
+        if "dbcost" in results and target["name"] in (SIGNED_URL_VS_BARE, LIST_FAST_VS_BOTO3):
+            verdict += f"; what the test database adds: {SEE_COSTS}"
+        lines.append(_row(target["name"], measured, target["goal"], verdict))
     lines.append("")
     if results.get("profiles"):
         lines += [
@@ -384,8 +393,13 @@ LABELS = {prefix: label for prefix, label, _ in ROWS}
 
 
 def _endpoint_sections(
-    by_class: dict[str, dict[str, Any]], settings: dict[str, Any], cores: int
+    by_class: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    cores: int,
+    costs_measured: bool = False,
 ) -> list[str]:
+    """Section 2; ``costs_measured``: the run measured what the test database costs per
+    operation (the lines on its cost then point there)."""
     lines = [
         "## 2. Endpoints under gunicorn (wrk over loopback)",
         "",
@@ -434,9 +448,9 @@ def _endpoint_sections(
                         _cpu(figures),
                     )
                 )
-        lines += ["", *_ratio_lines(endpoints, cores), ""]
+        lines += ["", *_ratio_lines(endpoints, cores, costs_measured), ""]
         if all(f"signed_url_{name}" in endpoints for name in LIMITER_ROWS):
-            lines += _limiter_lines(endpoints, cores)
+            lines += _limiter_lines(endpoints, cores, costs_measured)
     lines += [
         "CPU µs/req is the CPU the broker and the database spent per request (from their CPU "
         "share of the machine during the run): other work on the machine moves it much less "
@@ -454,7 +468,7 @@ LIMITER_ROWS = {
 }
 
 
-def _limiter_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
+def _limiter_lines(endpoints: dict[str, Any], cores: int, costs_measured: bool) -> list[str]:
     figures = {name: endpoints[f"signed_url_{name}"] for name in LIMITER_ROWS}
     lines = [
         "#### The rate limiter on the hot path (GET /images/&lt;id&gt;/signed-url, fast signer)",
@@ -509,12 +523,153 @@ def _limiter_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
             f"{1000 / SIGN_LEASE_CAP:.1f}); the test database (secantusdb) spent "
             f"~{extra_database / extra_trips / 1000:.1f} ms of CPU on each, where a real MongoDB "
             "spends ~0.1 ms on such a findAndModify"
+            + (
+                f" (the test server's cost grows with the collection's size: {SEE_COSTS})"
+                if costs_measured
+                else ""
+            )
         )
     return [*lines, ""]
 
 
 # The largest lease of the default signing limit (1200/minute).
 SIGN_LEASE_CAP = lease_cap(1200)
+
+# What the test database costs per operation (bench/dbcost.py), and a link to it: its heading's
+# anchor as GitHub renders it, here and in the README's copy.
+DATABASE_COST = "What the test database costs per operation, by collection size"
+DATABASE_COST_LINK = "#what-the-test-database-costs-per-operation-by-collection-size"
+SEE_COSTS = f"see [what the test database costs per operation]({DATABASE_COST_LINK})"
+COST_OPERATIONS = {
+    "lease": "rate-limit lease: findAndModify by _id ($inc, upsert; SharedCounts.add)",
+    "count": "rate-limit count: find by _id (SharedCounts.count)",
+    "page": "list page: one owner's 100 newest, hinted to its index (ImageRepository.page)",
+    "library_page": "the same page of an owner holding most of the collection",
+}
+COST_SIZES = {
+    "minimal": "only what it touches",
+    "bench": "as the endpoint runs had it",
+    "larger": "larger",
+}
+# Growth of the cost from the smallest collection to the largest above which it is the
+# collection's size that is paid for (the documents read stay the same).
+SCAN_GROWTH = 3.0
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+
+
+def _database_cost_section(
+    costs: dict[str, Any], endpoints: dict[str, Any] | None, cores: int
+) -> list[str]:
+    """The table of bench/dbcost.py and what its figures say."""
+    lines = [
+        f"### {DATABASE_COST}",
+        "",
+        "Each operation as the broker sends it (its own code), in a database of its own on the "
+        "bench's secantusdb; the server process's CPU per operation, the median of "
+        f"{costs['samples']} samples.",
+        "",
+        _row("operation", "documents in its collection", "database CPU ms/op", "index keys read"),
+        _row("---", "---:", "---:", "---:"),
+    ]
+    order = list(COST_OPERATIONS)
+    for row in sorted(costs["rows"], key=lambda row: order.index(row["operation"])):
+        keys = row.get("keys_examined")
+        lines.append(
+            _row(
+                COST_OPERATIONS[row["operation"]],
+                f"{row['documents']:,} ({COST_SIZES[row['size']]})",
+                _ms(row["cpu_ms"]),
+                "-" if keys is None else f"{keys:,}",
+            )
+        )
+    lines += ["", *_database_cost_lines(costs, endpoints, cores), ""]
+    return lines
+
+
+def _growth(rows: list[dict[str, Any]]) -> float:
+    """The cost in the largest collection over the cost in the smallest."""
+    return float(rows[-1]["cpu_ms"]) / max(float(rows[0]["cpu_ms"]), 1e-9)
+
+
+def _database_cost_lines(
+    costs: dict[str, Any], endpoints: dict[str, Any] | None, cores: int
+) -> list[str]:
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in COST_OPERATIONS}
+    for row in costs["rows"]:
+        rows[row["operation"]].append(row)
+    lease, count, page, library = (rows[name] for name in COST_OPERATIONS)
+    lines = []
+    if lease and count:
+        scans = _growth(lease) >= SCAN_GROWTH and _growth(count) < SCAN_GROWTH
+        lines.append(
+            "- The lease writes one document by _id, yet costs "
+            + ", ".join(f"{_ms(row['cpu_ms'])} ms with {row['documents']:,}" for row in lease)
+            + " documents in the collection, while reading that same document by _id costs "
+            f"{_ms(min(row['cpu_ms'] for row in count))}-{_ms(max(row['cpu_ms'] for row in count))}"
+            " ms at every size: "
+            + (
+                "its cost follows the collection's size, not what it touches (the test server "
+                "scans the collection for it)."
+                if scans
+                else "in this run its cost does not follow the collection's size."
+            )
+        )
+    if page:
+        keys = sorted({row.get("keys_examined") for row in page}, key=lambda k: k or 0)
+        text = (
+            f"- The list page reads {' / '.join(f'{k:,}' for k in keys if k is not None)} index "
+            "keys (explain) yet costs "
+            + ", ".join(f"{_ms(row['cpu_ms'])} ms with {row['documents']:,}" for row in page)
+            + " images in the collection"
+        )
+        if library:
+            big = library[-1]
+            text += (
+                f"; page 1 of an owner holding {big['owner_documents']:,} of those "
+                f"{big['documents']:,} reads {big.get('keys_examined') or 0:,} keys and costs "
+                f"{_ms(big['cpu_ms'])} ms"
+            )
+        if _growth(page) >= SCAN_GROWTH:
+            text += (
+                ". The test server's hinted walk reads every key of the owner and besides costs "
+                "more the larger the whole collection is."
+            )
+        else:
+            text += ": in this run its cost does not follow the collection's size."
+        lines.append(text)
+    lines.append(
+        "- A real MongoDB answers both from an index whatever the collection holds: the lease "
+        "is a point lookup on _id, the page a range of at most "
+        f"{costs.get('page_size', 100) + 1} keys of the owner's list index."
+    )
+    sync = (endpoints or {}).get("sync", {})
+    at_minimal = []
+    runs = ("signed_url_fast", "signed_url_limits_off")
+    if lease and all(run in sync for run in runs):
+        shared, unlimited = (round_trips_per_1000(sync[run]) for run in runs)
+        if shared is not None and unlimited is not None and shared > unlimited:
+            extra = shared - unlimited
+            measured = cpu_split_us(sync[runs[0]], cores)[1] - cpu_split_us(sync[runs[1]], cores)[1]
+            at_minimal.append(
+                f"the shared counters' {extra:.1f} round trips per 1000 signed-url requests at "
+                f"most {extra * lease[0]['cpu_ms']:.0f} µs per request ({_ms(lease[0]['cpu_ms'])} "
+                f"ms each) instead of the {measured:.0f} µs the sync run measured"
+            )
+    if page and "list_sign_fast" in sync:
+        broker, database = cpu_split_us(sync["list_sign_fast"], cores)
+        at_minimal.append(
+            f"a list page {_ms(page[0]['cpu_ms'])} ms instead of {database / 1000:.0f} ms "
+            f"(sync, fast signer; the broker spent {broker / 1000:.0f} ms)"
+        )
+    if at_minimal:
+        lines.append(
+            "- With only what each operation touches in its collection, the test database would "
+            "spend on " + "; on ".join(at_minimal) + "."
+        )
+    return lines
 
 
 def round_trips_per_1000(figures: dict[str, Any]) -> float | None:
@@ -534,7 +689,7 @@ def _round_ratios(endpoints: dict[str, Any], run: str, other: str) -> list[float
     return [a / max(b, 1e-9) for a, b in zip(mine, theirs, strict=False)]
 
 
-def _ratio_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
+def _ratio_lines(endpoints: dict[str, Any], cores: int, costs_measured: bool) -> list[str]:
     def ratio(fast: str, other: str) -> tuple[float, float]:
         by_rate = endpoints[fast]["requests_per_s"] / max(endpoints[other]["requests_per_s"], 1e-9)
         fast_cost = max(cpu_us_per_request(endpoints[fast], cores), 1e-9)
@@ -564,6 +719,12 @@ def _ratio_lines(endpoints: dict[str, Any], cores: int) -> list[str]:
         lines.append(
             f"- {LABELS['list_sign']} ({signer}): per page the database spent {database:.0f} µs "
             f"of CPU, the broker {broker:.0f} µs"
+            + (
+                f" (the test server's list query costs more the larger its whole collection is, "
+                f"whatever the page reads: {SEE_COSTS})"
+                if costs_measured
+                else ""
+            )
         )
     return lines
 
@@ -728,7 +889,7 @@ def _upload_section(uploads: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _pagination_section(pages: dict[str, Any]) -> list[str]:
+def _pagination_section(pages: dict[str, Any], costs_measured: bool = False) -> list[str]:
     lines = [
         f"## 6. Listing a {pages['images']:,}-image library "
         f"(GET /images?limit={pages['page_size']}, cursor pagination)",
@@ -759,8 +920,14 @@ def _pagination_section(pages: dict[str, Any]) -> list[str]:
     keys = pages.get("database_keys_examined_page1")
     if keys is not None and keys > pages["page_size"] + 1:
         lines += [
-            f"The database examined {keys:,} index keys for page 1 (explain): it reads the"
-            " whole library for every page, so both latencies are its scan, not the cursor"
+            f"The database examined {keys:,} index keys for page 1 (explain): its hinted walk"
+            " reads every key of the owner, here the whole library, for every page"
+            + (
+                f", and besides costs more the larger the whole collection is ({SEE_COSTS})"
+                if costs_measured
+                else ""
+            )
+            + ", so both latencies are its scan, not the cursor"
             f" (on MongoDB the hinted index walk reads {pages['page_size'] + 1}).",
             "",
         ]

@@ -15,7 +15,10 @@ by environment variables only), seeds MongoDB directly, and measures:
    between client and broker and between broker and S3, and the CPU it spends per upload;
 5. the latency of list page 1 and page 1000 of a 50,000-image library;
 6. variants: pyvips vs Pillow on a 24 Mpx JPEG and a 40 Mpx PNG (bench_variants.py), and
-   ``flask --app wsgi worker --once`` on RGW making both default variants of each.
+   ``flask --app wsgi worker --once`` on RGW making both default variants of each;
+
+and what the test database spends on the two database-bound operations of section 2 (the
+rate-limit lease, the list query) by the size of their collection (bench/dbcost.py).
 
 Prints a table and whether each target was met, writes ``bench/results/latest.json`` and
 ``bench/results/latest.md``, and profiles the request path of any missed endpoint target.
@@ -46,7 +49,7 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bare_app, confirm, report
+from bench import bare_app, confirm, dbcost, report
 from bench.countproxy import CountingProxy, ProxyThread
 from bench.load import WrkRequest, ensure_wrk, process_cpu_seconds, run_wrk
 from bench.services import (
@@ -60,10 +63,9 @@ from bench.services import (
     seed_images,
 )
 from broker import create_app
-from broker.db.indexes import list_index_keys
 from broker.devservers import MongoServer, free_port
 from broker.extension import current_broker
-from broker.pagination import SORTS, encode_cursor
+from broker.pagination import encode_cursor
 from broker.sliding_window import lease_cap
 from tests.support import REPO
 from tests.support.gunicorn import LOOPBACK
@@ -85,7 +87,7 @@ PAGE_SIZE = 50
 DEEP_PAGE = 1000
 # Clients confirming at once: twice the workers, so a sync worker waiting on S3 shows.
 CONFIRM_CLIENTS = 4
-SECTIONS = ("signer", "endpoints", "confirm", "upload", "pagination", "variants")
+SECTIONS = ("signer", "endpoints", "dbcost", "confirm", "upload", "pagination", "variants")
 
 
 STARTED = time.monotonic()
@@ -585,8 +587,9 @@ def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -
     """Latency of page 1 and page 1000 of a 50,000-image library (``limit=50``)."""
     database = "bench_pages"
     total = PAGE_SIZE * DEEP_PAGE
-    # Without variant maps: secantusdb sorts every document of the owner in memory, so their
-    # size would be measured rather than the cursors (a real MongoDB reads 51 index entries).
+    # Without variant maps: on secantusdb a page costs more the more documents the owner and the
+    # whole collection hold (database_keys_examined, bench/dbcost.py), so their size would be
+    # measured rather than the cursors (a real MongoDB reads 51 index entries).
     documents = image_documents(
         DEEP_USER, total, datetime(2024, 1, 1, tzinfo=UTC), with_variants=False
     )
@@ -605,11 +608,12 @@ def bench_pagination(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -
         return encode_cursor("newest", newest_first[page * PAGE_SIZE - 1])
 
     token = bench_token(DEEP_USER)
-    # The test server answers every list page by reading all the owner's documents through the
-    # hinted index, then sorting them (see database_keys_examined): about 5 s a page here, and
-    # 10 to 20 s while other work shares the machine. The default timeouts (a 10 s socket
-    # timeout, gunicorn's 30 s worker timeout), there to cut a production broker loose from a
-    # stuck database, then fail the run; this measurement wants the answer however slow.
+    # The test server's hinted walk reads every index key of the owner (see
+    # database_keys_examined), here the whole library, and besides costs more the larger the
+    # whole collection is (bench/dbcost.py): about 5 s a page here, and 10 to 20 s while other
+    # work shares the machine. The default timeouts (a 10 s socket timeout, gunicorn's 30 s
+    # worker timeout), there to cut a production broker loose from a stuck database, then fail
+    # the run; this measurement wants the answer however slow.
     env = {
         **broker_env(mongo_uri, database, s3, BROKER_MONGODB_TIMEOUT_MS="60000"),
         "GUNICORN_CMD_ARGS": "--timeout=600",
@@ -675,20 +679,11 @@ def database_keys_examined(mongo_uri: str, database: str) -> int | None:
     reads 51 keys at any depth; a test server that reads the whole library measures its scan,
     not the cursor, and the report says so.
     """
-    command = {
-        "find": "images",
-        "filter": {"deleting_at": None, "owner": DEEP_USER},
-        "sort": dict(SORTS["newest"]),
-        "limit": PAGE_SIZE + 1,
-        "hint": dict(list_index_keys("newest", ("owner",), by_kind=False)),
-    }
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, socketTimeoutMS=600_000)
     try:
-        plan = client[database].command("explain", command, verbosity="executionStats")
+        return dbcost.keys_examined(client[database], DEEP_USER, PAGE_SIZE + 1)
     finally:
         client.close()
-    keys = plan.get("executionStats", {}).get("totalKeysExamined")
-    return int(keys) if keys is not None else None
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -756,6 +751,11 @@ def main() -> None:
             )
             results["settings"] = report.settings_used(args, server_line, lease_warmup)
             results["endpoints"] = bench_endpoints(args, mongo, s3, dataset)
+        if "dbcost" in args.only:
+            # Right after the endpoints, while their rate-limit counters are still there to count.
+            log("what the test database spends per operation, by the size of its collection")
+            database_pid = mongo.process.pid if mongo.process is not None else -1
+            results["dbcost"] = dbcost.measure(mongo.uri, database_pid, SIGN_LIMIT, BATCH, log)
         if "confirm" in args.only:
             log("confirm: round trips in-process, latency under gunicorn")
             results["confirm"] = bench_confirm(args, mongo.uri, s3)

@@ -12,6 +12,7 @@ from functools import cached_property, partial
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, missing, post_dump, utils, validate
+from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from marshmallow.experimental.context import Context
 
 from broker import domain, multipart
@@ -619,15 +620,37 @@ def _converter(field: fields.Field[Any]) -> Callable[[Any], Any]:
         return _same  # marshmallow dumps a boolean as it is
     if type(field) is fields.List and type(field.inner) is fields.String:
         return _strings
+    if (
+        type(field) is fields.Dict
+        and type(field.key_field) is fields.String
+        and type(field.value_field) is fields.Nested
+        and not (field.value_field.many or field.value_field.only or field.value_field.exclude)
+    ):
+        # An image's variants: each value dumped as its own schema dumps it.
+        return _mapping_of(plain_dump(field.value_field.schema))
     return partial(field._serialize, attr=None, obj=None)  # anything else: marshmallow's own
+
+
+def _mapping_of(dump_value: Dump) -> Callable[[Any], dict[str | None, Any] | None]:
+    """What a ``Dict`` of text keys and ``Nested`` values writes, each value by ``dump_value``."""
+
+    def dump(value: Any) -> dict[str | None, Any] | None:
+        if value is None:
+            return None
+        return {
+            _str(key): None if each is None else dump_value(each) for key, each in value.items()
+        }
+
+    return dump
 
 
 def plain_dump(schema: Schema) -> Dump:
     """A function dumping an object as ``schema.dump`` does (an absent attribute is left out;
-    a field computed from the whole object, a ``fields.Method``, is marshmallow's own)."""
-    if any(schema._hooks.values()):
-        # A pre- or post-dump hook reshapes the whole output: only marshmallow runs it.
-        return schema.dump
+    a field computed from the whole object, a ``fields.Method``, is marshmallow's own; a
+    post-dump hook of one object is called as marshmallow calls it)."""
+    finish = _post_dump_hooks(schema)
+    if finish is None:
+        return schema.dump  # hooks only marshmallow knows how to run
     steps = [
         (
             field.data_key or name,
@@ -647,9 +670,25 @@ def plain_dump(schema: Schema) -> Dump:
             value = getattr(obj, attribute, _ABSENT)
             if value is not _ABSENT:
                 dumped[key] = convert(value)
+        for hook in finish:
+            dumped = hook(dumped, many=False)
         return dumped
 
     return dump
+
+
+def _post_dump_hooks(schema: Schema) -> list[Callable[..., dict[str, Any]]] | None:
+    """The schema's post-dump hooks of one object, in marshmallow's order; None when it has a
+    hook a plain dump cannot call as marshmallow would (pre-dump, whole-collection, or one
+    asking for the original object)."""
+    if schema._hooks[PRE_DUMP]:
+        return None
+    hooks = []
+    for name, pass_collection, options in schema._hooks[POST_DUMP]:
+        if pass_collection or options.get("pass_original"):
+            return None
+        hooks.append(getattr(schema, name))
+    return hooks
 
 
 _ABSENT = object()

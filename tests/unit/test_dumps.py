@@ -9,12 +9,13 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
-from marshmallow import fields
+from marshmallow import fields, post_dump, pre_dump, pre_load
 
 from broker import schemas
 from broker.db.images import Page
 from broker.domain import Image
 from broker.images.downloads import SignedImage, SignedUrl
+from broker.variants.records import PENDING_VARIANT, Variant
 
 
 def _image(**changes: Any) -> Image:
@@ -59,6 +60,18 @@ IMAGES = [
         updated_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5))),
         visibility="private",
         public_token=None,
+    ),
+    # Variants in every state: ready (every field), pending (state alone), failed (its error;
+    # a message may be missing).
+    _image(
+        variants={
+            "thumb": Variant(
+                "ready", "alice/v/thumb.webp", "image/webp", 320, 240, 9000, "d1", None, None
+            ),
+            "medium": PENDING_VARIANT,
+            "poster": Variant("failed", error_code="undecodable", error_message="truncated"),
+            "Zoë": Variant("failed", width=0, error_code="too_many_pixels"),
+        }
     ),
 ]
 EXPIRES = datetime(2024, 1, 2, 4, 0, 0, tzinfo=UTC)
@@ -123,6 +136,58 @@ def test_the_broker_address_is_worked_out_only_for_an_answer_with_a_link() -> No
         dumped = schemas.dump_image_page(Page(shared + shared, None))
         assert dumped["images"][0]["public_url"].startswith("https://broker.example/p/")
         assert asked == ["asked"]  # once per answer, however many links
+
+
+def test_a_variant_is_dumped_as_its_schema_dumps_it() -> None:
+    variants = IMAGES[-1].variants
+    assert schemas.dump_listed_image(IMAGES[-1])["variants"]["medium"] == {"state": "pending"}
+    dump_variant = schemas.plain_dump(schemas.VariantSchema())
+    for variant in variants.values():
+        assert _bytes(dump_variant(variant)) == _bytes(schemas.VariantSchema().dump(variant))
+    # A missing value is written as marshmallow writes it (null), never dumped as a variant.
+    odd = _image(variants={"thumb": None, "medium": PENDING_VARIANT})
+    dump_image = schemas.plain_dump(schemas.ImageSchema())
+    assert _bytes(dump_image(odd)) == _bytes(schemas.ImageSchema().dump(odd))
+
+
+def test_hooks_a_plain_dump_cannot_call_leave_the_dump_to_marshmallow() -> None:
+    class Original(schemas.SignedUrlResponse):
+        @post_dump(pass_original=True)
+        def _mark(self, data: dict[str, Any], original: Any, **kwargs: Any) -> dict[str, Any]:
+            return {**data, "seen": type(original).__name__}
+
+    class Before(schemas.SignedUrlResponse):
+        @pre_dump
+        def _swap(self, obj: Any, **kwargs: Any) -> Any:
+            return SignedUrl("swapped", obj.expires_at)
+
+    class Whole(schemas.SignedUrlResponse):
+        @post_dump(pass_collection=True)
+        def _envelope(self, data: Any, many: bool, **kwargs: Any) -> Any:
+            return {"wrapped": data}
+
+    one = SignedUrl("u", EXPIRES)
+    for schema in (Original(), Before(), Whole()):
+        assert schemas.plain_dump(schema) == schema.dump
+        assert schemas.plain_dump(schema)(one) == schema.dump(one)
+
+
+def test_a_post_dump_hook_of_one_object_runs_on_the_plain_dump() -> None:
+    class Upper(schemas.SignedUrlResponse):
+        @post_dump
+        def _upper(self, data: dict[str, Any], many: bool, **kwargs: Any) -> dict[str, Any]:
+            assert many is False
+            return {key: value.upper() for key, value in data.items()}
+
+        @pre_load  # a load hook changes nothing a dump writes
+        def _strip(self, data: Any, **kwargs: Any) -> Any:
+            return data
+
+    one = SignedUrl("https://s3.example/a", EXPIRES)
+    schema = Upper()
+    assert schemas.plain_dump(schema) != schema.dump
+    assert schemas.plain_dump(schema)(one) == schema.dump(one)
+    assert schemas.plain_dump(schema)(one)["url"] == "HTTPS://S3.EXAMPLE/A"
 
 
 def test_a_field_added_to_a_schema_is_dumped_by_marshmallow_itself() -> None:

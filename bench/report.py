@@ -171,6 +171,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
+# The target bench/run.py profiles inside a gunicorn worker when missed.
+HEALTHZ_VS_BARE = "GET /healthz / bare Flask requests/s"
 # The endpoint targets that the test database's CPU bounds (the report points them to what it
 # costs per operation, when the run measured it).
 SIGNED_URL_VS_BARE = "GET signed-url (fast) / bare Flask requests/s"
@@ -203,7 +205,7 @@ def _endpoint_targets(endpoints: dict[str, Any], cores: int) -> list[dict[str, A
             target["verdict"] += f"; by CPU per request: {target['per_cpu']:.3g}{unit}"
         targets.append(target)
 
-    endpoint_target("GET /healthz / bare Flask requests/s", "healthz", "bare", 75, "%")
+    endpoint_target(HEALTHZ_VS_BARE, "healthz", "bare", 75, "%")
     endpoint_target(SIGNED_URL_VS_BARE, "signed_url_fast", "bare", 60, "%")
     endpoint_target(
         "GET signed-url: fast / boto3 requests/s", "signed_url_fast", "signed_url_boto3", 1.8
@@ -358,6 +360,8 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         lines += profiles_text(results["profiles"]).rstrip("\n").splitlines()
         lines += ["```", ""]
+    if results.get("worker_profile"):  # a run made before bench/profile_worker.py has none
+        lines += worker_profile_lines(results["worker_profile"])
     return "\n".join(lines)
 
 
@@ -954,6 +958,145 @@ def profiles_text(profiles: dict[str, Any]) -> str:
             out.append(f"    {share:5.1f}%  {function}")
         out.append("")
     return "\n".join(out) + ("\n" if out else "")
+
+
+# The /healthz target: its share of a bare Flask route's requests/s.
+HEALTHZ_GOAL = 0.75
+
+
+def worker_profile_lines(figures: dict[str, Any]) -> list[str]:
+    """bench/profile_worker.py's figures: /healthz against /bare inside a gunicorn worker."""
+    served = {name: figures[name]["gunicorn_cpu_us"] for name in ("bare", "healthz")}
+    alone = {name: figures[name]["in_process_cpu_us"] for name in ("bare", "healthz")}
+    more, app_more = served["healthz"] - served["bare"], alone["healthz"] - alone["bare"]
+    gunicorn_more = more - app_more
+    ceiling = served["bare"] / HEALTHZ_GOAL
+    heads = figures["heads"]
+    extra = [name for name in heads["healthz"]["names"] if name not in heads["bare"]["names"]]
+    lines = [
+        "## /healthz against /bare inside a gunicorn worker",
+        "",
+        f"One sync worker each (`gunicorn --workers 1`, the repository's gunicorn.conf.py), wrk "
+        f"with {figures['connections']} connections; CPU of gunicorn's master and worker per "
+        f"request (best of {figures['rounds']} runs of {figures['seconds']:g} s, no profiler), "
+        "and in-process: requests straight into the same WSGI app in a process set up as a "
+        "worker (CPU per request, best of 5 rounds).",
+        "",
+        _row("CPU µs per request", "/bare", "/healthz", "more"),
+        _row("---", "---:", "---:", "---:"),
+        _row(
+            "under gunicorn",
+            f"{served['bare']:.0f}",
+            f"{served['healthz']:.0f}",
+            f"{more:+.0f}",
+        ),
+        _row(
+            "in-process (the app)",
+            f"{alone['bare']:.0f}",
+            f"{alone['healthz']:.0f}",
+            f"{app_more:+.0f}",
+        ),
+        _row(
+            "gunicorn around the app (the difference)",
+            f"{served['bare'] - alone['bare']:.0f}",
+            f"{served['healthz'] - alone['healthz']:.0f}",
+            f"{gunicorn_more:+.0f}",
+        ),
+        _row(
+            "headers on the wire (bytes of the head)",
+            f"{heads['bare']['headers']} ({heads['bare']['head_bytes']} B)",
+            f"{heads['healthz']['headers']} ({heads['healthz']['head_bytes']} B)",
+            f"{heads['healthz']['headers'] - heads['bare']['headers']:+d} "
+            f"({heads['healthz']['head_bytes'] - heads['bare']['head_bytes']:+d} B)",
+        ),
+        "",
+        "Runs under gunicorn, µs per request: "
+        + "; ".join(
+            f"/{name} " + ", ".join(f"{us:.0f}" for us in figures[name]["gunicorn_cpu_us_rounds"])
+            for name in ("bare", "healthz")
+        )
+        + ".",
+        "",
+        f"Under gunicorn /healthz costs {more:.0f} µs more CPU per request than /bare, so by CPU "
+        f"it answers {served['bare'] / served['healthz']:.0%} of /bare's requests/s (target "
+        f"{HEALTHZ_GOAL:.0%}: at most {ceiling:.0f} µs, "
+        + (
+            f"{served['healthz'] - ceiling:.0f} µs less than now). "
+            if served["healthz"] > ceiling
+            else "within it in this measurement). "
+        )
+        + f"The app: {app_more:.0f} µs more (in-process); gunicorn: {gunicorn_more:.0f} µs more "
+        f"({gunicorn_more / more:.0%} of the gap) around an answer of {len(extra)} more headers"
+        + (f" ({', '.join(extra)})." if extra else "."),
+        "",
+    ]
+    profiles = {name: figures[name]["profile"] for name in ("bare", "healthz")}
+    sides = ("gunicorn", "the app")
+    profiled_more = profiles["healthz"]["profiled_us"] - profiles["bare"]["profiled_us"]
+    side_more = {
+        side: profiles["healthz"]["sides_us"][side] - profiles["bare"]["sides_us"][side]
+        for side in sides
+    }
+    lines += [
+        f"cProfile of the worker under the same load ({profiles['bare']['requests']} and "
+        f"{profiles['healthz']['requests']} requests, counted as the calls of Flask's "
+        "`__call__`), per request. gunicorn's side is its own code and the stdlib and C "
+        "functions it calls (parsing, start_response's header checks, sending, closing); the "
+        "app's, everything else. Profiled µs are the worker's CPU time with the profiler's cost "
+        f"in every call ({profiles['bare']['profiled_us'] / served['bare']:.1f}x and "
+        f"{profiles['healthz']['profiled_us'] / served['healthz']:.1f}x the unprofiled "
+        "figures): they only share the cost out. "
+        f"Of the {profiled_more:.0f} profiled µs /healthz adds, gunicorn's side takes "
+        f"{side_more['gunicorn']:.0f} ({side_more['gunicorn'] / (profiled_more or 1):.0%}), "
+        f"the app's {side_more['the app']:.0f}.",
+        "",
+        _row("profile, per request", "/bare", "/healthz", "more"),
+        _row("---", "---:", "---:", "---:"),
+    ]
+    for label, field in (("function calls", "calls"), ("profiled µs", "profiled_us")):
+        before, after = profiles["bare"][field], profiles["healthz"][field]
+        lines.append(_row(label, f"{before:.0f}", f"{after:.0f}", f"{after - before:+.0f}"))
+    for side in sides:
+        before, after = profiles["bare"]["sides_us"][side], profiles["healthz"]["sides_us"][side]
+        lines.append(
+            _row(f"µs on {side}'s side", f"{before:.0f}", f"{after:.0f}", f"{after - before:+.0f}")
+        )
+    before, after = profiles["bare"]["app_call_us"], profiles["healthz"]["app_call_us"]
+    lines.append(
+        _row(
+            "µs inside Flask's `__call__`",
+            f"{before:.0f}",
+            f"{after:.0f}",
+            f"{after - before:+.0f}",
+        )
+    )
+    before = profiles["bare"]["start_response_us"]
+    after = profiles["healthz"]["start_response_us"]
+    lines.append(
+        _row(
+            "of which gunicorn's start_response",
+            f"{before:.0f}",
+            f"{after:.0f}",
+            f"{after - before:+.0f}",
+        )
+    )
+    lines += ["", "```", "own time by component, µs per request (/bare -> /healthz):"]
+    for side in sides:
+        for name in ("bare", "healthz"):
+            parts = profiles[name]["components_us"][side]
+            lines.append(
+                f"  {side:8} {'/' + name:9} "
+                + ", ".join(f"{component} {us:.0f}" for component, us in parts)
+            )
+    lines.append("functions whose own time grows most (µs more per request; calls per request):")
+    for row in figures["grows"]:
+        before, after = row["calls"]
+        lines.append(
+            f"  {row['us_more']:+6.1f}  {before:5.2f} -> {after:5.2f}  [{row['side']}] "
+            f"{row['function']}"
+        )
+    lines += ["```", ""]
+    return lines
 
 
 def _variants_section(variants: dict[str, Any]) -> list[str]:

@@ -3,8 +3,8 @@
 Two of issue 13's endpoint targets are bound by the database: GET signed-url with the default
 shared rate-limit counters (a findAndModify per lease) and ``GET /images?limit=100&sign=1`` (one
 hinted list query per page). Each is measured here as the broker sends it, by the broker's own
-code (``SharedCounts.add`` and ``SharedCounts.count``, ``ImageRepository.page``), on the bench's
-``secantusdb`` server but in a database of its own, with the collection it works on holding only
+code (``SharedCounts.add`` and ``SharedCounts.count``, ``ImageRepository.page``), on a fresh
+``secantusdb`` server of its own, with the collection it works on holding only
 what the operation touches, then what the endpoint runs had, then more. The figure is the
 server process's CPU per operation (from /proc, as the endpoint runs count it), the median of a
 few samples. What it shows: the test server's cost follows the collection's size, not what the
@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from limits import parse
@@ -25,7 +26,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from bench.load import process_cpu_seconds
-from bench.services import image_documents
+from bench.services import image_documents, mongo_server
 from broker.db.images import _IMAGE_FIELDS, ImageRepository
 from broker.db.indexes import create_indexes, list_index_keys
 from broker.db.rate_limits import RATE_LIMITS, SharedCounts
@@ -85,10 +86,12 @@ def own_database(mongo_uri: str) -> Iterator[Database[dict[str, Any]]]:
 
 
 def measure(
-    mongo_uri: str, database_pid: int, sign_limit: int, page_size: int, log: Callable[[str], None]
+    bench_uri: str, work_dir: Path, sign_limit: int, page_size: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Every operation at each size of its collection; the figures as the report reads them."""
-    bench: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
+    """Every operation at each size of its collection, on a fresh server of its own (the sizes
+    the endpoint runs had read from the bench's at ``bench_uri``); the figures as the report
+    reads them."""
+    bench: MongoClient[dict[str, Any]] = MongoClient(bench_uri)
     try:
         # What the endpoint runs had: the bench database's collections as they are now.
         bench_counters = bench["bench"][RATE_LIMITS].count_documents({})
@@ -99,10 +102,21 @@ def measure(
     if not bench_counters:  # the endpoints did not run: their callers' two windows each
         bench_counters = WINDOWS_PER_CALLER * callers
     rows: list[dict[str, Any]] = []
-    with own_database(mongo_uri) as database:
-        rows += _rate_limit_rows(database, database_pid, sign_limit, bench_counters, log)
-        rows += _page_rows(database, database_pid, page_size, bench_images, log)
-    return {"database": DATABASE, "samples": SAMPLES, "page_size": page_size, "rows": rows}
+    # A server of its own: the bench's has served half an hour of load by now (its lease cost
+    # one run measured at 1 document was three times the endpoint runs' average), and only the
+    # collection's size may differ between the rows.
+    with mongo_server(work_dir / "mongo-dbcost") as server:
+        database_pid = server.process.pid if server.process is not None else -1
+        with own_database(server.uri) as database:
+            rows += _rate_limit_rows(database, database_pid, sign_limit, bench_counters, log)
+            rows += _page_rows(database, database_pid, page_size, bench_images, log)
+    return {
+        "database": DATABASE,
+        "server": "fresh",
+        "samples": SAMPLES,
+        "page_size": page_size,
+        "rows": rows,
+    }
 
 
 def _rate_limit_rows(

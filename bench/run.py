@@ -756,8 +756,7 @@ def main() -> None:
         if "dbcost" in args.only:
             # Right after the endpoints, while their rate-limit counters are still there to count.
             log("what the test database spends per operation, by the size of its collection")
-            database_pid = mongo.process.pid if mongo.process is not None else -1
-            results["dbcost"] = dbcost.measure(mongo.uri, database_pid, SIGN_LIMIT, BATCH, log)
+            results["dbcost"] = dbcost.measure(mongo.uri, WORK_DIR, SIGN_LIMIT, BATCH, log)
         if "confirm" in args.only:
             log("confirm: round trips in-process, latency under gunicorn")
             results["confirm"] = bench_confirm(args, mongo.uri, s3)

@@ -625,6 +625,7 @@ def _converter(field: fields.Field[Any]) -> Callable[[Any], Any]:
         and type(field.key_field) is fields.String
         and type(field.value_field) is fields.Nested
         and not (field.value_field.many or field.value_field.only or field.value_field.exclude)
+        and not field.value_field.schema.many
     ):
         # An image's variants: each value dumped as its own schema dumps it.
         return _mapping_of(plain_dump(field.value_field.schema))

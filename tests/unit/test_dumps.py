@@ -190,6 +190,20 @@ def test_a_post_dump_hook_of_one_object_runs_on_the_plain_dump() -> None:
     assert schemas.plain_dump(schema)(one)["url"] == "HTTPS://S3.EXAMPLE/A"
 
 
+def test_a_map_of_nested_lists_is_dumped_by_marshmallow_itself() -> None:
+    class Lists(schemas.SignedUrlResponse):
+        groups = fields.Dict(
+            keys=fields.String(), values=fields.Nested(schemas.VariantSchema(many=True))
+        )
+
+    class Carrying(SignedUrl):
+        groups: ClassVar[dict[str, list[Variant]]] = {"a": [PENDING_VARIANT, Variant("failed")]}
+
+    carrying = Carrying("u", EXPIRES)
+    assert schemas.plain_dump(Lists())(carrying) == Lists().dump(carrying)
+    assert schemas.plain_dump(Lists())(carrying)["groups"]["a"][0] == {"state": "pending"}
+
+
 def test_a_field_added_to_a_schema_is_dumped_by_marshmallow_itself() -> None:
     class WithExtra(schemas.SignedUrlResponse):
         extra = fields.Dict(keys=fields.String(), values=fields.Integer())

@@ -70,18 +70,16 @@ def server_cpu_ms(operation: Callable[[], object], database_pid: int) -> float:
 
 @contextmanager
 def own_database(mongo_uri: str) -> Iterator[Database[dict[str, Any]]]:
-    """A database of this step's own on the bench's server, with the broker's indexes; dropped
-    afterwards, so the sections after it find the server as it was."""
+    """This step's database on its own fresh server (wiped when the step ends), with the
+    broker's indexes."""
     client: MongoClient[dict[str, Any]] = MongoClient(
         mongo_uri, tz_aware=True, socketTimeoutMS=600_000
     )
     try:
-        client.drop_database(DATABASE)
         database = client[DATABASE]
         create_indexes(database)
         yield database
     finally:
-        client.drop_database(DATABASE)
         client.close()
 
 

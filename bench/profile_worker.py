@@ -59,7 +59,7 @@ from bench import bare_app
 from bench.gunicorn_profiling import PROFILE_FILE
 from bench.load import WrkRequest, children_of, run_wrk
 from bench.profile_request import _component, _label
-from bench.services import Gunicorn, broker_env, seed_dataset
+from bench.services import Gunicorn, broker_env, seed_dataset, signed_url_requests
 from tests.support import REPO
 from tests.support.gunicorn import clean_environment
 from tests.support.s3 import S3Endpoint
@@ -114,8 +114,6 @@ def measure(
 ) -> dict[str, Any]:
     """Serve ``/bare``, ``/healthz`` and the signed URL from one sync worker each; their
     figures side by side."""
-    from bench.run import signed_url_requests
-
     work_dir.mkdir(parents=True, exist_ok=True)
     broker = broker_env(mongo_uri, "bench", s3, BROKER_SIGNER="fast")
     unlimited = broker_env(

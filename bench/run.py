@@ -63,6 +63,7 @@ from bench.services import (
     mongo_server,
     seed_dataset,
     seed_images,
+    signed_url_requests,
 )
 from broker import create_app
 from broker.devservers import MongoServer, free_port
@@ -167,14 +168,6 @@ def bench_signer() -> dict[str, Any]:
 
 
 # ---- 2 and 3. endpoints under gunicorn --------------------------------------------------------
-
-
-def signed_url_requests(dataset: Dataset) -> list[WrkRequest]:
-    """Each user asks for a signed GET of their own image, in turn."""
-    return [
-        WrkRequest("GET", f"/images/{image_id}/signed-url", bench_token(user))
-        for user, image_id in dataset.singles
-    ]
 
 
 def batch_requests(dataset: Dataset) -> list[WrkRequest]:

@@ -127,6 +127,12 @@ def _client_requests(
 ) -> Request:
     """A callable sending the next of ``requests`` (method, path, user, body) in turn."""
     app = create_app(broker_env(mongo_uri, "bench", s3, BROKER_SIGNER=signer))
+    return _wsgi_sender(app, _prepared(requests))
+
+
+def _prepared(requests: list[tuple[str, str, str, Any]]) -> list[tuple[dict[str, Any], bytes]]:
+    """The WSGI environment and body of each of ``requests`` (method, path, user, body), with
+    the user's bearer token."""
     # Environments are built once: each call goes straight into the WSGI app, as from gunicorn,
     # without the test client's own request building in the profile.
     prepared = []
@@ -140,7 +146,7 @@ def _client_requests(
             content_type="application/json" if body is not None else None,
         )
         prepared.append((builder.get_environ(), data))
-    return _wsgi_sender(app, prepared)
+    return prepared
 
 
 def _wsgi_sender(app: Any, prepared: list[tuple[dict[str, Any], bytes]]) -> Request:

@@ -171,11 +171,12 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
-# The target bench/run.py profiles inside a gunicorn worker when missed.
 HEALTHZ_VS_BARE = "GET /healthz / bare Flask requests/s"
 # The endpoint targets that the test database's CPU bounds (the report points them to what it
 # costs per operation, when the run measured it).
 SIGNED_URL_VS_BARE = "GET signed-url (fast) / bare Flask requests/s"
+# The targets bench/run.py profiles inside a gunicorn worker when either is missed.
+WORKER_PROFILED = (HEALTHZ_VS_BARE, SIGNED_URL_VS_BARE)
 LIST_FAST_VS_BOTO3 = "GET /images?limit=100&sign=1: fast / boto3 URLs/s"
 
 
@@ -350,6 +351,9 @@ def markdown(results: dict[str, Any]) -> str:
         verdict = target["verdict"]
         if "dbcost" in results and target["name"] in (SIGNED_URL_VS_BARE, LIST_FAST_VS_BOTO3):
             verdict += f"; what the test database adds: {SEE_COSTS}"
+        profiled = (results.get("worker_profile") or {}).get("signed_url")
+        if profiled and target["name"] == SIGNED_URL_VS_BARE and not target["met"]:
+            verdict += f"; what remains: {SEE_SIGNED_URL_PROFILE}"
         lines.append(_row(target["name"], measured, target["goal"], verdict))
     lines.append("")
     if results.get("profiles"):
@@ -969,6 +973,17 @@ def profiles_text(profiles: dict[str, Any]) -> str:
 
 # The /healthz target: its share of a bare Flask route's requests/s.
 HEALTHZ_GOAL = 0.75
+# The signed URL's target: its share of a bare Flask route's requests/s.
+SIGNED_URL_GOAL = 0.60
+# The two sides of a request inside a gunicorn worker (bench/profile_worker.py).
+WORKER_SIDES = ("gunicorn", "the app")
+# The purpose of the app's side that finds the image to sign (bench/profile_worker.py's PURPOSES).
+IMAGE_LOOKUP = "the image lookup"
+# The signed URL's part of the worker profile, and a link to it (its heading's anchor as GitHub
+# renders it) from the signed URL's target when missed.
+SIGNED_URL_PROFILE = "The signed URL against /healthz inside a gunicorn worker"
+SIGNED_URL_PROFILE_LINK = "#the-signed-url-against-healthz-inside-a-gunicorn-worker"
+SEE_SIGNED_URL_PROFILE = f"see [the signed URL inside a gunicorn worker]({SIGNED_URL_PROFILE_LINK})"
 
 
 def worker_profile_lines(figures: dict[str, Any]) -> list[str]:
@@ -1038,7 +1053,7 @@ def worker_profile_lines(figures: dict[str, Any]) -> list[str]:
         "",
     ]
     profiles = {name: figures[name]["profile"] for name in ("bare", "healthz")}
-    sides = ("gunicorn", "the app")
+    sides = WORKER_SIDES
     profiled_more = profiles["healthz"]["profiled_us"] - profiles["bare"]["profiled_us"]
     side_more = {
         side: profiles["healthz"]["sides_us"][side] - profiles["bare"]["sides_us"][side]
@@ -1057,53 +1072,233 @@ def worker_profile_lines(figures: dict[str, Any]) -> list[str]:
         f"{side_more['gunicorn']:.0f} ({side_more['gunicorn'] / (profiled_more or 1):.0%}), "
         f"the app's {side_more['the app']:.0f}.",
         "",
-        _row("profile, per request", "/bare", "/healthz", "more"),
+        *_profile_table(profiles["bare"], profiles["healthz"], "/bare", "/healthz"),
+        "",
+        "```",
+        "own time by component, µs per request (/bare -> /healthz):",
+        *_component_lines(profiles, {"bare": "/bare", "healthz": "/healthz"}),
+        "functions whose own time grows most (µs more per request; calls per request):",
+        *_growth_lines(figures["grows"]),
+        "```",
+        "",
+    ]
+    if "signed_url" in figures:  # a run made before the signed URL was profiled has none
+        lines += _signed_url_profile_lines(figures)
+    return lines
+
+
+def _signed_url_profile_lines(figures: dict[str, Any]) -> list[str]:
+    """The signed URL's part of the worker profile: its CPU against /bare's and /healthz's, what
+    it adds over /healthz on each side, the app's side by purpose, the functions that grow."""
+    names = ("bare", "healthz", "signed_url")
+    served = {name: figures[name]["gunicorn_cpu_us"] for name in names}
+    alone = {name: figures[name]["in_process_cpu_us"] for name in names}
+    around = {name: served[name] - alone[name] for name in names}
+    heads = figures["heads"]
+    more = served["signed_url"] - served["healthz"]
+    app_more = alone["signed_url"] - alone["healthz"]
+    gunicorn_more = more - app_more
+    ceiling = served["bare"] / SIGNED_URL_GOAL
+    extra = [name for name in heads["signed_url"]["names"] if name not in heads["healthz"]["names"]]
+
+    def head(name: str) -> str:
+        return f"{heads[name]['headers']} ({heads[name]['head_bytes']} B)"
+
+    def grown(field: str) -> int:
+        return int(heads["signed_url"][field] - heads["healthz"][field])
+
+    lines = [
+        f"### {SIGNED_URL_PROFILE}",
+        "",
+        "`GET /images/<id>/signed-url` with the fast signer and no rate limit "
+        '(`BROKER_RATE_LIMIT_SIGN=""`: what the shared counters cost is the database\'s, which '
+        f"bench/dbcost.py measures), {figures['signed_url']['users']} users of a small database "
+        "of its own each asking for their own image in turn, a bearer token in every request; "
+        "one sync worker, its runs alternated with the two answers above and measured as they "
+        "are. The caches keep their defaults, as in the endpoint runs: a lookup-cache entry "
+        "lives 30 s (`BROKER_LOOKUP_CACHE_TTL`), so each user's image is read from MongoDB "
+        "again every 30 s.",
+        "",
+        _row("CPU µs per request", "/bare", "/healthz", "signed URL", "more than /healthz"),
+        _row("---", "---:", "---:", "---:", "---:"),
+        _row("under gunicorn", *(f"{served[name]:.0f}" for name in names), f"{more:+.0f}"),
+        _row("in-process (the app)", *(f"{alone[name]:.0f}" for name in names), f"{app_more:+.0f}"),
+        _row(
+            "gunicorn around the app (the difference)",
+            *(f"{around[name]:.0f}" for name in names),
+            f"{gunicorn_more:+.0f}",
+        ),
+        _row(
+            "headers on the wire (bytes of the head)",
+            *(head(name) for name in names),
+            f"{grown('headers'):+d} ({grown('head_bytes'):+d} B)",
+        ),
+        _row(
+            "bytes of the response body",
+            *(heads[name]["body_bytes"] for name in names),
+            f"{grown('body_bytes'):+d}",
+        ),
+        _row(
+            "bytes of the request head",
+            *(heads[name]["request_head_bytes"] for name in names),
+            f"{grown('request_head_bytes'):+d}",
+        ),
+        "",
+        "Runs under gunicorn, µs per request: signed URL "
+        + ", ".join(f"{us:.0f}" for us in figures["signed_url"]["gunicorn_cpu_us_rounds"])
+        + ".",
+        "",
+        f"Under gunicorn the signed URL costs {served['signed_url'] - served['bare']:.0f} µs more "
+        f"CPU per request than /bare, so by CPU it answers "
+        f"{served['bare'] / served['signed_url']:.0%} of /bare's requests/s (target "
+        f"{SIGNED_URL_GOAL:.0%}: at most {ceiling:.0f} µs, "
+        + (
+            f"{served['signed_url'] - ceiling:.0f} µs less than now). "
+            if served["signed_url"] > ceiling
+            else "within it in this measurement). "
+        )
+        + f"/healthz, which does nothing, takes {served['healthz'] - served['bare']:.0f} µs of "
+        f"that gap (above); of the {more:.0f} µs the signed URL adds over /healthz, the app "
+        f"takes {app_more:.0f} (in-process) and gunicorn {gunicorn_more:.0f} "
+        f"({gunicorn_more / (more or 1):.0%}), around a request head {grown('request_head_bytes')}"
+        f" B larger (the bearer token) and an answer of {grown('body_bytes')} more bytes of body "
+        f"and {grown('headers')} more header{'' if grown('headers') == 1 else 's'}"
+        + (f" ({', '.join(extra)})." if extra else "."),
+        "",
+    ]
+    profiles = {name: figures[name]["profile"] for name in ("healthz", "signed_url")}
+    before, after = profiles["healthz"], profiles["signed_url"]
+    profiled_more = after["profiled_us"] - before["profiled_us"]
+    side_more = {side: after["sides_us"][side] - before["sides_us"][side] for side in WORKER_SIDES}
+    lines += [
+        f"cProfile of the worker as above ({after['requests']} requests of the signed URL), per "
+        f"request. Of the {profiled_more:.0f} profiled µs the signed URL adds over /healthz, "
+        f"gunicorn's side takes {side_more['gunicorn']:.0f} "
+        f"({side_more['gunicorn'] / (profiled_more or 1):.0%}), the app's "
+        f"{side_more['the app']:.0f}.",
+        "",
+        *_profile_table(before, after, "/healthz", "signed URL"),
+        "",
+        *_purpose_lines(before, after),
+        "```",
+        "own time by component, µs per request (/healthz -> signed URL):",
+        *_component_lines(profiles, {"healthz": "/healthz", "signed_url": "signed"}),
+        "functions whose own time grows most from /healthz to the signed URL (µs more per "
+        "request; calls per request):",
+        *_growth_lines(figures["grows_signed_url"]),
+        "```",
+        "",
+    ]
+    return lines
+
+
+def _purpose_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The app's side of /healthz and of the signed URL by what it is for, and what grows."""
+    purposes = list(after["purposes_us"])
+    total = sum(part["us"] for part in after["purposes_us"].values()) or 1
+    grows = {
+        name: after["purposes_us"][name]["us"] - before["purposes_us"][name]["us"]
+        for name in purposes
+    }
+    lines = [
+        "The app's side by what it is for, profiled µs per request: each purpose is the own time "
+        "of the modules `PURPOSES` in bench/profile_worker.py names for it (authentication: "
+        "broker.auth, the token cache; the image lookup: the lookup cache, broker.db; signing: "
+        "broker.signing, broker.images.downloads, the signed-URL memo; the answer: "
+        "broker.schemas, broker.http.payloads, json; logs and metrics: broker.observability, "
+        "broker.metrics, prometheus_client; the framework: flask, werkzeug, blinker; the rest: "
+        "the broker's other modules), the stdlib, C functions and libraries named nowhere there "
+        "(cachetools, logging, hmac, ...) counted with their callers.",
+        "",
+        _row(
+            "the app's side",
+            "/healthz",
+            "signed URL",
+            "more",
+            "share (signed URL)",
+            "largest components (signed URL)",
+        ),
+        _row("---", "---:", "---:", "---:", "---:", "---"),
+    ]
+    for name in purposes:
+        part = after["purposes_us"][name]
+        lines.append(
+            _row(
+                name,
+                f"{before['purposes_us'][name]['us']:.0f}",
+                f"{part['us']:.0f}",
+                f"{grows[name]:+.0f}",
+                f"{part['us'] / total:.0%}",
+                ", ".join(f"{component} {us:.0f}" for component, us in part["components"]),
+            )
+        )
+    growth = sum(grows.values()) or 1
+    ranked = sorted(purposes, key=lambda name: -grows[name])
+    lines += [
+        "",
+        f"Of the {sum(grows.values()):.0f} profiled µs the app's side grows by: "
+        + ", ".join(f"{name} {grows[name] / growth:.0%}" for name in ranked if grows[name] > 0)
+        + ".",
+        "",
+    ]
+    lookup = after["purposes_us"].get(IMAGE_LOOKUP)
+    reads = dict(lookup["components"]).get("pymongo") if lookup else None
+    if lookup and reads:
+        lines += [
+            f"pymongo's {reads:.0f} µs under the image lookup are the reads of expired "
+            "lookup-cache entries that fell into the profiled run (each user's at most once per "
+            f"30 s); the rest of the lookup takes the other {lookup['us'] - reads:.0f}.",
+            "",
+        ]
+    return lines
+
+
+def _profile_table(
+    before: dict[str, Any], after: dict[str, Any], first: str, second: str
+) -> list[str]:
+    """Two answers' profiles side by side: calls, profiled µs, each side's, the app call's."""
+    lines = [
+        _row("profile, per request", first, second, "more"),
         _row("---", "---:", "---:", "---:"),
     ]
-    for label, field in (("function calls", "calls"), ("profiled µs", "profiled_us")):
-        before, after = profiles["bare"][field], profiles["healthz"][field]
-        lines.append(_row(label, f"{before:.0f}", f"{after:.0f}", f"{after - before:+.0f}"))
-    for side in sides:
-        before, after = profiles["bare"]["sides_us"][side], profiles["healthz"]["sides_us"][side]
-        lines.append(
-            _row(f"µs on {side}'s side", f"{before:.0f}", f"{after:.0f}", f"{after - before:+.0f}")
-        )
-    before, after = profiles["bare"]["app_call_us"], profiles["healthz"]["app_call_us"]
-    lines.append(
-        _row(
-            "µs inside Flask's `__call__`",
-            f"{before:.0f}",
-            f"{after:.0f}",
-            f"{after - before:+.0f}",
-        )
-    )
-    before = profiles["bare"]["start_response_us"]
-    after = profiles["healthz"]["start_response_us"]
-    lines.append(
-        _row(
+    rows = [
+        ("function calls", before["calls"], after["calls"]),
+        ("profiled µs", before["profiled_us"], after["profiled_us"]),
+        *(
+            (f"µs on {side}'s side", before["sides_us"][side], after["sides_us"][side])
+            for side in WORKER_SIDES
+        ),
+        ("µs inside Flask's `__call__`", before["app_call_us"], after["app_call_us"]),
+        (
             "of which gunicorn's start_response",
-            f"{before:.0f}",
-            f"{after:.0f}",
-            f"{after - before:+.0f}",
-        )
-    )
-    lines += ["", "```", "own time by component, µs per request (/bare -> /healthz):"]
-    for side in sides:
-        for name in ("bare", "healthz"):
-            parts = profiles[name]["components_us"][side]
-            lines.append(
-                f"  {side:8} {'/' + name:9} "
-                + ", ".join(f"{component} {us:.0f}" for component, us in parts)
-            )
-    lines.append("functions whose own time grows most (µs more per request; calls per request):")
-    for row in figures["grows"]:
-        before, after = row["calls"]
-        lines.append(
-            f"  {row['us_more']:+6.1f}  {before:5.2f} -> {after:5.2f}  [{row['side']}] "
-            f"{row['function']}"
-        )
-    lines += ["```", ""]
+            before["start_response_us"],
+            after["start_response_us"],
+        ),
+    ]
+    for label, a, b in rows:
+        lines.append(_row(label, f"{a:.0f}", f"{b:.0f}", f"{b - a:+.0f}"))
     return lines
+
+
+def _component_lines(profiles: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """Each side's largest components, one line per answer (``labels``: answer → its label)."""
+    return [
+        f"  {side:8} {label:9} "
+        + ", ".join(
+            f"{component} {us:.0f}" for component, us in profiles[name]["components_us"][side]
+        )
+        for side in WORKER_SIDES
+        for name, label in labels.items()
+    ]
+
+
+def _growth_lines(grows: list[dict[str, Any]]) -> list[str]:
+    """The functions whose own time grows most, one line each."""
+    return [
+        f"  {row['us_more']:+6.1f}  {row['calls'][0]:5.2f} -> {row['calls'][1]:5.2f}  "
+        f"[{row['side']}] {row['function']}"
+        for row in grows
+    ]
 
 
 def _variants_section(variants: dict[str, Any]) -> list[str]:

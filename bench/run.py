@@ -22,9 +22,9 @@ rate-limit lease, the list query) by the size of their collection (bench/dbcost.
 
 Prints a table and whether each target was met, writes ``bench/results/latest.json`` and
 ``bench/results/latest.md``, and profiles the request path of any missed endpoint target.
-A missed ``/healthz`` target is also profiled inside a gunicorn worker, against the bare route
-(bench/profile_worker.py). ``--only endpoints,confirm`` runs some sections (written to
-``var/bench/results``).
+A missed ``/healthz`` or signed-URL target (their share of the bare route's requests/s) is also
+profiled inside a gunicorn worker, against the bare route (bench/profile_worker.py).
+``--only endpoints,confirm`` runs some sections (written to ``var/bench/results``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from bench.services import (
     mongo_server,
     seed_dataset,
     seed_images,
+    signed_url_requests,
 )
 from broker import create_app
 from broker.devservers import MongoServer, free_port
@@ -167,14 +168,6 @@ def bench_signer() -> dict[str, Any]:
 
 
 # ---- 2 and 3. endpoints under gunicorn --------------------------------------------------------
-
-
-def signed_url_requests(dataset: Dataset) -> list[WrkRequest]:
-    """Each user asks for a signed GET of their own image, in turn."""
-    return [
-        WrkRequest("GET", f"/images/{image_id}/signed-url", bench_token(user))
-        for user, image_id in dataset.singles
-    ]
 
 
 def batch_requests(dataset: Dataset) -> list[WrkRequest]:
@@ -783,11 +776,11 @@ def main() -> None:
             results["profiles"] = profile_misses(
                 missed, mongo.uri, s3, dataset, WORK_DIR / "profile-access.log"
             )
-            if any(target["name"] == report.HEALTHZ_VS_BARE for target in missed):
-                # The in-process profiles cannot show gunicorn's part of the gap (~50 s).
+            if any(target["name"] in report.WORKER_PROFILED for target in missed):
+                # The in-process profiles cannot show gunicorn's part of the gap (~80 s).
                 from bench import profile_worker
 
-                log("profiling /healthz against /bare inside a gunicorn worker")
+                log("profiling /healthz and the signed URL against /bare inside a gunicorn worker")
                 results["worker_profile"] = profile_worker.measure(mongo.uri, s3, WORK_DIR, log=log)
     results["machine"]["load_end"] = report.load_average()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from bench.load import tree_cpu_seconds
+from bench.load import WrkRequest, tree_cpu_seconds
 from broker.db.images import image_document
 from broker.devservers import MongoServer
 from broker.variants import records
@@ -142,6 +142,14 @@ def seed_dataset(
         batches.append((f"batch-{n}", [str(doc["_id"]) for doc in owned]))
     seed_images(mongo_uri, database, documents)
     return Dataset(singles, batches)
+
+
+def signed_url_requests(dataset: Dataset) -> list[WrkRequest]:
+    """Each user asks for a signed GET of their own image, in turn."""
+    return [
+        WrkRequest("GET", f"/images/{image_id}/signed-url", bench_token(user))
+        for user, image_id in dataset.singles
+    ]
 
 
 def seed_images(

@@ -1304,7 +1304,7 @@ def _growth_lines(grows: list[dict[str, Any]]) -> list[str]:
 def _variants_section(variants: dict[str, Any]) -> list[str]:
     renderers, worker = variants["renderers"], variants["worker"]
     lines = [
-        "## 6. Variants (thumb 320x320 + medium 1280x1280, WebP q80 effort 4)",
+        "## 7. Variants (thumb 320x320 + medium 1280x1280, WebP q80 effort 4)",
         "",
         "Renderers, each measurement in a fresh process (bench_variants.py; medians of rounds):",
         "",

@@ -15,10 +15,11 @@ import cProfile
 import io
 import itertools
 import json
+import logging
 import pstats
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -235,5 +236,26 @@ def profile_misses(
             )
         elif name.startswith("GET /images?"):
             wanted["GET /images?limit=100&sign=1 (fast)"] = (client("fast", listings), 100)
-    with open(log_path, "w") as log, contextlib.redirect_stderr(log):
+    with open(log_path, "w") as log, contextlib.redirect_stderr(log), _broker_logs_to(log):
         return {name: profile_calls(make(), count) for name, (make, count) in wanted.items()}
+
+
+@contextlib.contextmanager
+def _broker_logs_to(stream: Any) -> Iterator[None]:
+    """The broker's log handlers write to ``stream`` meanwhile.
+
+    The broker's handler is made once per process, on the stderr of that moment (the benchmark's
+    console): redirecting stderr later does not move it, and every profiled request's access
+    line would reach the console."""
+    handlers = [
+        handler
+        for handler in logging.getLogger("broker").handlers
+        if isinstance(handler, logging.StreamHandler)
+    ]
+    previous = [handler.setStream(stream) for handler in handlers]
+    try:
+        yield
+    finally:
+        for handler, earlier in zip(handlers, previous, strict=True):
+            if earlier is not None:
+                handler.setStream(earlier)

@@ -8,7 +8,7 @@ hooks, no extensions, no logs, no metrics, one ``jsonify``.
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
 app = Flask(__name__)
 
@@ -19,3 +19,34 @@ PATH = "/bare"
 def bare() -> Response:
     """A small JSON object, as ``/healthz`` answers."""
     return jsonify(status="ok")
+
+
+# An answer as long as the broker's signed URL: a SigV4 query of the same parameters and lengths.
+_SIGNED_URL = (
+    "http://127.0.0.1:9/broker-images/users/signer-000/2026-11-30/{image_id}.png"
+    "?response-cache-control=private%2C%20max-age%3D3900%2C%20immutable"
+    "&response-content-disposition=inline%3B%20filename%3D%22image.png%22"
+    "&response-content-type=image%2Fpng&X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=bench-access-key%2F20261130%2Fus-east-1%2Fs3%2Faws4_request"
+    "&X-Amz-Date=20261130T120000Z&X-Amz-Expires=3900&X-Amz-SignedHeaders=host"
+    "&X-Amz-Signature=" + "0" * 64
+)
+
+
+def shaped_path(image_id: str) -> str:
+    """The path of the signed URL's shape for ``image_id``."""
+    return f"{PATH}/{image_id}/signed-url"
+
+
+@app.get(f"{PATH}/<image_id>/signed-url")
+def signed_url_shape(image_id: str) -> Response | tuple[Response, int]:
+    """The signed URL's shape without its work (see the module)."""
+    if not request.headers.get("Authorization", "").startswith("Bearer "):
+        return jsonify(error={"code": "unauthorized", "message": "missing bearer token"}), 401
+    response = jsonify(
+        url=_SIGNED_URL.format(image_id=image_id),
+        expires_at="2026-11-30T13:05:00Z",
+        variant="original",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

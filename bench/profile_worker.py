@@ -2,11 +2,13 @@
 
 ``bench/profile_request.py`` profiles requests sent straight into the WSGI app: gunicorn's part
 of a request (parsing, the WSGI environment, checking and sending the headers, closing) is not
-in it. Here three answers are served by gunicorn as the benchmark serves them (same settings and
-``gunicorn.conf.py``, but one sync worker each): the bare Flask route, ``/healthz`` and ``GET
+in it. Here four answers are served by gunicorn as the benchmark serves them (same settings and
+``gunicorn.conf.py``, but one sync worker each): the bare Flask route, ``/healthz``, ``GET
 /images/<id>/signed-url`` (the fast signer, no rate limit: what the shared counters cost is the
 database's, which ``bench/dbcost.py`` shows; 100 users of a small database of its own asking
-for their own image in turn). :func:`measure` reports, for each:
+for their own image in turn) and the bare app's route of the signed URL's shape (the same
+callers, tokens and ids; an answer as long, none of the work). :func:`measure` reports, for
+each:
 
 - unprofiled CPU per request: the master's and the worker's CPU time over a wrk run divided by
   the requests wrk counted (best of ``rounds``), and the same answer in-process (requests
@@ -59,7 +61,13 @@ from bench import bare_app
 from bench.gunicorn_profiling import PROFILE_FILE
 from bench.load import WrkRequest, children_of, run_wrk
 from bench.profile_request import _component, _label
-from bench.services import Gunicorn, broker_env, seed_dataset, signed_url_requests
+from bench.services import (
+    Gunicorn,
+    bench_token,
+    broker_env,
+    seed_dataset,
+    signed_url_requests,
+)
 from tests.support import REPO
 from tests.support.gunicorn import clean_environment
 from tests.support.s3 import S3Endpoint
@@ -72,6 +80,7 @@ ANSWERS = {
     "bare": ("bench.bare_app:app", bare_app.PATH),
     "healthz": ("wsgi:app", "/healthz"),
     "signed_url": ("wsgi:app", "/healthz"),
+    "bare_shaped": ("bench.bare_app:app", bare_app.PATH),
 }
 # The signed URL's callers: one image each, asked for in turn (as the benchmark's signed-url
 # runs), in a database of their own so that its size is theirs alone.
@@ -112,8 +121,8 @@ def measure(
     rounds: int = 3,
     log: Log = lambda message: None,
 ) -> dict[str, Any]:
-    """Serve ``/bare``, ``/healthz`` and the signed URL from one sync worker each; their
-    figures side by side."""
+    """Serve ``/bare``, ``/healthz``, the signed URL and the bare route of its shape from one
+    sync worker each; their figures side by side."""
     work_dir.mkdir(parents=True, exist_ok=True)
     broker = broker_env(mongo_uri, "bench", s3, BROKER_SIGNER="fast")
     unlimited = broker_env(
@@ -122,11 +131,21 @@ def measure(
     dataset = seed_dataset(
         mongo_uri, SIGNED_URL_DATABASE, single_users=SIGNED_URL_USERS, batch_users=0
     )
-    envs: dict[str, dict[str, str]] = {"bare": {}, "healthz": broker, "signed_url": unlimited}
+    envs: dict[str, dict[str, str]] = {
+        "bare": {},
+        "healthz": broker,
+        "signed_url": unlimited,
+        "bare_shaped": {},
+    }
     requests = {
         "bare": [WrkRequest("GET", bare_app.PATH)],
         "healthz": [WrkRequest("GET", "/healthz")],
         "signed_url": signed_url_requests(dataset),
+        # The same callers and ids, to the bare route of the signed URL's shape.
+        "bare_shaped": [
+            WrkRequest("GET", bare_app.shaped_path(image_id), bench_token(user))
+            for user, image_id in dataset.singles
+        ],
     }
     profiles = {name: work_dir / f"worker-{name}.prof" for name in ANSWERS}
     servers = {}
@@ -175,6 +194,10 @@ def measure(
         "requests": [
             [request.path, user]
             for request, (user, _) in zip(requests["signed_url"], dataset.singles, strict=True)
+        ],
+        "shaped": [
+            [request.path, user]
+            for request, (user, _) in zip(requests["bare_shaped"], dataset.singles, strict=True)
         ],
     }
     in_process = _in_process(broker, signed, work_dir)
@@ -487,8 +510,9 @@ def _in_process(
 def in_process_child(
     signed_url: dict[str, Any], rounds: int = 5, count: int = 2000
 ) -> dict[str, float]:
-    """(In the child.) CPU µs per request of ``/bare``, ``/healthz`` and the signed URL (its
-    broker and requests in ``signed_url``), best of ``rounds``."""
+    """(In the child.) CPU µs per request of ``/bare``, ``/healthz``, the signed URL (its
+    broker and ``requests`` in ``signed_url``) and the bare route of its shape (its
+    ``shaped`` requests), best of ``rounds``."""
     from werkzeug.test import EnvironBuilder
 
     from bench.profile_request import _prepared, _wsgi_sender
@@ -509,6 +533,10 @@ def in_process_child(
             )
         },
         "signed_url": _wsgi_sender(signing, _prepared(signed)),
+        "bare_shaped": _wsgi_sender(
+            bare_app.app,
+            _prepared([("GET", path, user, None) for path, user in signed_url["shaped"]]),
+        ),
     }
     best = {name: float("inf") for name in senders}
     for round_number in range(rounds + 1):

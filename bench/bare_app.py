@@ -4,6 +4,12 @@
 workers, worker class and ``gunicorn.conf.py``) in the same run, so every endpoint's requests/s
 can be read as a share of what Flask itself can answer on this machine at that moment: no
 hooks, no extensions, no logs, no metrics, one ``jsonify``.
+
+``shaped_app`` (a second app, so that the ceiling's stays one route) answers a route of the
+shape of the broker's signed URL without its work (bench/profile_worker.py compares them): a
+path parameter, a bearer token required but not verified, and a JSON answer as long as a
+signed URL's with ``Cache-Control: no-store``. What it costs above ``/bare`` is what a route of
+that shape costs Flask and gunicorn, whatever the route does.
 """
 
 from __future__ import annotations
@@ -33,12 +39,17 @@ _SIGNED_URL = (
 )
 
 
+shaped_app = Flask(__name__)
+# /bare too, for the readiness checks of the server running it.
+shaped_app.add_url_rule(PATH, view_func=bare)
+
+
 def shaped_path(image_id: str) -> str:
     """The path of the signed URL's shape for ``image_id``."""
     return f"{PATH}/{image_id}/signed-url"
 
 
-@app.get(f"{PATH}/<image_id>/signed-url")
+@shaped_app.get(f"{PATH}/<image_id>/signed-url")
 def signed_url_shape(image_id: str) -> Response | tuple[Response, int]:
     """The signed URL's shape without its work (see the module)."""
     if not request.headers.get("Authorization", "").startswith("Bearer "):

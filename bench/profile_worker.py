@@ -80,7 +80,7 @@ ANSWERS = {
     "bare": ("bench.bare_app:app", bare_app.PATH),
     "healthz": ("wsgi:app", "/healthz"),
     "signed_url": ("wsgi:app", "/healthz"),
-    "bare_shaped": ("bench.bare_app:app", bare_app.PATH),
+    "bare_shaped": ("bench.bare_app:shaped_app", bare_app.PATH),
 }
 # The signed URL's callers: one image each, asked for in turn (as the benchmark's signed-url
 # runs), in a database of their own so that its size is theirs alone.
@@ -534,7 +534,7 @@ def in_process_child(
         },
         "signed_url": _wsgi_sender(signing, _prepared(signed)),
         "bare_shaped": _wsgi_sender(
-            bare_app.app,
+            bare_app.shaped_app,
             _prepared([("GET", path, user, None) for path, user in signed_url["shaped"]]),
         ),
     }

@@ -27,6 +27,7 @@ from PIL import Image
 from broker.devservers import MongoServer
 from tests.support.apps import broker_of
 from tests.support.faults import FORWARD, REFUSE, FaultyS3
+from tests.support.signals import ignores_sigint
 from tests.support.workers import (
     image_of,
     log_records,
@@ -207,6 +208,18 @@ def test_a_stop_signal_finishes_the_job_then_exits_0(
     assert [line["image"] for line in made_lines(log)] == [image["id"]]
     assert image_of(client, image["id"])["variants"]["big"]["state"] == "ready"
     assert job_doc(app) is None
+
+
+def test_a_worker_hears_sigint_even_when_the_suite_runs_ignoring_it(workers: Workers) -> None:
+    # A suite started in the background by a script (as CI may) ignores SIGINT, and so would
+    # every process it starts: the worker would keep it ignored and the test above would wait
+    # for nothing. The tests start workers as from a terminal.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        worker, _ = workers.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert not ignores_sigint(worker.pid)
 
 
 def test_a_second_signal_puts_the_job_back_at_once(

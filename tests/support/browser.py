@@ -29,6 +29,7 @@ from playwright.sync_api import Page, Request, ViewportSize
 from broker.devservers import free_port
 from tests.support import REPO
 from tests.support.demo import start_demo
+from tests.support.signals import ignores_sigint
 from tests.support.tokens import JWT_SECRET, bearer
 from tests.support.upload import HttpApi, upload
 
@@ -137,23 +138,13 @@ def read_announcement(process: subprocess.Popen[str], log_path: Path) -> dict[st
     return found
 
 
-def _ignores_sigint(pid: int) -> bool:
-    # A process started in the background by a shell without job control inherits SIGINT ignored.
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    match = re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.MULTILINE)
-    return bool(match and int(match.group(1), 16) & (1 << (signal.SIGINT - 1)))
-
-
 def stop_demo(process: subprocess.Popen[str]) -> None:
     """Stop the demo and what it started (its own process group, from ``start_new_session``).
 
     Ctrl-C (SIGINT) lets the demo stop its MongoDB process and S3 server itself; when SIGINT is
     ignored, or the demo does not stop, the group gets SIGTERM, then SIGKILL.
     """
-    if process.poll() is None and not _ignores_sigint(process.pid):
+    if process.poll() is None and not ignores_sigint(process.pid):
         process.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.support import REPO
+from tests.support.signals import as_from_a_terminal
 
 # Variables that would point the demo at other services or another identity: it must start
 # its own embedded MongoDB and S3.
@@ -46,15 +47,8 @@ def start_demo(port: int, state: Path, log_path: Path, **settings: str) -> subpr
             stderr=log,
             text=True,
             start_new_session=True,
-            preexec_fn=_as_from_a_terminal,
+            preexec_fn=as_from_a_terminal,
         )
-
-
-def _as_from_a_terminal() -> None:
-    # A shell starting a background job makes it ignore SIGINT, and the demo (rightly) keeps
-    # ignoring it then; tests start it as from an interactive terminal instead.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
 
 
 START_TIMEOUT_S = 90

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 from tests.support import REPO
 from tests.support.apps import broker_of
+from tests.support.signals import as_from_a_terminal
 from tests.support.tokens import auth
 from tests.support.upload import upload as upload_flow
 
@@ -112,6 +113,8 @@ def start_worker(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # A test's SIGINT must reach the worker whatever the suite was started from.
+            preexec_fn=as_from_a_terminal,
         )
 
 

@@ -189,16 +189,17 @@ def measure(
             log(f"worker profile: cProfile of the worker serving {name}")
             stats[name] = _profile_worker(servers[name], requests[name], profiles[name], seconds)
     log("worker profile: the same answers in-process")
+
+    def path_and_user(name: str) -> list[list[str]]:
+        return [
+            [request.path, user]
+            for request, (user, _) in zip(requests[name], dataset.singles, strict=True)
+        ]
+
     signed = {
         "env": unlimited,
-        "requests": [
-            [request.path, user]
-            for request, (user, _) in zip(requests["signed_url"], dataset.singles, strict=True)
-        ],
-        "shaped": [
-            [request.path, user]
-            for request, (user, _) in zip(requests["bare_shaped"], dataset.singles, strict=True)
-        ],
+        "requests": path_and_user("signed_url"),
+        "shaped": path_and_user("bare_shaped"),
     }
     in_process = _in_process(broker, signed, work_dir)
     for name in ANSWERS:
@@ -432,29 +433,26 @@ def summarise(stats: Stats) -> dict[str, Any]:
         "calls": round(sum(entry[1] for entry in stats.values()) / requests, 1),
         "profiled_us": round(sum(entry[2] for entry in stats.values()) * per_request, 1),
         "sides_us": {side: round(sum(parts.values()), 1) for side, parts in sides.items()},
-        "components_us": {
-            side: [
-                (component, round(us, 1))
-                for component, us in sorted(parts.items(), key=lambda item: -item[1])[:COMPONENTS]
-            ]
-            for side, parts in sides.items()
-        },
+        "components_us": {side: _largest(parts, COMPONENTS) for side, parts in sides.items()},
         # The call-tree view: inside Flask's __call__, gunicorn's start_response included.
         "app_call_us": round(app_call, 1),
         "start_response_us": round(start_response, 1),
         "purposes_us": {
             purpose: {
                 "us": round(sum(parts.values()), 1),
-                "components": [
-                    (component, round(us, 1))
-                    for component, us in sorted(parts.items(), key=lambda item: -item[1])[
-                        :PURPOSE_COMPONENTS
-                    ]
-                ],
+                "components": _largest(parts, PURPOSE_COMPONENTS),
             }
             for purpose, parts in by_purpose.items()
         },
     }
+
+
+def _largest(parts: dict[str, float], count: int) -> list[tuple[str, float]]:
+    """The ``count`` largest (component, µs) of ``parts``, largest first."""
+    return [
+        (component, round(us, 1))
+        for component, us in sorted(parts.items(), key=lambda item: -item[1])[:count]
+    ]
 
 
 def growth(before: Stats, after: Stats) -> list[dict[str, Any]]:
@@ -523,7 +521,10 @@ def in_process_child(
     with contextlib.redirect_stdout(io.StringIO()):
         wsgi = importlib.import_module("wsgi")
         signing = create_app(signed_url["env"])
-    signed = [("GET", path, user, None) for path, user in signed_url["requests"]]
+
+    def prepared(key: str) -> list[tuple[dict[str, Any], bytes]]:
+        return _prepared([("GET", path, user, None) for path, user in signed_url[key]])
+
     senders = {
         **{
             name: _wsgi_sender(app, [(EnvironBuilder(path=path).get_environ(), b"")])
@@ -532,11 +533,8 @@ def in_process_child(
                 ("healthz", wsgi.app, "/healthz"),
             )
         },
-        "signed_url": _wsgi_sender(signing, _prepared(signed)),
-        "bare_shaped": _wsgi_sender(
-            bare_app.shaped_app,
-            _prepared([("GET", path, user, None) for path, user in signed_url["shaped"]]),
-        ),
+        "signed_url": _wsgi_sender(signing, prepared("requests")),
+        "bare_shaped": _wsgi_sender(bare_app.shaped_app, prepared("shaped")),
     }
     best = {name: float("inf") for name in senders}
     for round_number in range(rounds + 1):

@@ -19,11 +19,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pymongo import monitoring
 
-from bench.services import bench_token, broker_env
+from bench.services import bench_token, broker_env, broker_logs_to
 from broker import create_app
 from broker.extension import current_broker
 from tests.support.images import png_of_size
@@ -91,8 +92,10 @@ class _Recorder(monitoring.CommandListener):
             self.calls.append((f"S3 {operation}", (time.perf_counter() - started) * 1000))
 
 
-def round_trips(mongo_uri: str, s3: S3Endpoint, count: int) -> dict[str, Any]:
-    """``count`` confirms in-process: round trips per confirm, by kind, with p50/p99 each."""
+def round_trips(mongo_uri: str, s3: S3Endpoint, count: int, log_path: Path) -> dict[str, Any]:
+    """``count`` confirms in-process: round trips per confirm, by kind, with p50/p99 each.
+
+    The broker's access lines go to ``log_path``, as gunicorn's go to its log file."""
     recorder = _Recorder()
     monitoring.register(recorder)
     app = create_app(broker_env(mongo_uri, "bench", s3))
@@ -107,25 +110,26 @@ def round_trips(mongo_uri: str, s3: S3Endpoint, count: int) -> dict[str, Any]:
     per_confirm: list[Counter[str]] = []
     by_call: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
-    for number in range(count + 1):  # the first one warms up connections and caches
-        grant = presigned(client, data, headers=headers, filename=f"rt-{number}.png")
-        stored = put(grant, data)
-        if stored.status_code != 200:
-            raise SystemExit(f"PUT answered {stored.status_code}: {stored.text[:300]}")
-        recorder.calls.clear()
-        recorder.active = True
-        started = time.perf_counter()
-        answer = confirm(client, grant["key"], headers=headers)
-        elapsed = (time.perf_counter() - started) * 1000
-        recorder.active = False
-        if answer.status_code != 201:
-            raise SystemExit(f"confirm answered {answer.status_code}: {answer.get_json()}")
-        if number == 0:
-            continue
-        totals.append(elapsed)
-        per_confirm.append(Counter(name for name, _ in recorder.calls))
-        for name, ms in recorder.calls:
-            by_call[name].append(ms)
+    with open(log_path, "w") as log, broker_logs_to(log):
+        for number in range(count + 1):  # the first one warms up connections and caches
+            grant = presigned(client, data, headers=headers, filename=f"rt-{number}.png")
+            stored = put(grant, data)
+            if stored.status_code != 200:
+                raise SystemExit(f"PUT answered {stored.status_code}: {stored.text[:300]}")
+            recorder.calls.clear()
+            recorder.active = True
+            started = time.perf_counter()
+            answer = confirm(client, grant["key"], headers=headers)
+            elapsed = (time.perf_counter() - started) * 1000
+            recorder.active = False
+            if answer.status_code != 201:
+                raise SystemExit(f"confirm answered {answer.status_code}: {answer.get_json()}")
+            if number == 0:
+                continue
+            totals.append(elapsed)
+            per_confirm.append(Counter(name for name, _ in recorder.calls))
+            for name, ms in recorder.calls:
+                by_call[name].append(ms)
     broker.db.client.close()
     kinds = sorted(by_call, key=lambda name: (not name.startswith("MongoDB"), name))
     return {

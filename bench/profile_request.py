@@ -15,11 +15,10 @@ import cProfile
 import io
 import itertools
 import json
-import logging
 import pstats
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
 from bench import bare_app
-from bench.services import Dataset, bench_token, broker_env
+from bench.services import Dataset, bench_token, broker_env, broker_logs_to
 from broker import create_app
 from broker.signing import Credentials, SigV4Presigner
 from tests.support import REPO
@@ -236,26 +235,5 @@ def profile_misses(
             )
         elif name.startswith("GET /images?"):
             wanted["GET /images?limit=100&sign=1 (fast)"] = (client("fast", listings), 100)
-    with open(log_path, "w") as log, contextlib.redirect_stderr(log), _broker_logs_to(log):
+    with open(log_path, "w") as log, contextlib.redirect_stderr(log), broker_logs_to(log):
         return {name: profile_calls(make(), count) for name, (make, count) in wanted.items()}
-
-
-@contextlib.contextmanager
-def _broker_logs_to(stream: Any) -> Iterator[None]:
-    """The broker's log handlers write to ``stream`` meanwhile.
-
-    The broker's handler is made once per process, on the stderr of that moment (the benchmark's
-    console): redirecting stderr later does not move it, and every profiled request's access
-    line would reach the console."""
-    handlers = [
-        handler
-        for handler in logging.getLogger("broker").handlers
-        if isinstance(handler, logging.StreamHandler)
-    ]
-    previous = [handler.setStream(stream) for handler in handlers]
-    try:
-        yield
-    finally:
-        for handler, earlier in zip(handlers, previous, strict=True):
-            if earlier is not None:
-                handler.setStream(earlier)

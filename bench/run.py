@@ -380,7 +380,11 @@ def check_endpoints(url: str, dataset: Dataset) -> None:
 
 def bench_confirm(args: argparse.Namespace, mongo_uri: str, s3: S3Endpoint) -> dict[str, Any]:
     """Confirm's round trips (in-process) and its latency under gunicorn, by worker class."""
-    results: dict[str, Any] = {"round_trips": confirm.round_trips(mongo_uri, s3, args.confirms)}
+    results: dict[str, Any] = {
+        "round_trips": confirm.round_trips(
+            mongo_uri, s3, args.confirms, WORK_DIR / "confirm-access.log"
+        )
+    }
     for worker_class in args.worker_classes:
         env = broker_env(mongo_uri, "bench", s3)
         log_path = WORK_DIR / f"gunicorn-confirm-{worker_class}.log"

@@ -9,6 +9,7 @@ The broker's settings and tokens are the test suite's (``tests.support``).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,27 @@ def mongo_server(data_dir: Path) -> Iterator[MongoServer]:
     finally:
         server.stop()
         server.wipe()
+
+
+@contextmanager
+def broker_logs_to(stream: Any) -> Iterator[None]:
+    """The broker's log handlers in this process write to ``stream`` meanwhile.
+
+    The broker's handler is made once per process, on the stderr of that moment (the benchmark's
+    console): redirecting stderr later does not move it, and every in-process request's access
+    line would reach the console."""
+    handlers = [
+        handler
+        for handler in logging.getLogger("broker").handlers
+        if isinstance(handler, logging.StreamHandler)
+    ]
+    previous = [handler.setStream(stream) for handler in handlers]
+    try:
+        yield
+    finally:
+        for handler, earlier in zip(handlers, previous, strict=True):
+            if earlier is not None:
+                handler.setStream(earlier)
 
 
 def bench_token(sub: str) -> str:

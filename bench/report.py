@@ -540,7 +540,31 @@ def _limiter_lines(endpoints: dict[str, Any], cores: int, costs_measured: bool) 
                 else ""
             )
         )
+    lines += _round_cost_lines("shared counters", figures["fast"], cores)
     return [*lines, ""]
+
+
+def _round_cost_lines(what: str, run: dict[str, Any], cores: int) -> list[str]:
+    """Where each round's CPU went, for a run whose rounds differ: the broker's per request,
+    the database's per request and per round trip (none for a run that kept no rounds)."""
+    rounds = run.get("rounds") or []
+    if len(rounds) < 2:
+        return []
+    split = [cpu_split_us(figures, cores) for figures in rounds]
+    trips = [round_trips_per_1000(figures) or 0.0 for figures in rounds]
+    per_trip = [
+        f"{database / count:.1f}" if count else "-"
+        for (_, database), count in zip(split, trips, strict=True)
+    ]
+    rates = ", ".join(f"{figures['requests_per_s']:.0f}" for figures in rounds)
+    brokers = ", ".join(f"{broker:.0f}" for broker, _ in split)
+    databases = ", ".join(f"{database:.0f}" for _, database in split)
+    counts = ", ".join(f"{count:.1f}" for count in trips)
+    return [
+        f"- {what}, round by round ({rates} requests/s): the broker spent {brokers} µs of CPU "
+        f"per request, the database {databases} µs over {counts} round trips per 1000 requests "
+        f"({', '.join(per_trip)} ms each)"
+    ]
 
 
 # The largest lease of the default signing limit (1200/minute).
@@ -732,6 +756,8 @@ def _ratio_lines(endpoints: dict[str, Any], cores: int, costs_measured: bool) ->
             f"(round by round: {per_round}; median {median(pairs):.2f}x), "
             f"{by_cpu:.2f}x by CPU µs/req"
         )
+        if prefix == "batch":
+            lines += _round_cost_lines(f"{LABELS[prefix]} (fast)", endpoints["batch_fast"], cores)
     for signer in ("fast", "boto3"):
         broker, database = cpu_split_us(endpoints[f"list_sign_{signer}"], cores)
         lines.append(

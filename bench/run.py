@@ -342,13 +342,14 @@ def bench_endpoints(
                     log(f"WARNING: {key} ({worker_class}): wrk saw errors {result.errors}")
                 rounds[worker_class, key].append(result.as_dict())
     # Other work on the machine only ever slows a run down: the best round is the least
-    # disturbed one. Every round is kept in the JSON.
+    # disturbed one. Every round is kept in the JSON (what changed between rounds is reported).
     results: dict[str, dict[str, Any]] = {worker_class: {} for worker_class in args.worker_classes}
     for (worker_class, key), measured in rounds.items():
         best = max(measured, key=lambda figures: figures["requests_per_s"])
         results[worker_class][key] = {
             **best,
             "rounds_requests_per_s": [figures["requests_per_s"] for figures in measured],
+            "rounds": measured,
         }
     return results
 

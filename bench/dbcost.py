@@ -8,11 +8,15 @@ code (``SharedCounts.add`` and ``SharedCounts.count``, ``ImageRepository.page``)
 what the operation touches, then what the endpoint runs had, then more. The figure is the
 server process's CPU per operation (from /proc, as the endpoint runs count it), the median of a
 few samples. What it shows: the test server's cost follows the collection's size, not what the
-operation reads (a real MongoDB answers both from an index, at any size).
+operation reads (a real MongoDB answers both from an index, at any size). Last, the lease again
+after thousands of other writes, made first as the benchmarks' brokers make them (without
+retryable writes), then as retryable writes (pymongo's default): the test server's cost per
+retryable write grows with the retryable writes it has taken (see ``bench/services.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +30,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from bench.load import process_cpu_seconds
-from bench.services import image_documents, mongo_server
+from bench.services import bench_mongodb_uri, image_documents, mongo_server
 from broker.db.images import _IMAGE_FIELDS, ImageRepository
 from broker.db.indexes import create_indexes, list_index_keys
 from broker.db.rate_limits import RATE_LIMITS, SharedCounts
@@ -53,6 +57,9 @@ SORT = "newest"
 # The variants the broker shows (its default configuration): what a listing reads does not
 # depend on them, but the repository is built as the broker builds it.
 VARIANT_NAMES = tuple(spec.name for spec in parse_variants("thumb:320x320,medium:1280x1280"))
+# Writes the server takes before the lease is measured again: the test server's cap on the
+# retryable-write replies it keeps (for 30 minutes), which a benchmark run reaches.
+EARLIER_WRITES = 10_000
 
 
 def server_cpu_ms(operation: Callable[[], object], database_pid: int) -> float:
@@ -105,9 +112,11 @@ def measure(
     # collection's size may differ between the rows.
     with mongo_server(work_dir / "mongo-dbcost") as server:
         database_pid = server.process.pid if server.process is not None else -1
-        with own_database(server.uri) as database:
+        # As the benchmarks' brokers connect: without retryable writes (bench/services.py).
+        with own_database(bench_mongodb_uri(server.uri)) as database:
             rows += _rate_limit_rows(database, database_pid, sign_limit, bench_counters, log)
             rows += _page_rows(database, database_pid, page_size, bench_images, log)
+        rows += _earlier_writes_rows(server.uri, database_pid, sign_limit, log)
     return {
         "database": DATABASE,
         "server": "fresh",
@@ -158,6 +167,45 @@ def _rate_limit_rows(
             rows.append(
                 {"operation": operation, "size": size, "documents": documents, "cpu_ms": cpu_ms}
             )
+    return rows
+
+
+def _earlier_writes_rows(
+    uri: str, database_pid: int, sign_limit: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """The lease, its collection holding only its counter, after ``EARLIER_WRITES`` other writes
+    made without retryable writes, then after as many more made as retryable writes."""
+    item = parse(f"{sign_limit}/minute")
+    key = item.key_for(SIGN.name, "user:dbcost-caller") + Window.at(item, time.time()).key_suffix
+    expire_at = time.time() + 3600  # as above: nothing expires while it is measured
+    lease = lease_cap(sign_limit)
+    rows = []
+    for operation, client_uri in (
+        ("lease_after_writes", bench_mongodb_uri(uri)),
+        ("lease_after_retryable_writes", uri),
+    ):
+        client: MongoClient[dict[str, Any]] = MongoClient(client_uri, socketTimeoutMS=600_000)
+        try:
+            database = client[DATABASE]
+            for n in range(EARLIER_WRITES):  # in another collection: the lease's holds one
+                database["dbcost_writes"].update_one(
+                    {"_id": n % 50}, {"$inc": {"count": 1}}, upsert=True
+                )
+            counts = SharedCounts(database, f"{RATE_LIMITS}_{operation}")
+            take_lease = functools.partial(counts.add, key, lease, expire_at)
+            cpu_ms = server_cpu_ms(take_lease, database_pid)
+        finally:
+            client.close()
+        log(f"database cost: {operation} ({EARLIER_WRITES} earlier writes): {cpu_ms:.2f} ms CPU")
+        rows.append(
+            {
+                "operation": operation,
+                "size": "minimal",
+                "documents": 1,
+                "cpu_ms": cpu_ms,
+                "earlier_writes": EARLIER_WRITES,
+            }
+        )
     return rows
 
 

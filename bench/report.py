@@ -78,6 +78,10 @@ def settings_used(
             "1200/minute per user (default; counters in the broker's MongoDB, the default, "
             "unless the row says otherwise)"
         ),
+        "MONGODB_URI": (
+            "the test server's, with retryWrites=false (its cost per retryable write grows with "
+            f"the retryable writes it has taken: {SEE_COSTS})"
+        ),
         "logs and metrics": "JSON access log to a file; PROMETHEUS_MULTIPROC_DIR set",
         "JWT": "HS256",
         "wrk": (
@@ -580,6 +584,9 @@ COST_OPERATIONS = {
     "count": "rate-limit count: find by _id (SharedCounts.count)",
     "page": "list page: one owner's 100 newest, hinted to its index (ImageRepository.page)",
     "library_page": "the same page of an owner holding most of the collection",
+    "lease_after_writes": "rate-limit lease after {writes} writes as the benchmarks' brokers "
+    "make them (retryWrites=false)",
+    "lease_after_retryable_writes": "the same after {writes} retryable writes (pymongo's default)",
 }
 COST_SIZES = {
     "minimal": "only what it touches",
@@ -589,6 +596,8 @@ COST_SIZES = {
 # Growth of the cost from the smallest collection to the largest above which it is the
 # collection's size that is paid for (the documents read stay the same).
 SCAN_GROWTH = 3.0
+# Growth of the lease's cost after retryable writes above which it is their records' doing.
+RETRYABLE_GROWTH = 2.0
 
 
 def _ms(value: float) -> str:
@@ -617,9 +626,10 @@ def _database_cost_section(
     order = list(COST_OPERATIONS)
     for row in sorted(costs["rows"], key=lambda row: order.index(row["operation"])):
         keys = row.get("keys_examined")
+        writes = f"{row.get('earlier_writes', 0):,}"
         lines.append(
             _row(
-                COST_OPERATIONS[row["operation"]],
+                COST_OPERATIONS[row["operation"]].format(writes=writes),
                 f"{row['documents']:,} ({COST_SIZES[row['size']]})",
                 _ms(row["cpu_ms"]),
                 "-" if keys is None else f"{keys:,}",
@@ -627,6 +637,30 @@ def _database_cost_section(
         )
     lines += ["", *_database_cost_lines(costs, endpoints, cores), ""]
     return lines
+
+
+def _earlier_writes_lines(
+    plain: list[dict[str, Any]], retryable: list[dict[str, Any]]
+) -> list[str]:
+    """What the test server's retryable-write records cost the lease (none if not measured)."""
+    if not plain or not retryable:
+        return []
+    before, after = plain[0]["cpu_ms"], retryable[0]["cpu_ms"]
+    text = (
+        f"- After {plain[0]['earlier_writes']:,} other writes the lease costs {_ms(before)} ms; "
+        f"after as many more made as retryable writes, {_ms(after)} ms"
+    )
+    if after >= RETRYABLE_GROWTH * before:
+        text += (
+            ": the test server keeps the reply of every retryable write for 30 minutes (up to "
+            "10,000) and looks through them all on each one, where a real MongoDB keeps one "
+            "record per session. The brokers of these benchmarks connect with retryWrites=false "
+            "(the broker's default stands), or each round would measure more of that list than "
+            "the round before."
+        )
+    else:
+        text += f": in this run less than {RETRYABLE_GROWTH:g} times as much."
+    return [text]
 
 
 def _growth(rows: list[dict[str, Any]]) -> float:
@@ -640,7 +674,9 @@ def _database_cost_lines(
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in COST_OPERATIONS}
     for row in costs["rows"]:
         rows[row["operation"]].append(row)
-    lease, count, page, library = (rows[name] for name in COST_OPERATIONS)
+    lease, count, page, library = (
+        rows[name] for name in ("lease", "count", "page", "library_page")
+    )
     lines = []
     if lease and count:
         scans = _growth(lease) >= SCAN_GROWTH and _growth(count) < SCAN_GROWTH
@@ -680,6 +716,7 @@ def _database_cost_lines(
         else:
             text += ": in this run its cost does not follow the collection's size."
         lines.append(text)
+    lines += _earlier_writes_lines(rows["lease_after_writes"], rows["lease_after_retryable_writes"])
     lines.append(
         "- A real MongoDB answers both from an index whatever the collection holds: the lease "
         "is a point lookup on _id, the page a range of at most "

@@ -72,10 +72,25 @@ def bench_token(sub: str) -> str:
     return make_token(sub, expires_in=6 * 3600)
 
 
+# The test server (secantusdb) keeps the reply of every retryable write for 30 minutes, up to
+# 10,000 of them, and looks through them all on each retryable write (its transactions.py), so
+# its CPU per write grows with the writes it has taken, up to ten times, which half an hour of
+# benchmarks reaches; mongod keeps one record per session. The brokers the benchmarks start
+# therefore write without retryable writes, so that their rounds measure the broker rather than
+# that list (bench/dbcost.py measures the lease both ways; the broker's own default stands).
+WITHOUT_RETRYABLE_WRITES = "retryWrites=false"
+
+
+def bench_mongodb_uri(uri: str) -> str:
+    """``uri`` as the benchmarks' brokers connect to it: without retryable writes (see above)."""
+    return f"{uri}{'&' if '?' in uri else '?'}{WITHOUT_RETRYABLE_WRITES}"
+
+
 def broker_env(mongo_uri: str, database: str, s3: S3Endpoint, **overrides: str) -> dict[str, str]:
-    """The broker's environment: production mode, our services, defaults for everything else."""
+    """The broker's environment: production mode, our services (the test server without
+    retryable writes), defaults for everything else."""
     production = {"BROKER_ENV": "production", **overrides}
-    return broker_settings(mongo_uri, database, s3, BUCKET, **production)
+    return broker_settings(bench_mongodb_uri(mongo_uri), database, s3, BUCKET, **production)
 
 
 class Gunicorn(gunicorn.Gunicorn):

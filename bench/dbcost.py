@@ -21,11 +21,12 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from limits import parse
+from limits import RateLimitItem, parse
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -51,6 +52,7 @@ SAMPLES = 5
 # The bench's callers of the signing limit: each has a counter in its current window and one in
 # its previous (what the collection holds when the endpoint runs have not left a count).
 WINDOWS_PER_CALLER = 2
+CALLER = "dbcost-caller"
 LISTER = "dbcost-lister"
 LIBRARY = "dbcost-library"
 SORT = "newest"
@@ -126,6 +128,28 @@ def measure(
     }
 
 
+@dataclass(frozen=True)
+class _SigningCounters:
+    """The signing limit's counters as the bench's callers have them in the current window."""
+
+    item: RateLimitItem
+    window: Window
+    lease: int
+    # An hour ahead: the TTL monitor must not shrink a collection while it is measured.
+    expire_at: float
+
+    @classmethod
+    def now(cls, sign_limit: int) -> _SigningCounters:
+        """The current window's counters of ``sign_limit`` per minute, leased at its cap."""
+        item = parse(f"{sign_limit}/minute")
+        now = time.time()
+        return cls(item, Window.at(item, now), lease_cap(sign_limit), now + 3600)
+
+    def key(self, caller: str) -> str:
+        """The counter's ``_id`` for ``caller`` (``SharedCounts``' key)."""
+        return self.item.key_for(SIGN.name, f"user:{caller}") + self.window.key_suffix
+
+
 def _rate_limit_rows(
     database: Database[dict[str, Any]],
     database_pid: int,
@@ -135,12 +159,8 @@ def _rate_limit_rows(
 ) -> list[dict[str, Any]]:
     """The lease and the read of a count, with the caller's counter alone, then among others'."""
     counts = SharedCounts(database)
-    item = parse(f"{sign_limit}/minute")
-    window = Window.at(item, time.time())
-    # An hour ahead: the TTL monitor must not shrink the collection while it is measured.
-    expire_at = time.time() + 3600
-    key = item.key_for(SIGN.name, "user:dbcost-caller") + window.key_suffix
-    lease = lease_cap(sign_limit)
+    counters = _SigningCounters.now(sign_limit)
+    key, lease, expire_at = counters.key(CALLER), counters.lease, counters.expire_at
     counts.add(key, lease, expire_at)
     collection = database[RATE_LIMITS]
     rows = []
@@ -152,7 +172,7 @@ def _rate_limit_rows(
         if documents > have:  # other callers' counters, as SharedCounts writes them
             collection.insert_many(
                 {
-                    "_id": item.key_for(SIGN.name, f"user:dbcost-{n}") + window.key_suffix,
+                    "_id": counters.key(f"dbcost-{n}"),
                     "count": lease,
                     "expireAt": datetime.fromtimestamp(expire_at, UTC),
                 }
@@ -175,10 +195,7 @@ def _earlier_writes_rows(
 ) -> list[dict[str, Any]]:
     """The lease, its collection holding only its counter, after ``EARLIER_WRITES`` other writes
     made without retryable writes, then after as many more made as retryable writes."""
-    item = parse(f"{sign_limit}/minute")
-    key = item.key_for(SIGN.name, "user:dbcost-caller") + Window.at(item, time.time()).key_suffix
-    expire_at = time.time() + 3600  # as above: nothing expires while it is measured
-    lease = lease_cap(sign_limit)
+    counters = _SigningCounters.now(sign_limit)
     rows = []
     for operation, client_uri in (
         ("lease_after_writes", bench_mongodb_uri(uri)),
@@ -192,7 +209,9 @@ def _earlier_writes_rows(
                     {"_id": n % 50}, {"$inc": {"count": 1}}, upsert=True
                 )
             counts = SharedCounts(database, f"{RATE_LIMITS}_{operation}")
-            take_lease = functools.partial(counts.add, key, lease, expire_at)
+            take_lease = functools.partial(
+                counts.add, counters.key(CALLER), counters.lease, counters.expire_at
+            )
             cpu_ms = server_cpu_ms(take_lease, database_pid)
         finally:
             client.close()

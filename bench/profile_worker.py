@@ -63,7 +63,6 @@ from bench.load import WrkRequest, children_of, run_wrk
 from bench.profile_request import _component, _label
 from bench.services import (
     Gunicorn,
-    bench_token,
     broker_env,
     seed_dataset,
     signed_url_requests,
@@ -142,10 +141,7 @@ def measure(
         "healthz": [WrkRequest("GET", "/healthz")],
         "signed_url": signed_url_requests(dataset),
         # The same callers and ids, to the bare route of the signed URL's shape.
-        "bare_shaped": [
-            WrkRequest("GET", bare_app.shaped_path(image_id), bench_token(user))
-            for user, image_id in dataset.singles
-        ],
+        "bare_shaped": signed_url_requests(dataset, bare_app.shaped_path),
     }
     profiles = {name: work_dir / f"worker-{name}.prof" for name in ANSWERS}
     servers = {}

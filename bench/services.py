@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -181,11 +181,17 @@ def seed_dataset(
     return Dataset(singles, batches)
 
 
-def signed_url_requests(dataset: Dataset) -> list[WrkRequest]:
-    """Each user asks for a signed GET of their own image, in turn."""
+def signed_url_path(image_id: str) -> str:
+    """The broker's signed-URL path for ``image_id``."""
+    return f"/images/{image_id}/signed-url"
+
+
+def signed_url_requests(
+    dataset: Dataset, path: Callable[[str], str] = signed_url_path
+) -> list[WrkRequest]:
+    """Each user asks for a signed GET of their own image, in turn (at ``path(image_id)``)."""
     return [
-        WrkRequest("GET", f"/images/{image_id}/signed-url", bench_token(user))
-        for user, image_id in dataset.singles
+        WrkRequest("GET", path(image_id), bench_token(user)) for user, image_id in dataset.singles
     ]
 
 

@@ -49,7 +49,7 @@ def shaped_path(image_id: str) -> str:
     return f"{PATH}/{image_id}/signed-url"
 
 
-@shaped_app.get(f"{PATH}/<image_id>/signed-url")
+@shaped_app.get(shaped_path("<image_id>"))
 def signed_url_shape(image_id: str) -> Response | tuple[Response, int]:
     """The signed URL's shape without its work (see the module)."""
     if not request.headers.get("Authorization", "").startswith("Bearer "):

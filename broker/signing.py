@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple, Protocol
-from urllib.parse import quote, quote_from_bytes, urlsplit
+from urllib.parse import parse_qsl, quote, quote_from_bytes, urlsplit
 
 __all__ = ["MAX_EXPIRES_IN", "Credentials", "CredentialsLike", "SigV4Presigner"]
 
@@ -211,6 +211,13 @@ def _epoch_seconds(now: datetime) -> int:
     if now.tzinfo is None:
         return (now - _EPOCH_NAIVE) // _ONE_SECOND
     return (now - _EPOCH_AWARE) // _ONE_SECOND
+
+
+def valid_until(url: str) -> datetime:
+    """When a SigV4 presigned URL stops working: its ``X-Amz-Date`` plus ``X-Amz-Expires``."""
+    query = dict(parse_qsl(urlsplit(url).query))
+    signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return signed_at + timedelta(seconds=int(query["X-Amz-Expires"]))
 
 
 class _SigningState:

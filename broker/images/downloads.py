@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from broker import domain, metrics
+from broker import domain, metrics, signing
 from broker.domain import Image, Principal, SigningTarget
 from broker.errors import NotFound
 from broker.extension import Broker
@@ -202,6 +202,10 @@ def sign_download(
     _GET_SIGNATURES.inc()
     if memo_key is not None:
         broker.urls.put(memo_key, url)
+    if not broker.bucket.presigner.pins_signing_time:
+        # Such a signer signs when it is called, which may be a second after terms.signed_at:
+        # announce the expiry the URL itself carries, not the one worked out beforehand.
+        return SignedUrl(url, signing.valid_until(url), shown.variant)
     return SignedUrl(url, terms.expires_at, shown.variant)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from flask_jwt_extended import decode_token
 
 import broker.auth as broker_auth
+import broker.domain as broker_domain
 from tests.support.apps import broker_of
 from tests.support.tokens import auth, make_token
 from tests.support.upload import Flow, Uploader
@@ -266,6 +267,29 @@ def test_boto3_signer_cannot_pin_time_so_it_signs_now(make_app: Any) -> None:
     valid_until = signed_at.timestamp() + int(query["X-Amz-Expires"])
     assert valid_until == datetime.fromisoformat(signed["expires_at"]).timestamp()
     assert query["X-Amz-Expires"] == "300"
+
+
+def test_boto3_signer_announces_the_expiry_its_url_carries_across_a_second_boundary(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore signs at its own "now": when a second ticks between the broker reading the clock
+    # and botocore signing, the URL lives a second longer than the broker's clock would say.
+    # Here the broker's clock lags botocore's by a second, so every signing crosses a tick.
+    flow = Flow(make_app(BROKER_SIGNER="boto3"))
+    image = flow.upload().image
+    lagging = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    monkeypatch.setattr(broker_domain, "utcnow", lambda: lagging)
+    single = flow.client.get(f"/images/{image['id']}/signed-url", headers=auth()).json
+    batch = flow.client.post(
+        "/images/signed-urls", json={"ids": [image["id"]]}, headers=auth()
+    ).json["urls"][image["id"]]
+    listed = flow.client.get("/images?sign=1", headers=auth()).json["images"][0]
+    for signed in (single, batch, listed):
+        query = query_of(signed["url"])
+        signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        assert signed_at > lagging  # the tick really was crossed
+        valid_until = signed_at + timedelta(seconds=int(query["X-Amz-Expires"]))
+        assert datetime.fromisoformat(signed["expires_at"]) == valid_until
 
 
 def test_a_windowed_url_is_signed_once_per_window(

@@ -26,7 +26,7 @@ import botocore.session
 import botocore.utils
 import pytest
 
-from broker.signing import MAX_EXPIRES_IN, Credentials, SigV4Presigner
+from broker.signing import MAX_EXPIRES_IN, Credentials, SigV4Presigner, valid_until
 from broker.signing_reference import Boto3Presigner, boto3_call
 from broker.storage import credentials_source
 from tests.support.botocore_reference import botocore_frozen_time, make_s3_client
@@ -625,6 +625,17 @@ def test_default_time_is_now() -> None:
     stamp = parse_qs(urlsplit(url).query)["X-Amz-Date"][0]
     signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert before <= signed_at.timestamp() <= after
+
+
+def test_valid_until_reads_the_expiry_a_url_carries() -> None:
+    signer = SigV4Presigner(
+        endpoint_url="https://s3.example.com",
+        region="us-east-1",
+        credentials=lambda: Credentials("AK", "SK"),
+    )
+    at = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+    url = signer.presign("GET", "b", "k", expires_in=7, now=at)
+    assert valid_until(url) == datetime(2027, 1, 1, 0, 0, 6, tzinfo=UTC)
 
 
 def test_accepts_botocore_frozen_credentials_from_a_boto3_session(reference: Reference) -> None:

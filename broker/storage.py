@@ -32,7 +32,7 @@ from broker.domain import ObjectHead
 from broker.errors import Unavailable
 from broker.metrics import DEPENDENCY_ERRORS
 from broker.settings import Settings
-from broker.signing import Credentials, SigV4Presigner
+from broker.signing import Credentials, SigV4Presigner, valid_until
 from broker.signing_reference import Boto3Presigner
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,12 @@ DOWNLOAD_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class SignedRequest:
-    """A presigned URL and the headers the client must send with it."""
+    """A presigned URL, the headers the client must send with it, and when it stops working."""
 
     url: str
     method: str
     headers: dict[str, str]
+    expires_at: datetime
 
 
 # Some S3 implementations (RGW among them) apply an x-amz-acl header the URL did not sign; with
@@ -181,8 +182,10 @@ class Bucket:
         acl: str | None,
         cache_control: str,
         expires_in: int,
+        now: datetime | None = None,
     ) -> SignedRequest:
-        """A write-once PUT URL pinning type, length, checksums, caching, tags and the ACL.
+        """A write-once PUT URL pinning type, length, checksums, caching, tags and the ACL,
+        signed at ``now`` when the signer can pin the instant.
 
         ``If-None-Match: *`` is signed too: the bucket refuses (412) a PUT under a key that
         already holds an object, so no replay of the URL can replace or re-tag what confirm
@@ -203,10 +206,10 @@ class Bucket:
         if acl:
             signed["x-amz-acl"] = acl
         signed["If-None-Match"] = "*"
-        url = self._sign("PUT", key, expires_in=expires_in, headers=signed)
+        url = self._sign("PUT", key, expires_in=expires_in, headers=signed, now=now)
         # Browsers refuse to set Content-Length themselves and always send the body's length.
         client_headers = {name: value for name, value in signed.items() if name != "Content-Length"}
-        return SignedRequest(url=url, method="PUT", headers=client_headers)
+        return SignedRequest(url, "PUT", client_headers, valid_until(url))
 
     def create_multipart(
         self,
@@ -241,16 +244,18 @@ class Bucket:
         content_md5: str,
         length: int,
         expires_in: int,
+        now: datetime | None = None,
     ) -> SignedRequest:
-        """A PUT URL for one part, pinning its exact length and its bytes (Content-MD5).
+        """A PUT URL for one part, pinning its exact length and its bytes (Content-MD5), signed
+        at ``now`` when the signer can pin the instant.
 
         A part may be PUT again until the upload is completed or aborted; after that the bucket
         refuses every part (NoSuchUpload), so no part URL can change a finished object.
         """
         signed = {"Content-Length": str(length), "Content-MD5": content_md5}
         query = {"partNumber": str(part_number), "uploadId": bucket_upload_id}
-        url = self._sign("PUT", key, expires_in=expires_in, headers=signed, query=query)
-        return SignedRequest(url=url, method="PUT", headers={"Content-MD5": content_md5})
+        url = self._sign("PUT", key, expires_in=expires_in, headers=signed, query=query, now=now)
+        return SignedRequest(url, "PUT", {"Content-MD5": content_md5}, valid_until(url))
 
     def list_parts(self, key: str, bucket_upload_id: str) -> list[StoredPart]:
         """Every part the bucket holds for the upload; StorageNotFound when it is gone."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from broker import domain, metrics, multipart, quota
@@ -48,7 +48,6 @@ class SignedPart:
 
     part_number: int
     request: SignedRequest
-    expires_at: datetime
 
 
 def create(broker: Broker, principal: Principal, request: dict[str, Any]) -> CreatedUpload:
@@ -93,16 +92,18 @@ def sign_parts(
     if bad:
         message = f"content_md5 must be the base64 of a 16-byte MD5 digest (part {bad[0]})"
         raise ValidationFailed(f"parts: {message}", details={"parts": [message]})
-    now = domain.utcnow()
-    # A part URL never outlives the upload: after its deadline nothing may be added to it.
-    lifetime = min(broker.settings.upload_expires, int((pending.expires_at - now).total_seconds()))
+    # Signed at the whole second (SigV4's resolution): a part URL never outlives the upload,
+    # after whose deadline nothing may be added to it.
+    signed_at = domain.utcnow().replace(microsecond=0)
+    lifetime = min(
+        broker.settings.upload_expires, int((pending.expires_at - signed_at).total_seconds())
+    )
     if lifetime < 1:
         raise Conflict("the upload is no longer pending (expired)")
     digests = {part["part_number"]: part["content_md5"] for part in parts}
     # Recorded before any URL is handed out: complete checks the parts against these.
     if not broker.db.uploads.record_signed_digests(pending.id, digests):
         raise service.closed_meanwhile(broker, pending)
-    expires_at = now + timedelta(seconds=lifetime)
     signed = [
         SignedPart(
             number,
@@ -113,8 +114,8 @@ def sign_parts(
                 content_md5=md5,
                 length=multipart.part_length(pending.size, plan.part_size, number),
                 expires_in=lifetime,
+                now=signed_at,
             ),
-            expires_at,
         )
         for number, md5 in digests.items()
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from broker import domain, metrics, quota
@@ -37,7 +37,6 @@ class PresignedUpload:
     upload_id: str
     key: str
     request: SignedRequest
-    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,9 @@ def new_pending_upload(
     """The record of a new upload of ``declaration`` open for ``lifetime`` seconds, under
     ``key`` (a fresh one when None)."""
     now = domain.utcnow()
-    expires_at = now + timedelta(seconds=lifetime)
+    # Its URLs are signed at this whole second (SigV4's resolution), so the deadline recorded
+    # here is the one the first URL carries, not up to a second after it.
+    expires_at = now.replace(microsecond=0) + timedelta(seconds=lifetime)
     return PendingUpload(
         id=domain.new_upload_id(),
         key=key or domain.new_object_key(principal.sub, declaration.content_type),
@@ -154,12 +155,13 @@ def presign_upload(
         acl=broker.settings.s3_object_acl or None,
         cache_control=domain.STORED_CACHE_CONTROL,
         expires_in=broker.settings.upload_expires,
+        now=pending.created_at,
     )
     # Hold the quota and record only after signing succeeded, so a failure leaves nothing.
     hold_and_record(broker, pending)
     _PRESIGNED.inc()
     _PUT_SIGNATURES.inc()
-    return PresignedUpload(pending.id, pending.key, signed, pending.expires_at)
+    return PresignedUpload(pending.id, pending.key, signed)
 
 
 def confirm_upload(

@@ -31,7 +31,7 @@ def presign_upload() -> Response:
         "url": presigned.request.url,
         "method": presigned.request.method,
         "headers": presigned.request.headers,
-        "expires_at": presigned.expires_at,
+        "expires_at": presigned.request.expires_at,
     }
     return json_response(schemas.presign_upload_response, payload, 201, NO_STORE)
 
@@ -77,7 +77,7 @@ def sign_parts(upload_id: str) -> Response:
                 "part_number": part.part_number,
                 "url": part.request.url,
                 "headers": part.request.headers,
-                "expires_at": part.expires_at,
+                "expires_at": part.request.expires_at,
             }
             for part in signed
         ]

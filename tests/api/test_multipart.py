@@ -7,13 +7,14 @@ MD5, finished uploads) is proven on Ceph RGW in ``tests/rgw/test_multipart_on_rg
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from broker.signing import valid_until
 from broker.uploads.sweep import sweep
 from tests.support.apps import broker_of
 from tests.support.images import md5_b64
@@ -130,6 +131,22 @@ class TestSigning:
             assert part["headers"] == {"Content-MD5": md5_b64(flow.parts[part["part_number"]])}
             assert f"partNumber={part['part_number']}" in part["url"]
             assert "content-length" in part["url"].lower()  # signed (X-Amz-SignedHeaders)
+
+    def test_a_part_url_ends_as_announced_and_never_after_the_upload(
+        self, big_app: Flask, api: FlaskClient, eleven_mib: bytes
+    ) -> None:
+        flow = Multipart(api, eleven_mib).created(part_size=5 * MiB)
+        deadline = datetime.fromisoformat(flow.upload["expires_at"])
+        for part in flow.sign().json["parts"]:
+            assert datetime.fromisoformat(part["expires_at"]) == valid_until(part["url"])
+            assert valid_until(part["url"]) <= deadline
+        # Near the upload's deadline a part URL ends exactly at it, not a second later.
+        soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+        broker_of(big_app).db.uploads.collection.update_one(
+            {"_id": flow.upload_id}, {"$set": {"expires_at": soon}}
+        )
+        for part in flow.sign().json["parts"]:
+            assert datetime.fromisoformat(part["expires_at"]) == valid_until(part["url"]) == soon
 
     @pytest.mark.parametrize(
         ("parts", "field"),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+import broker.domain as broker_domain
 from broker.extension import Broker
+from broker.signing import valid_until
 from tests.support.apps import broker_of
 from tests.support.images import jpeg_bytes, md5_b64, png_bytes
 from tests.support.tokens import auth
@@ -47,6 +51,27 @@ class TestPresign:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["expires_at"])
         expires = datetime.fromisoformat(body["expires_at"])
         assert timedelta(seconds=295) < expires - datetime.now(UTC) <= timedelta(seconds=300)
+
+    @pytest.mark.parametrize("signer", ["fast", "boto3"])
+    def test_expiry_announced_is_the_one_the_url_carries(
+        self, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, signer: str
+    ) -> None:
+        # Late in a second, with the broker's clock a second behind botocore's (so the boto3
+        # signer, which signs at its own instant, crosses a tick): the announced expiry is still
+        # the URL's to the second.
+        app = make_app(BROKER_SIGNER=signer)
+        late = datetime.now(UTC).replace(microsecond=999_000) - timedelta(seconds=1)
+        monkeypatch.setattr(broker_domain, "utcnow", lambda: late)
+        body = presign(app.test_client()).json
+        announced = datetime.fromisoformat(body["expires_at"])
+        assert announced == valid_until(body["url"])
+        recorded = broker_of(app).db.uploads.collection.find_one({"_id": body["upload_id"]})
+        assert recorded is not None
+        deadline = recorded["expires_at"].replace(tzinfo=UTC)
+        if signer == "fast":  # it signs at the instant the record was made
+            assert deadline == announced
+        else:  # boto3 signs later, so its URL may outlive the deadline (confirm has a grace)
+            assert deadline < announced
 
     def test_url_signs_type_length_md5_and_write_once(self, client: FlaskClient) -> None:
         url = presign(client).json["url"]

@@ -21,6 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from broker.bucket_policy import apply_bucket_cors, setup_bucket
+from broker.signing import valid_until
 from broker.uploads.sweep import sweep
 from tests.support.apps import broker_of
 from tests.support.envelope import assert_envelope
@@ -404,12 +405,14 @@ def test_a_part_url_never_outlives_the_upload(
     broker = broker_of(app)
     soon = broker.db.uploads.get_for_owner(flow.upload_id, "alice")
     assert soon is not None
+    deadline = soon.created_at + timedelta(seconds=4)
     broker.db.uploads.collection.update_one(
-        {"_id": flow.upload_id},
-        {"$set": {"expires_at": soon.created_at + timedelta(seconds=4)}},
+        {"_id": flow.upload_id}, {"$set": {"expires_at": deadline}}
     )
-    expires = int(parse_qs(urlsplit(flow.signed(1)[1]["url"]).query)["X-Amz-Expires"][0])
+    url = flow.signed(1)[1]["url"]
+    expires = int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
     assert 1 <= expires <= 4
+    assert valid_until(url) <= deadline
 
 
 def test_the_quota_is_held_from_create_on(

@@ -54,7 +54,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple, Protocol
 from urllib.parse import parse_qsl, quote, quote_from_bytes, urlsplit
 
-__all__ = ["MAX_EXPIRES_IN", "Credentials", "CredentialsLike", "SigV4Presigner"]
+__all__ = ["MAX_EXPIRES_IN", "Credentials", "CredentialsLike", "SigV4Presigner", "valid_until"]
 
 #: SigV4 presigned URLs cannot be valid for more than seven days.
 MAX_EXPIRES_IN: Final = 7 * 24 * 3600

@@ -14,11 +14,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from broker.signing import valid_until
 from broker.uploads.sweep import sweep
 from tests.support.apps import broker_of
 from tests.support.images import md5_b64
 from tests.support.multipart import MULTIPART_MAX_BYTES, MiB, Multipart, etag_of, padded_png
+from tests.support.s3 import signed_until
 from tests.support.tokens import auth
 
 ERROR_KEYS = {"code", "message", "details"}
@@ -138,15 +138,15 @@ class TestSigning:
         flow = Multipart(api, eleven_mib).created(part_size=5 * MiB)
         deadline = datetime.fromisoformat(flow.upload["expires_at"])
         for part in flow.sign().json["parts"]:
-            assert datetime.fromisoformat(part["expires_at"]) == valid_until(part["url"])
-            assert valid_until(part["url"]) <= deadline
+            assert datetime.fromisoformat(part["expires_at"]) == signed_until(part["url"])
+            assert signed_until(part["url"]) <= deadline
         # Near the upload's deadline a part URL ends exactly at it, not a second later.
         soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
         broker_of(big_app).db.uploads.collection.update_one(
             {"_id": flow.upload_id}, {"$set": {"expires_at": soon}}
         )
         for part in flow.sign().json["parts"]:
-            assert datetime.fromisoformat(part["expires_at"]) == valid_until(part["url"]) == soon
+            assert datetime.fromisoformat(part["expires_at"]) == signed_until(part["url"]) == soon
 
     @pytest.mark.parametrize(
         ("parts", "field"),

@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 
 import broker.domain as broker_domain
 from broker.extension import Broker
-from broker.signing import valid_until
 from tests.support.apps import broker_of
 from tests.support.images import jpeg_bytes, md5_b64, png_bytes
+from tests.support.s3 import signed_until
 from tests.support.tokens import auth
 from tests.support.upload import Uploader, pending_upload, presign, presign_body, put
 
@@ -64,7 +64,7 @@ class TestPresign:
         monkeypatch.setattr(broker_domain, "utcnow", lambda: late)
         body = presign(app.test_client()).json
         announced = datetime.fromisoformat(body["expires_at"])
-        assert announced == valid_until(body["url"])
+        assert announced == signed_until(body["url"])
         recorded = broker_of(app).db.uploads.collection.find_one({"_id": body["upload_id"]})
         assert recorded is not None
         deadline = recorded["expires_at"].replace(tzinfo=UTC)

@@ -21,7 +21,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from broker.bucket_policy import apply_bucket_cors, setup_bucket
-from broker.signing import valid_until
 from broker.uploads.sweep import sweep
 from tests.support.apps import broker_of
 from tests.support.envelope import assert_envelope
@@ -37,7 +36,7 @@ from tests.support.multipart import (
     put_part,
 )
 from tests.support.races import both_at, together
-from tests.support.s3 import S3Endpoint, object_exists, s3_error
+from tests.support.s3 import S3Endpoint, object_exists, s3_error, signed_until
 from tests.support.tokens import auth
 
 pytestmark = pytest.mark.s3
@@ -412,7 +411,7 @@ def test_a_part_url_never_outlives_the_upload(
     url = flow.signed(1)[1]["url"]
     expires = int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
     assert 1 <= expires <= 4
-    assert valid_until(url) <= deadline
+    assert signed_until(url) <= deadline
 
 
 def test_the_quota_is_held_from_create_on(
